@@ -1,0 +1,131 @@
+"""Self-describing checkpoint folders.
+
+A folder holds everything needed to rebuild the model::
+
+    config.yaml          the Config the weights belong to (model + precision + parallel)
+    model.safetensors    weights under our exact parameter names (see layout.py)
+    tokenizer.json       (optional) where the tokenizer lives: {"path": ...}
+
+Weights are loaded by exact name, tensor by tensor from a memory map; a missing, unexpected or
+mis-shaped tensor is an error that names it. (MindSpore's own loader strips name prefixes and does not
+raise on missing keys even with ``strict_load``; see reference/mindspore_cpu.md section 7.)
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import Config, load_config
+from .layout import parameter_shapes
+from .safetensors_io import SafetensorsReader, write_safetensors
+
+CONFIG_FILE = "config.yaml"
+WEIGHTS_FILE = "model.safetensors"
+TOKENIZER_FILE = "tokenizer.json"
+FORMAT = "codegeex-ms"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder or file is missing, incomplete or does not match its config."""
+
+
+def check_weights(reader: SafetensorsReader, cfg: Config) -> None:
+    """Raise CheckpointError unless the file holds exactly the parameters of ``cfg`` with the right shapes."""
+    expected = parameter_shapes(cfg.model)
+    missing = [n for n in expected if n not in reader.names]
+    unexpected = [n for n in reader.names if n not in expected]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing parameter(s): {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected parameter(s): "
+                        f"{', '.join(unexpected[:8])}{' ...' if len(unexpected) > 8 else ''}")
+    for name, shape in expected.items():
+        if name in reader.names and reader.shape(name) != shape:
+            problems.append(f"{name}: expected shape {shape}, found {reader.shape(name)}")
+    if problems:
+        raise CheckpointError(f"{reader.path} does not match its config: " + "; ".join(problems))
+
+
+def write_folder(out_dir: str | os.PathLike, cfg: Config, shapes_dtypes: list[tuple[str, tuple, Any]],
+                 fetch, tokenizer: str | None = None, progress=None) -> Path:
+    """Write a checkpoint folder from a tensor source (``fetch(name) -> np.ndarray``), one tensor at a time."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    expected = parameter_shapes(cfg.model)
+    names = [n for n, _, _ in shapes_dtypes]
+    if sorted(names) != sorted(expected):
+        raise CheckpointError(f"the tensors to write do not match the config's parameters: "
+                              f"missing {sorted(set(expected) - set(names))[:8]}, "
+                              f"unexpected {sorted(set(names) - set(expected))[:8]}")
+    write_safetensors(out / WEIGHTS_FILE, shapes_dtypes, fetch, metadata={"format": FORMAT}, progress=progress)
+    cfg.save(out / CONFIG_FILE)
+    if tokenizer is not None:
+        tmp = out / (TOKENIZER_FILE + ".tmp")
+        tmp.write_text(json.dumps({"path": str(tokenizer)}, indent=2) + "\n")
+        os.replace(tmp, out / TOKENIZER_FILE)
+    return out
+
+
+def save(model, out_dir: str | os.PathLike, tokenizer: str | None = None) -> Path:
+    """Save a CodeGeeX model (weights + its config) as a self-describing folder, atomically per file."""
+    params = {p.name: p for p in model.get_parameters()}
+    specs = [(name, tuple(p.shape), _numpy_dtype(p)) for name, p in params.items()]
+    return write_folder(out_dir, model.config, specs, lambda name: params[name].asnumpy(), tokenizer)
+
+
+def _numpy_dtype(param) -> np.dtype:
+    import mindspore as ms
+    if param.dtype == ms.bfloat16:
+        raise CheckpointError(f"{param.name}: bfloat16 weights cannot be saved as numpy safetensors; "
+                              "cast the model to float32 or float16 first")
+    return np.dtype(ms.dtype_to_nptype(param.dtype))
+
+
+def read_config(path: str | os.PathLike) -> Config:
+    folder = Path(path)
+    if not (folder / CONFIG_FILE).is_file():
+        raise CheckpointError(f"{folder} is not a checkpoint folder: {CONFIG_FILE} is missing")
+    return load_config(folder / CONFIG_FILE)
+
+
+def tokenizer_path(path: str | os.PathLike) -> str | None:
+    """The tokenizer reference recorded in a checkpoint folder, if any."""
+    ref = Path(path) / TOKENIZER_FILE
+    return json.loads(ref.read_text())["path"] if ref.is_file() else None
+
+
+def load_weights(model, path: str | os.PathLike) -> None:
+    """Copy the weights of a checkpoint folder into ``model`` by exact name (casting to each parameter's dtype)."""
+    import mindspore as ms
+    folder = Path(path)
+    if not (folder / WEIGHTS_FILE).is_file():
+        raise CheckpointError(f"{folder} is not a checkpoint folder: {WEIGHTS_FILE} is missing")
+    reader = SafetensorsReader(folder / WEIGHTS_FILE)
+    check_weights(reader, model.config)
+    for param in model.get_parameters():
+        param.set_data(ms.Tensor(reader.get(param.name), dtype=param.dtype))
+
+
+def load(path: str | os.PathLike, precision: dict | None = None, parallel: dict | None = None):
+    """Build the model described by a checkpoint folder, load its weights and put it in inference mode.
+
+    Args:
+        path: the checkpoint folder.
+        precision: optional overrides of the saved precision policy, e.g. ``{"compute_dtype": "float32"}``
+            to run a checkpoint trained with fp16 compute on a CPU.
+        parallel: optional overrides of the parallel layout.
+    """
+    from .model import CodeGeeX
+    cfg = read_config(path)
+    overrides = {k: v for k, v in (("precision", precision), ("parallel", parallel)) if v}
+    if overrides:
+        cfg = cfg.replace(**overrides)
+    model = CodeGeeX(cfg)
+    load_weights(model, path)
+    model.set_train(False)
+    return model

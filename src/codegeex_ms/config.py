@@ -1,0 +1,264 @@
+"""Model, precision and parallel configuration: small validated dataclasses loaded from YAML.
+
+A YAML file in ``model_configs/`` has three sections that map 1:1 onto the dataclasses below::
+
+    model:     {hidden_size: 5120, num_layers: 39, ...}   # the architecture (changes the function)
+    precision: {param_dtype: float32, compute_dtype: float16, ...}
+    parallel:  {data_parallel: 192, model_parallel: 8, ...}
+
+Unknown keys, wrong types and out-of-range values raise ``ConfigError`` naming the file and the key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DTYPES = ("float32", "float16", "bfloat16")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown, of the wrong type or out of range."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The CodeGeeX architecture (reference/codegeex.md section 1.1).
+
+    ``num_layers`` counts the ordinary pre-LN layers only; every CodeGeeX model has one more
+    "top query layer" on top (the original MindSpore config counts 40 for the 13B model, we say 39 + 1).
+    """
+    hidden_size: int = 5120
+    num_layers: int = 39
+    num_heads: int = 40
+    ffn_hidden_size: int = 20480
+    vocab_size: int = 50400              # real tokens: 50,257 GPT-J BPE + 143 added
+    padded_vocab_size: int = 52224       # embedding rows (the released checkpoint has 52,224)
+    max_position_embeddings: int = 2048
+    layernorm_epsilon: float = 1e-5
+    hidden_dropout: float = 0.1          # embeddings and the two residual branches (training only)
+    attention_dropout: float = 0.1       # attention probabilities (training only)
+    init_std: float = 0.02               # normal init of fresh weights
+    eod_token_id: int = 50256
+
+    def __post_init__(self):
+        for name in ("hidden_size", "num_layers", "num_heads", "ffn_hidden_size", "vocab_size",
+                     "padded_vocab_size", "max_position_embeddings"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"model.{name} must be >= 1, got {getattr(self, name)}")
+        if self.hidden_size % self.num_heads:
+            raise ConfigError(f"model.hidden_size ({self.hidden_size}) must be divisible by "
+                              f"model.num_heads ({self.num_heads})")
+        if self.padded_vocab_size < self.vocab_size:
+            raise ConfigError(f"model.padded_vocab_size ({self.padded_vocab_size}) is smaller than "
+                              f"model.vocab_size ({self.vocab_size})")
+        if not 0 <= self.eod_token_id < self.vocab_size:
+            raise ConfigError(f"model.eod_token_id ({self.eod_token_id}) is not a token id below "
+                              f"model.vocab_size ({self.vocab_size})")
+        for name in ("hidden_dropout", "attention_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"model.{name} must be in [0, 1), got {getattr(self, name)}")
+        if not 0.0 < self.layernorm_epsilon < 1.0:
+            raise ConfigError(f"model.layernorm_epsilon must be in (0, 1), got {self.layernorm_epsilon}")
+        if self.init_std <= 0:
+            raise ConfigError(f"model.init_std must be > 0, got {self.init_std}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+
+@dataclass(frozen=True)
+class PrecisionConfig:
+    """Which dtype each part of the network runs in (reference/codegeex.md section 1.4).
+
+    The released run kept fp32 master weights, ran matmuls in fp16 and LayerNorm/softmax in fp32.
+    bfloat16 is an Ascend-only option: MindSpore has no bf16 CPU kernels for matmul, softmax or gather.
+    """
+    param_dtype: str = "float32"
+    compute_dtype: str = "float32"
+    softmax_dtype: str = "float32"
+    layernorm_dtype: str = "float32"
+
+    def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if value not in DTYPES:
+                raise ConfigError(f"precision.{f.name} must be one of {', '.join(DTYPES)}, got {value!r}")
+
+    def check_device(self, device_target: str) -> None:
+        """Raise if a dtype cannot run on ``device_target`` (bf16 only computes on Ascend)."""
+        if device_target == "Ascend":
+            return
+        bf16 = [f"precision.{f.name}" for f in fields(self) if getattr(self, f.name) == "bfloat16"]
+        if bf16:
+            raise ConfigError(f"{', '.join(bf16)} = bfloat16 cannot run on {device_target}: MindSpore has no "
+                              f"bfloat16 matmul/softmax/gather kernels there. Use float32 (or float16 compute).")
+
+
+@dataclass(frozen=True)
+class ParallelConfig:
+    """How the model is laid out over devices (reference/codegeex.md sections 3.3-3.4).
+
+    Megatron-style tensor parallelism over ``model_parallel`` devices, data parallelism over
+    ``data_parallel`` replicas, optional pipeline stages. In stand-alone mode (one CPU process)
+    the shard strategies derived from this are attached but inert.
+    """
+    data_parallel: int = 1
+    model_parallel: int = 1
+    pipeline_stages: int = 1
+    micro_batches: int = 1
+    optimizer_shard: bool = False
+    recompute: bool = False
+    vocab_emb_dp: bool = True      # True: replicate the vocabulary; False: split its rows over model_parallel
+
+    def __post_init__(self):
+        for name in ("data_parallel", "model_parallel", "pipeline_stages", "micro_batches"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"parallel.{name} must be >= 1, got {getattr(self, name)}")
+        if self.pipeline_stages > 1 and self.micro_batches < self.pipeline_stages:
+            raise ConfigError(f"parallel.micro_batches ({self.micro_batches}) must be >= "
+                              f"parallel.pipeline_stages ({self.pipeline_stages}) to fill the pipeline")
+
+    @property
+    def device_num(self) -> int:
+        return self.data_parallel * self.model_parallel * self.pipeline_stages
+
+    def check(self, model: ModelConfig, device_num: int | None = None) -> None:
+        """Validate the layout arithmetic against the model (and the device count, when known)."""
+        dp, mp, pp = self.data_parallel, self.model_parallel, self.pipeline_stages
+        if device_num is not None and dp * mp * pp != device_num:
+            raise ConfigError(f"data_parallel ({dp}) x model_parallel ({mp}) x pipeline_stages ({pp}) = "
+                              f"{dp * mp * pp}, but {device_num} devices are available")
+        for name, size in (("num_heads", model.num_heads), ("hidden_size", model.hidden_size),
+                           ("ffn_hidden_size", model.ffn_hidden_size)):
+            if size % mp:
+                raise ConfigError(f"model.{name} ({size}) is not divisible by parallel.model_parallel ({mp})")
+        if not self.vocab_emb_dp and model.padded_vocab_size % mp:
+            raise ConfigError(f"model.padded_vocab_size ({model.padded_vocab_size}) is not divisible by "
+                              f"parallel.model_parallel ({mp}); needed when vocab_emb_dp is false")
+        if (model.num_layers + 1) % pp:
+            raise ConfigError(f"{model.num_layers} layers + 1 top query layer = {model.num_layers + 1} is not "
+                              f"divisible by parallel.pipeline_stages ({pp})")
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything needed to build a model: architecture, precision and parallel layout."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    precision: PrecisionConfig = field(default_factory=PrecisionConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
+
+    def __post_init__(self):
+        self.parallel.check(self.model)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **sections: dict[str, Any]) -> "Config":
+        """A copy with some fields changed, e.g. ``cfg.replace(model={"hidden_dropout": 0.0})``."""
+        merged = self.to_dict()
+        for section, values in sections.items():
+            if section not in merged:
+                raise ConfigError(f"unknown config section {section!r}; known: {', '.join(merged)}")
+            merged[section].update(values)
+        return config_from_dict(merged, source="<replace>")
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the config as YAML atomically."""
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        os.replace(tmp, path)
+
+
+_SECTIONS = {"model": ModelConfig, "precision": PrecisionConfig, "parallel": ParallelConfig}
+
+
+def _check_type(value: Any, annotation: str, where: str) -> Any:
+    if annotation == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {value!r}")
+    elif annotation == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where} must be an integer, got {value!r}")
+    elif annotation == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where} must be a number, got {value!r}")
+        value = float(value)
+    elif annotation == "str":
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {value!r}")
+    return value
+
+
+def config_from_dict(data: Any, source: str = "<dict>") -> Config:
+    """Build a validated Config from nested dicts; errors name ``source`` and the offending key."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping with sections {', '.join(_SECTIONS)}, got {type(data).__name__}")
+    unknown = sorted(set(data) - set(_SECTIONS))
+    if unknown:
+        raise ConfigError(f"{source}: unknown section(s) {', '.join(unknown)}; known: {', '.join(_SECTIONS)}")
+    sections = {}
+    for name, cls in _SECTIONS.items():
+        values = data.get(name) or {}
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: section {name!r} must be a mapping, got {type(values).__name__}")
+        known = {f.name: f for f in fields(cls)}
+        bad = sorted(set(values) - set(known))
+        if bad:
+            raise ConfigError(f"{source}: unknown key(s) {', '.join(f'{name}.{k}' for k in bad)}; "
+                              f"known keys of {name}: {', '.join(known)}")
+        kwargs = {k: _check_type(v, known[k].type, f"{source}: {name}.{k}") for k, v in values.items()}
+        try:
+            sections[name] = cls(**kwargs)
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from None
+    try:
+        return Config(**sections)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None
+
+
+def load_config(path: str | os.PathLike) -> Config:
+    """Load and validate a YAML config file (see the module docstring for its layout)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML: {e}") from None
+    return config_from_dict(data, source=str(path))
+
+
+def config_dir() -> Path:
+    """The folder of shipped configs: ``model_configs/`` in a source checkout, else the installed copy."""
+    checkout = Path(__file__).resolve().parents[2] / "model_configs"
+    if checkout.is_dir():
+        return checkout
+    import sys
+    return Path(sys.prefix) / "share" / "codegeex-ms" / "model_configs"
+
+
+def shipped_configs() -> dict[str, Path]:
+    """Name (file stem) -> path of every YAML in ``config_dir()``."""
+    return {p.stem: p for p in sorted(config_dir().glob("*.yaml"))}
+
+
+def resolve_config(name_or_path: str | os.PathLike) -> Config:
+    """Load a config given a path or the name of a shipped config (``codegeex_13b``)."""
+    path = Path(name_or_path)
+    if path.exists():
+        return load_config(path)
+    shipped = shipped_configs()
+    if str(name_or_path) in shipped:
+        return load_config(shipped[str(name_or_path)])
+    raise ConfigError(f"config {name_or_path} is neither a file nor a shipped config "
+                      f"({', '.join(shipped) or 'none found in ' + str(config_dir())})")

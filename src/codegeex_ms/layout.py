@@ -1,0 +1,73 @@
+"""Names and shapes of every parameter of our CodeGeeX model, computed from a config without building it.
+
+This is the single source of truth for the checkpoint layout: the model's Cells create exactly these
+names (a test checks it), the converters map the released layouts onto them, and the 13B parameter
+count (12,873,943,040) is computed from them without allocating anything.
+
+Linear weights are stored ``[out, in]`` as in the PyTorch release; LayerNorms have ``weight``/``bias``.
+"""
+from __future__ import annotations
+
+import math
+
+from .config import ModelConfig
+
+# The 16 parameters of one transformer layer (the top query layer has the same ones).
+LAYER_PARAMS = (
+    "input_layernorm.weight", "input_layernorm.bias",
+    "attention.query.weight", "attention.query.bias",
+    "attention.key.weight", "attention.key.bias",
+    "attention.value.weight", "attention.value.bias",
+    "attention.dense.weight", "attention.dense.bias",
+    "post_attention_layernorm.weight", "post_attention_layernorm.bias",
+    "mlp.dense_h_to_4h.weight", "mlp.dense_h_to_4h.bias",
+    "mlp.dense_4h_to_h.weight", "mlp.dense_4h_to_h.bias",
+)
+
+
+def layer_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    h, f = cfg.hidden_size, cfg.ffn_hidden_size
+    shapes = {}
+    for name in LAYER_PARAMS:
+        module, kind = name.rsplit(".", 1)
+        if module.endswith("layernorm"):
+            shapes[name] = (h,)
+        elif module == "mlp.dense_h_to_4h":
+            shapes[name] = (f, h) if kind == "weight" else (f,)
+        elif module == "mlp.dense_4h_to_h":
+            shapes[name] = (h, f) if kind == "weight" else (h,)
+        else:  # attention.{query,key,value,dense}
+            shapes[name] = (h, h) if kind == "weight" else (h,)
+    return shapes
+
+
+def layer_prefixes(cfg: ModelConfig) -> list[str]:
+    """``layers.0`` ... ``layers.{n-1}``, then ``top_query_layer`` (forward order)."""
+    return [f"layers.{i}" for i in range(cfg.num_layers)] + ["top_query_layer"]
+
+
+def parameter_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Our parameter name -> shape, in forward order."""
+    h = cfg.hidden_size
+    shapes = {
+        "word_embeddings.weight": (cfg.padded_vocab_size, h),
+        "position_embeddings.weight": (cfg.max_position_embeddings, h),
+        "top_query_embeddings.weight": (cfg.max_position_embeddings, h),
+    }
+    per_layer = layer_shapes(cfg)
+    for prefix in layer_prefixes(cfg)[:-1]:
+        shapes.update({f"{prefix}.{k}": v for k, v in per_layer.items()})
+    shapes["final_layernorm.weight"] = (h,)
+    shapes["final_layernorm.bias"] = (h,)
+    shapes.update({f"top_query_layer.{k}": v for k, v in per_layer.items()})
+    return shapes
+
+
+def count_parameters(cfg: ModelConfig) -> int:
+    """Number of parameters, counted from the shapes (nothing is allocated)."""
+    return sum(math.prod(s) for s in parameter_shapes(cfg).values())
+
+
+def is_no_decay(name: str) -> bool:
+    """LayerNorm parameters and biases get no weight decay (reference/codegeex.md section 3.2)."""
+    return name.endswith(".bias") or "layernorm" in name

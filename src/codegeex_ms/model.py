@@ -1,0 +1,259 @@
+"""The CodeGeeX network in MindSpore: reads top to bottom, one Cell per concept.
+
+    ids [b, s] ──word emb──┐
+    pos [b, s] ──pos emb───┴─+─> 39 x TransformerLayer (pre-LN) ─> final LayerNorm
+                                                                        │ keys/values
+    pos [b, s] ──top-query emb (queries)──────────────────> TopQueryLayer ─> x @ word_embᵀ ─> logits [b, s, V]
+
+Everything here matches reference/codegeex.md sections 1.1-1.7: separate q/k/v/out projections with
+biases, fast GELU, LayerNorm eps 1e-5, learned absolute positions, a top query layer whose queries come
+from a second learned position table, no LayerNorm after it, logits tied to the word embedding.
+
+Each Cell declares its ops and their ``.shard()`` strategies in ``__init__`` from one ParallelConfig
+(Megatron layout: q/k/v and MLP-in column-parallel, out-proj and MLP-out row-parallel, vocabulary-parallel
+embedding and head unless ``vocab_emb_dp``). In stand-alone mode (one CPU process) they are inert.
+"""
+from __future__ import annotations
+
+import numpy as np
+import mindspore as ms
+from mindspore import Parameter, Tensor, nn, ops
+from mindspore.common.initializer import Normal, One, Zero, initializer
+
+from .config import Config
+
+MS_DTYPES = {"float32": ms.float32, "float16": ms.float16, "bfloat16": ms.bfloat16}
+MASK_VALUE = -10000.0   # the original adds -10000 (not -inf) to blocked scores, so padded rows stay finite
+
+
+class Dropout(nn.Cell):
+    """Dropout that is the identity at inference (``set_train(False)``) and when the rate is 0."""
+
+    def __init__(self, rate: float, strategy: tuple):
+        super().__init__()
+        self.rate = rate
+        self.dropout = ops.Dropout(keep_prob=1.0 - rate).shard((strategy,)) if rate > 0 else None
+
+    def construct(self, x):
+        if self.training and self.dropout is not None:
+            x, _ = self.dropout(x)
+        return x
+
+
+class LayerNorm(nn.Cell):
+    """LayerNorm over the last axis, computed in ``precision.layernorm_dtype``; output in the compute dtype."""
+
+    def __init__(self, cfg: Config):
+        super().__init__()
+        h, dp = cfg.model.hidden_size, cfg.parallel.data_parallel
+        self.weight = Parameter(initializer(One(), (h,), MS_DTYPES[cfg.precision.param_dtype]), name="weight")
+        self.bias = Parameter(initializer(Zero(), (h,), MS_DTYPES[cfg.precision.param_dtype]), name="bias")
+        self.norm = ops.LayerNorm(begin_norm_axis=-1, begin_params_axis=-1,
+                                  epsilon=cfg.model.layernorm_epsilon).shard(((dp, 1, 1), (1,), (1,)))
+        self.norm_dtype = MS_DTYPES[cfg.precision.layernorm_dtype]
+        self.compute_dtype = MS_DTYPES[cfg.precision.compute_dtype]
+
+    def construct(self, x):
+        y, _, _ = self.norm(x.astype(self.norm_dtype), self.weight.astype(self.norm_dtype),
+                            self.bias.astype(self.norm_dtype))
+        return y.astype(self.compute_dtype)
+
+
+class Linear(nn.Cell):
+    """``y = x @ Wᵀ + b`` with W stored ``[out, in]`` (the PyTorch release's layout).
+
+    ``split`` picks the Megatron strategy: "column" splits the output features over model_parallel,
+    "row" splits the input features (its partial sums are all-reduced by the framework).
+    """
+
+    def __init__(self, in_features: int, out_features: int, cfg: Config, split: str):
+        super().__init__()
+        pdtype = MS_DTYPES[cfg.precision.param_dtype]
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = Parameter(initializer(Normal(cfg.model.init_std), (out_features, in_features), pdtype),
+                                name="weight")
+        self.bias = Parameter(initializer(Zero(), (out_features,), pdtype), name="bias")
+        self.compute_dtype = MS_DTYPES[cfg.precision.compute_dtype]
+        dp, mp = cfg.parallel.data_parallel, cfg.parallel.model_parallel
+        self.matmul = ops.MatMul(transpose_b=True)
+        self.add_bias = ops.Add()
+        if split == "column":
+            self.matmul.shard(((dp, 1), (mp, 1)))
+            self.add_bias.shard(((dp, mp), (mp,)))
+        elif split == "row":
+            self.matmul.shard(((dp, mp), (1, mp)))
+            self.add_bias.shard(((dp, 1), (1,)))
+        else:
+            raise ValueError(f"split must be 'column' or 'row', got {split!r}")
+
+    def construct(self, x):
+        shape = x.shape
+        x = x.reshape(-1, self.in_features)                                       # [b*s, in]
+        y = self.matmul(x.astype(self.compute_dtype), self.weight.astype(self.compute_dtype))
+        y = self.add_bias(y, self.bias.astype(self.compute_dtype))                # [b*s, out]
+        return y.reshape(shape[:-1] + (self.out_features,))
+
+
+class Embedding(nn.Cell):
+    """A learned lookup table ``[rows, hidden]``; ``vocab_parallel`` splits its rows over model_parallel."""
+
+    def __init__(self, rows: int, cfg: Config, vocab_parallel: bool):
+        super().__init__()
+        self.weight = Parameter(initializer(Normal(cfg.model.init_std), (rows, cfg.model.hidden_size),
+                                            MS_DTYPES[cfg.precision.param_dtype]), name="weight")
+        dp, mp = cfg.parallel.data_parallel, cfg.parallel.model_parallel
+        self.gather = ops.Gather().shard((((mp if vocab_parallel else 1), 1), (dp, 1)))
+
+    def construct(self, ids):
+        return self.gather(self.weight, ids, 0)                                   # [b, s] -> [b, s, h]
+
+
+class Attention(nn.Cell):
+    """Multi-head self-attention with separate q/k/v projections.
+
+    For the top query layer, ``query_input`` (the top-query position embedding) replaces ``x`` as the
+    source of the queries; keys and values always come from ``x``.
+    """
+
+    def __init__(self, cfg: Config):
+        super().__init__()
+        m, dp, mp = cfg.model, cfg.parallel.data_parallel, cfg.parallel.model_parallel
+        h = m.hidden_size
+        self.num_heads, self.head_dim = m.num_heads, m.head_dim
+        self.query = Linear(h, h, cfg, "column")
+        self.key = Linear(h, h, cfg, "column")
+        self.value = Linear(h, h, cfg, "column")
+        self.dense = Linear(h, h, cfg, "row")
+        # Scale q and k each by d^-1/4 before the matmul (= QKᵀ/sqrt(d)), as the original MindSpore code
+        # did, so fp16 scores cannot overflow.
+        self.scale = float(m.head_dim) ** -0.25
+        self.compute_dtype = MS_DTYPES[cfg.precision.compute_dtype]
+        self.softmax_dtype = MS_DTYPES[cfg.precision.softmax_dtype]
+        self.split_heads = ops.Transpose().shard(((dp, 1, mp, 1),))
+        self.merge_heads = ops.Transpose().shard(((dp, mp, 1, 1),))
+        self.scores = ops.BatchMatMul(transpose_b=True).shard(((dp, mp, 1, 1), (dp, mp, 1, 1)))
+        self.add_mask = ops.Add().shard(((dp, mp, 1, 1), (dp, 1, 1, 1)))
+        self.softmax = ops.Softmax(axis=-1).shard(((dp, mp, 1, 1),))
+        self.weighted_sum = ops.BatchMatMul().shard(((dp, mp, 1, 1), (dp, mp, 1, 1)))
+        self.attention_dropout = Dropout(m.attention_dropout, (dp, mp, 1, 1))
+
+    def _heads(self, x):
+        b, s, _ = x.shape
+        x = x.reshape(b, s, self.num_heads, self.head_dim)                        # [b, s, h] -> [b, s, n, d]
+        return self.split_heads(x, (0, 2, 1, 3))                                  # -> [b, n, s, d]
+
+    def attend(self, q, k, v, mask_adder):
+        """softmax(q kᵀ / sqrt(d) + mask) v for q [b, n, sq, d], k/v [b, n, sk, d], mask_adder [b, 1, sq, sk]."""
+        scores = self.scores(q * self.scale, k * self.scale)                      # [b, n, sq, sk]
+        scores = self.add_mask(scores, mask_adder.astype(scores.dtype))
+        probs = self.softmax(scores.astype(self.softmax_dtype)).astype(self.compute_dtype)
+        probs = self.attention_dropout(probs)
+        ctx = self.weighted_sum(probs, v)                                         # [b, n, sq, d]
+        b, n, sq, d = ctx.shape
+        return self.merge_heads(ctx, (0, 2, 1, 3)).reshape(b, sq, n * d)          # -> [b, sq, h]
+
+    def construct(self, x, mask_adder, query_input=None):
+        q_source = x if query_input is None else query_input
+        q = self._heads(self.query(q_source))
+        k = self._heads(self.key(x))
+        v = self._heads(self.value(x))
+        return self.dense(self.attend(q, k, v, mask_adder))
+
+
+class MLP(nn.Cell):
+    """h -> ffn -> h with fast GELU ``x * sigmoid(1.702 x)`` (MindSpore's FastGeLU, as the original)."""
+
+    def __init__(self, cfg: Config):
+        super().__init__()
+        m, dp, mp = cfg.model, cfg.parallel.data_parallel, cfg.parallel.model_parallel
+        self.dense_h_to_4h = Linear(m.hidden_size, m.ffn_hidden_size, cfg, "column")
+        self.activation = ops.FastGeLU().shard(((dp, 1, mp),))
+        self.dense_4h_to_h = Linear(m.ffn_hidden_size, m.hidden_size, cfg, "row")
+
+    def construct(self, x):
+        return self.dense_4h_to_h(self.activation(self.dense_h_to_4h(x)))
+
+
+class TransformerLayer(nn.Cell):
+    """Pre-LN layer: ``x += Attn(LN1(x)); x += MLP(LN2(x))``; the residual stream is never normalised.
+
+    The top query layer is this same Cell called with ``query_input``.
+    """
+
+    def __init__(self, cfg: Config):
+        super().__init__()
+        dp = cfg.parallel.data_parallel
+        self.input_layernorm = LayerNorm(cfg)
+        self.attention = Attention(cfg)
+        self.post_attention_layernorm = LayerNorm(cfg)
+        self.mlp = MLP(cfg)
+        self.attention_dropout = Dropout(cfg.model.hidden_dropout, (dp, 1, 1))
+        self.mlp_dropout = Dropout(cfg.model.hidden_dropout, (dp, 1, 1))
+
+    def construct(self, x, mask_adder, query_input=None):
+        x = x + self.attention_dropout(self.attention(self.input_layernorm(x), mask_adder, query_input))
+        return x + self.mlp_dropout(self.mlp(self.post_attention_layernorm(x)))
+
+
+class CodeGeeX(nn.Cell):
+    """CodeGeeX language model: token ids ``[b, s]`` -> float32 logits ``[b, s, padded_vocab_size]``.
+
+    ``position_ids`` default to ``0..s-1``; ``attention_mask`` ``[b, s, s]`` (1 = may attend, already causal)
+    defaults to the causal mask. Pass both from ``masks.eod_reset_masks`` for packed pre-training samples.
+    """
+
+    def __init__(self, cfg: Config):
+        super().__init__()
+        cfg.precision.check_device(ms.get_context("device_target"))
+        self.config = cfg
+        m, p = cfg.model, cfg.parallel
+        dp, mp = p.data_parallel, p.model_parallel
+        vocab_parallel = not p.vocab_emb_dp
+        self.compute_dtype = MS_DTYPES[cfg.precision.compute_dtype]
+
+        self.word_embeddings = Embedding(m.padded_vocab_size, cfg, vocab_parallel)
+        self.position_embeddings = Embedding(m.max_position_embeddings, cfg, vocab_parallel=False)
+        self.top_query_embeddings = Embedding(m.max_position_embeddings, cfg, vocab_parallel=False)
+        self.embedding_dropout = Dropout(m.hidden_dropout, (dp, 1, 1))
+        self.layers = nn.CellList([TransformerLayer(cfg) for _ in range(m.num_layers)])
+        self.final_layernorm = LayerNorm(cfg)
+        self.top_query_layer = TransformerLayer(cfg)
+        self.logits = ops.MatMul(transpose_b=True).shard(((dp, 1), ((mp if vocab_parallel else 1), 1)))
+
+        causal = np.tril(np.ones((m.max_position_embeddings, m.max_position_embeddings), np.float32))
+        self.causal_mask = Tensor(causal)
+        self.positions = Tensor(np.arange(m.max_position_embeddings, dtype=np.int32))
+
+        stages = p.pipeline_stages
+        blocks = list(self.layers) + [self.top_query_layer]
+        for i, block in enumerate(blocks):
+            if stages > 1:
+                block.pipeline_stage = i * stages // len(blocks)
+            if p.recompute:
+                block.recompute()
+
+    def mask_adder(self, attention_mask, batch: int, seq: int):
+        """0 where attention is allowed, -10000 where blocked: ``[b, s, s]`` (or None = causal) -> ``[b, 1, s, s]``."""
+        if attention_mask is None:
+            allowed = ops.broadcast_to(self.causal_mask[:seq, :seq].reshape(1, 1, seq, seq), (batch, 1, seq, seq))
+        else:
+            allowed = attention_mask.astype(ms.float32).reshape(batch, 1, seq, seq)
+        return ((1.0 - allowed) * MASK_VALUE).astype(self.compute_dtype)
+
+    def construct(self, input_ids, position_ids=None, attention_mask=None):
+        b, s = input_ids.shape
+        if position_ids is None:
+            position_ids = ops.broadcast_to(self.positions[:s].reshape(1, s), (b, s))
+        mask_adder = self.mask_adder(attention_mask, b, s)                        # [b, 1, s, s]
+
+        x = self.word_embeddings(input_ids) + self.position_embeddings(position_ids)   # [b, s, h]
+        x = self.embedding_dropout(x.astype(self.compute_dtype))
+        for layer in self.layers:
+            x = layer(x, mask_adder)
+        x = self.final_layernorm(x)
+        queries = self.top_query_embeddings(position_ids).astype(self.compute_dtype)   # [b, s, h]
+        x = self.top_query_layer(x, mask_adder, queries)
+
+        weight = self.word_embeddings.weight.astype(self.compute_dtype)
+        logits = self.logits(x.reshape(b * s, -1), weight)                        # [b*s, V]
+        return logits.reshape(b, s, -1).astype(ms.float32)                        # [b, s, V]

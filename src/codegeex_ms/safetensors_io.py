@@ -1,0 +1,77 @@
+"""Streaming safetensors writer and a lazy reader.
+
+The writer takes the header (names, shapes, dtypes) up front and then pulls one tensor at a time, so a
+13B conversion holds the source plus a single converted tensor, never two full copies of the weights.
+Files are written to a temporary name and renamed when complete. The reader memory-maps the file
+(``safetensors.safe_open``), so loading also goes tensor by tensor.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+from safetensors import safe_open
+
+_DTYPE_CODES = {np.dtype(np.float32): "F32", np.dtype(np.float16): "F16", np.dtype(np.float64): "F64",
+                np.dtype(np.int8): "I8", np.dtype(np.int32): "I32", np.dtype(np.int64): "I64",
+                np.dtype(np.uint8): "U8"}
+
+
+def write_safetensors(path: str | os.PathLike, specs: Iterable[tuple[str, tuple[int, ...], np.dtype]],
+                      fetch: Callable[[str], np.ndarray], metadata: dict[str, str] | None = None,
+                      progress: Callable[[str], None] | None = None) -> None:
+    """Write tensors ``fetch(name)`` for each ``(name, shape, dtype)`` in ``specs``, atomically.
+
+    Raises ValueError if a fetched tensor's shape or dtype differs from its spec.
+    """
+    specs = [(name, tuple(int(d) for d in shape), np.dtype(dtype)) for name, shape, dtype in specs]
+    header: dict[str, object] = {}
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    offset = 0
+    for name, shape, dtype in specs:
+        if dtype not in _DTYPE_CODES:
+            raise ValueError(f"{name}: dtype {dtype} cannot be stored in safetensors by this writer")
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        header[name] = {"dtype": _DTYPE_CODES[dtype], "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)                     # the data starts 8-byte aligned
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(len(raw).to_bytes(8, "little"))
+        f.write(raw)
+        for name, shape, dtype in specs:
+            array = np.asarray(fetch(name))
+            if array.shape != shape or array.dtype != dtype:
+                raise ValueError(f"{name}: expected shape {shape} {dtype}, got {array.shape} {array.dtype}")
+            f.write(np.ascontiguousarray(array).tobytes())
+            if progress:
+                progress(name)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class SafetensorsReader:
+    """Lazy, memory-mapped access to a safetensors file: ``names``, ``shape(name)``, ``get(name)``."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self._file = safe_open(str(self.path), framework="numpy")
+        self.names = list(self._file.keys())
+        self.metadata = self._file.metadata() or {}
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self._file.get_slice(name).get_shape())
+
+    def dtype(self, name: str) -> np.dtype:
+        code = self._file.get_slice(name).get_dtype()
+        return {v: k for k, v in _DTYPE_CODES.items()}[code]
+
+    def get(self, name: str) -> np.ndarray:
+        return self._file.get_tensor(name)

@@ -1,0 +1,92 @@
+"""Config loading and validation: every shipped YAML, the 13B parameter count, clear errors."""
+from __future__ import annotations
+
+import pytest
+
+from codegeex_ms.config import ConfigError, ParallelConfig, PrecisionConfig, load_config, shipped_configs
+from codegeex_ms.layout import count_parameters
+
+
+def test_every_shipped_config_loads():
+    configs = shipped_configs()
+    assert {"codegeex_13b", "codegeex_350m", "codegeex_125m", "codegeex_tiny"} <= set(configs)
+    for path in configs.values():
+        load_config(path)
+
+
+def test_13b_matches_the_release():
+    cfg = load_config(shipped_configs()["codegeex_13b"])
+    m, p = cfg.model, cfg.parallel
+    assert (m.hidden_size, m.num_layers, m.num_heads, m.ffn_hidden_size) == (5120, 39, 40, 20480)
+    assert (m.vocab_size, m.padded_vocab_size, m.max_position_embeddings) == (50400, 52224, 2048)
+    assert count_parameters(m) == 12_873_943_040
+    assert (p.model_parallel, p.data_parallel, p.device_num) == (8, 192, 1536)
+    assert p.optimizer_shard and p.recompute and not p.vocab_emb_dp
+    assert cfg.precision.compute_dtype == "float16" and cfg.precision.softmax_dtype == "float32"
+
+
+def test_350m_size():
+    cfg = load_config(shipped_configs()["codegeex_350m"])
+    assert cfg.model.num_layers + 1 == 24 and cfg.model.hidden_size == 1024 and cfg.model.num_heads == 16
+    assert 340e6 < count_parameters(cfg.model) < 370e6
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_unknown_key_names_key_and_file(tmp_path):
+    path = _write(tmp_path, "model:\n  hidden_size: 64\n  num_heads: 4\n  hiden_size: 3\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml.*model\.hiden_size"):
+        load_config(path)
+
+
+def test_unknown_section(tmp_path):
+    with pytest.raises(ConfigError, match="unknown section.*training"):
+        load_config(_write(tmp_path, "training: {lr: 1}\n"))
+
+
+def test_wrong_type_and_range(tmp_path):
+    with pytest.raises(ConfigError, match=r"model\.num_layers must be an integer"):
+        load_config(_write(tmp_path, "model: {num_layers: two}\n"))
+    with pytest.raises(ConfigError, match=r"model\.hidden_dropout must be in \[0, 1\)"):
+        load_config(_write(tmp_path, "model: {hidden_dropout: 1.5}\n"))
+    with pytest.raises(ConfigError, match=r"hidden_size \(100\) must be divisible by model\.num_heads \(3\)"):
+        load_config(_write(tmp_path, "model: {hidden_size: 100, num_heads: 3}\n"))
+    with pytest.raises(ConfigError, match="precision.compute_dtype must be one of"):
+        load_config(_write(tmp_path, "precision: {compute_dtype: float8}\n"))
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path / "missing.yaml")
+
+
+def test_bf16_is_rejected_on_cpu_with_a_clear_message():
+    PrecisionConfig(compute_dtype="bfloat16").check_device("Ascend")
+    with pytest.raises(ConfigError, match=r"precision\.compute_dtype = bfloat16 cannot run on CPU"):
+        PrecisionConfig(compute_dtype="bfloat16").check_device("CPU")
+
+
+def test_parallel_arithmetic_names_the_numbers():
+    cfg = load_config(shipped_configs()["codegeex_13b"])
+    cfg.parallel.check(cfg.model, device_num=1536)
+    with pytest.raises(ConfigError, match=r"data_parallel \(192\) x model_parallel \(8\) x pipeline_stages \(1\) = 1536, "
+                                          r"but 1024 devices"):
+        cfg.parallel.check(cfg.model, device_num=1024)
+    with pytest.raises(ConfigError, match=r"model\.num_heads \(40\) is not divisible by parallel\.model_parallel \(3\)"):
+        ParallelConfig(model_parallel=3).check(cfg.model)
+    with pytest.raises(ConfigError, match=r"40 is not divisible by parallel\.pipeline_stages \(3\)"):
+        ParallelConfig(pipeline_stages=3, micro_batches=3).check(cfg.model)
+    with pytest.raises(ConfigError, match=r"padded_vocab_size \(52224\) is not divisible by parallel\.model_parallel \(5\)"):
+        ParallelConfig(model_parallel=5, vocab_emb_dp=False).check(cfg.model.__class__(num_heads=40, hidden_size=5120,
+                                                                                       ffn_hidden_size=20480))
+
+
+def test_replace_and_roundtrip(tmp_path):
+    cfg = load_config(shipped_configs()["codegeex_tiny"])
+    changed = cfg.replace(precision={"compute_dtype": "float16"})
+    assert changed.precision.compute_dtype == "float16" and cfg.precision.compute_dtype == "float32"
+    changed.save(tmp_path / "out.yaml")
+    assert load_config(tmp_path / "out.yaml") == changed
+    with pytest.raises(ConfigError, match="unknown key"):
+        cfg.replace(model={"nope": 1})
