@@ -73,3 +73,13 @@ def reference_logits(model, tokens, position_ids=None, attention_mask=None):
     blocked = (torch.as_tensor(attention_mask, dtype=torch.float32) < 0.5).unsqueeze(1)   # [b, 1, s, s]
     with fp32(), torch.no_grad():
         return model(tokens, torch.as_tensor(position_ids, dtype=torch.long), blocked).float().numpy()
+
+
+def reference_tokenizer(directory):
+    """The original ``CodeGeeXTokenizer`` over ``AutoTokenizer.from_pretrained(directory)`` (needs transformers)."""
+    import os
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    transformers = pytest.importorskip("transformers")
+    module = _load("codegeex/tokenizer/tokenizer.py", "codegeex_reference_tokenizer")
+    hf = transformers.AutoTokenizer.from_pretrained(str(directory))
+    return module.CodeGeeXTokenizer(tokenizer=hf)

@@ -1,0 +1,93 @@
+"""Train a sentencepiece tokenizer for code (byte-fallback BPE) on a corpus of source files.
+
+    python data_prep/train_tokenizer.py --corpus path/to/src [--corpus more/src] --vocab-size 16384 --out tok/
+
+Every file of a known language (by extension, or ``#!`` line) is prefixed with its CodeGeeX language-tag
+line, as in pre-training. The result loads with ``codegeex_ms.tokenizer.load(out)`` and has the same
+interface as the CodeGeeX tokenizer.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from tqdm import tqdm
+
+from codegeex_ms.languages import add_language_tag, language_from_path
+from codegeex_ms.tokenizer import load
+from codegeex_ms.tokenizer.spm import chunk_document, train_sentencepiece
+
+
+def iter_source_files(roots: list[Path]):
+    """(path, language) of every readable source file under the roots, in a stable order."""
+    for root in roots:
+        if root.is_file():
+            candidates = [root]
+        elif root.is_dir():
+            candidates = sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink())
+        else:
+            raise SystemExit(f"error: --corpus {root} does not exist")
+        for path in candidates:
+            try:
+                with open(path, encoding="utf-8", errors="replace") as f:
+                    first = f.readline(200)
+            except OSError:
+                continue
+            language = language_from_path(path, first)
+            if language:
+                yield path, language
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("--corpus", type=Path, action="append", required=True,
+                   help="a directory (searched recursively) or a file of source code; repeat for several")
+    p.add_argument("--vocab-size", type=int, required=True, help="number of tokens, byte pieces and specials included")
+    p.add_argument("--out", type=Path, required=True, help="output directory (gets tokenizer.model and train_meta.json)")
+    p.add_argument("--max-bytes", type=int, default=1 << 30,
+                   help="stop reading the corpus after this many bytes (default 1 GiB)")
+    p.add_argument("--seed", type=int, default=0, help="sentencepiece's random seed (sampling of sentences)")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    start = time.time()
+    languages, total = Counter(), 0
+    documents = []
+    for path, language in tqdm(list(iter_source_files(args.corpus)), desc="reading", unit="file"):
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if not text.strip():
+            continue
+        documents.extend(chunk_document(add_language_tag(text, language)))
+        languages[language] += 1
+        total += len(text.encode())
+        if total >= args.max_bytes:
+            break
+    if not documents:
+        print(f"error: no source files of a known language under {', '.join(map(str, args.corpus))}", file=sys.stderr)
+        return 2
+    try:
+        train_sentencepiece(documents, args.vocab_size, args.out, seed=args.seed)
+    except Exception as e:  # sentencepiece raises RuntimeError with its own message (e.g. vocab too large)
+        print(f"error: training failed: {e}", file=sys.stderr)
+        return 2
+    tok = load(args.out)
+    meta = {"command": sys.argv, "corpus": [str(c) for c in args.corpus], "files_per_language": dict(languages),
+            "bytes": total, "vocab_size": tok.vocab_size, "eos_id": tok.eos_id, "tokenizer": tok.identity()}
+    tmp = args.out / "train_meta.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    os.replace(tmp, args.out / "train_meta.json")
+    print(f"trained a {tok.vocab_size}-token sentencepiece tokenizer on {sum(languages.values())} files "
+          f"({total / 1e6:.1f} MB, {len(languages)} languages) in {time.time() - start:.1f}s -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
