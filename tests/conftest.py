@@ -35,3 +35,14 @@ def shared_dir():
     if not SHARED.is_dir():
         pytest.skip(f"shared reference data not found at {SHARED} (set CODEGEEX_SHARED)")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_config, shared_dir, tmp_path_factory, ms_context):
+    """A tiny random CodeGeeX saved as a checkpoint folder that records the CodeGeeX tokenizer."""
+    from codegeex_ms import checkpoint
+    from codegeex_ms.model import CodeGeeX
+    ms_context.set_seed(1)
+    folder = tmp_path_factory.mktemp("tiny_ckpt") / "tiny"
+    checkpoint.save(CodeGeeX(tiny_config), folder, tokenizer=str(shared_dir / "tokenizer" / "codegeex"))
+    return folder

@@ -152,11 +152,17 @@ class Attention(nn.Cell):
         b, n, sq, d = ctx.shape
         return self.merge_heads(ctx, (0, 2, 1, 3)).reshape(b, sq, n * d)          # -> [b, sq, h]
 
-    def construct(self, x, mask_adder, query_input=None):
+    def construct(self, x, mask_adder, query_input=None, kv_cache=None, cache_index=None):
+        """``kv_cache`` (inference): a (keys, values) pair of ``[b, n, max_len, d]`` Parameters. This call's keys
+        and values are written at ``cache_index`` ``[b, n, s, 3]`` and the queries attend over the whole cache
+        (``mask_adder`` ``[b, 1, s, max_len]`` hides the positions not written yet)."""
         q_source = x if query_input is None else query_input
         q = self._heads(self.query(q_source))
         k = self._heads(self.key(x))
         v = self._heads(self.value(x))
+        if kv_cache is not None:
+            k = ops.scatter_nd_update(kv_cache[0], cache_index, k.astype(kv_cache[0].dtype))   # [b, n, max_len, d]
+            v = ops.scatter_nd_update(kv_cache[1], cache_index, v.astype(kv_cache[1].dtype))
         return self.dense(self.attend(q, k, v, mask_adder))
 
 
@@ -190,8 +196,9 @@ class TransformerLayer(nn.Cell):
         self.attention_dropout = Dropout(cfg.model.hidden_dropout, (dp, 1, 1))
         self.mlp_dropout = Dropout(cfg.model.hidden_dropout, (dp, 1, 1))
 
-    def construct(self, x, mask_adder, query_input=None):
-        x = x + self.attention_dropout(self.attention(self.input_layernorm(x), mask_adder, query_input))
+    def construct(self, x, mask_adder, query_input=None, kv_cache=None, cache_index=None):
+        attention = self.attention(self.input_layernorm(x), mask_adder, query_input, kv_cache, cache_index)
+        x = x + self.attention_dropout(attention)
         return x + self.mlp_dropout(self.mlp(self.post_attention_layernorm(x)))
 
 
@@ -245,15 +252,23 @@ class CodeGeeX(nn.Cell):
         if position_ids is None:
             position_ids = ops.broadcast_to(self.positions[:s].reshape(1, s), (b, s))
         mask_adder = self.mask_adder(attention_mask, b, s)                        # [b, 1, s, s]
+        x = self.hidden_states(input_ids, position_ids, mask_adder)               # [b, s, h]
+        return self.lm_head(x.reshape(b * s, -1)).reshape(b, s, -1)               # [b, s, V]
 
+    def hidden_states(self, input_ids, position_ids, mask_adder, key_caches=None, value_caches=None, cache_index=None):
+        """The output of the top query layer ``[b, s, h]``. With caches (one key and one value Parameter per
+        layer, the top query layer last) each layer reads and extends its cache (see Attention)."""
         x = self.word_embeddings(input_ids) + self.position_embeddings(position_ids)   # [b, s, h]
         x = self.embedding_dropout(x.astype(self.compute_dtype))
-        for layer in self.layers:
-            x = layer(x, mask_adder)
+        for i, layer in enumerate(self.layers):
+            cache = None if key_caches is None else (key_caches[i], value_caches[i])
+            x = layer(x, mask_adder, None, cache, cache_index)
         x = self.final_layernorm(x)
         queries = self.top_query_embeddings(position_ids).astype(self.compute_dtype)   # [b, s, h]
-        x = self.top_query_layer(x, mask_adder, queries)
+        cache = None if key_caches is None else (key_caches[-1], value_caches[-1])
+        return self.top_query_layer(x, mask_adder, queries, cache, cache_index)
 
+    def lm_head(self, x):
+        """Logits tied to the word embedding: ``[tokens, h]`` -> float32 ``[tokens, padded_vocab_size]``."""
         weight = self.word_embeddings.weight.astype(self.compute_dtype)
-        logits = self.logits(x.reshape(b * s, -1), weight)                        # [b*s, V]
-        return logits.reshape(b, s, -1).astype(ms.float32)                        # [b, s, V]
+        return self.logits(x, weight).astype(ms.float32)

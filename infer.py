@@ -1,0 +1,164 @@
+"""Complete, translate or explain code with a CodeGeeX checkpoint.
+
+    python infer.py --checkpoint ckpt/codegeex-13b --prompt "def fibonacci(n):" --lang python
+    python infer.py --checkpoint DIR --mode translate --src-lang python --tgt-lang cpp --prompt-file f.py
+    echo "int add(int a, int b) { return a + b; }" | python infer.py --checkpoint DIR --mode explain --lang cpp
+
+Prompt templates (--mode):
+  complete   <language tag line>\\n<prompt>          (the tag line only when --lang is given)
+  translate  code translation\\n<Src>:\\n<prompt>\\n<Tgt>:\\n<--tgt-declaration>   (the original's template)
+  explain    few-shot "Explain the code line by line" prompt (the VS Code extension's template)
+
+Completions stop at EOS, at any --stop string, or by the language's rule (Python: a new top-level statement;
+C++/Java/JavaScript/Go/Rust: braces balanced), and are then cleaned up as the original did.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description="Complete, translate or explain code with a CodeGeeX checkpoint.",
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    src = p.add_argument_group("model")
+    src.add_argument("--checkpoint", type=Path, required=True,
+                     help="checkpoint folder (config.yaml + model.safetensors), e.g. from python -m codegeex_ms.convert")
+    src.add_argument("--tokenizer", type=Path,
+                     help="tokenizer directory (default: the one recorded in the checkpoint folder)")
+    src.add_argument("--compute-dtype", choices=("float32", "float16", "bfloat16"),
+                     help="override the checkpoint's compute dtype (bfloat16 only on Ascend)")
+    src.add_argument("--device", choices=("CPU", "GPU", "Ascend"), help="MindSpore device (default: MindSpore's choice)")
+    src.add_argument("--pynative", action="store_true", help="run eagerly (PyNative) instead of compiled graphs, to debug")
+
+    prm = p.add_argument_group("prompt")
+    given = prm.add_mutually_exclusive_group()
+    given.add_argument("--prompt", help="the prompt text")
+    given.add_argument("--prompt-file", type=Path, help="read the prompt from this file")
+    prm.add_argument("--mode", choices=("complete", "translate", "explain"), default="complete",
+                     help="prompt template (see below; default: complete)")
+    prm.add_argument("--lang", help="language of the prompt (python, cpp, java, js, go, rust, ...): adds its tag "
+                                    "line and picks the stop rule")
+    prm.add_argument("--src-lang", help="translate: language of the prompt code")
+    prm.add_argument("--tgt-lang", help="translate: language to translate into")
+    prm.add_argument("--tgt-declaration", default="", help="translate: target signature to start the answer with")
+    prm.add_argument("--truncate-left", action="store_true",
+                     help="drop tokens from the start of a prompt that does not fit the context (default: error)")
+
+    smp = p.add_argument_group("sampling")
+    smp.add_argument("--max-new-tokens", type=int, default=128, help="most tokens to generate (default 128)")
+    smp.add_argument("--greedy", action="store_true", help="always take the most likely token")
+    smp.add_argument("--temperature", type=float, default=0.8, help="softmax temperature (default 0.8)")
+    smp.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass, 0 or 1 = off (default 0.95)")
+    smp.add_argument("--top-k", type=int, default=0, help="sample among the k most likely tokens, 0 = off (default 0)")
+    smp.add_argument("--candidates", type=int, default=1024,
+                     help="sampling considers only this many most likely tokens (default 1024)")
+    smp.add_argument("--n", type=int, default=1, help="number of samples, decoded together as one batch (default 1)")
+    smp.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same output")
+    smp.add_argument("--stop", action="append", default=[], help="extra stop string (repeatable)")
+
+    out = p.add_argument_group("output")
+    out.add_argument("--stream", action="store_true", help="print text as it is generated (needs --n 1)")
+    out.add_argument("--json", action="store_true", help="print one JSON object with completions and timings")
+    return p.parse_args(argv)
+
+
+def build_prompt(args) -> tuple[str, str | None, list[str]]:
+    """(prompt text, language of the answer for stop rules, extra stop strings) for the chosen mode."""
+    from codegeex_ms import prompts
+    if args.prompt is not None:
+        code = args.prompt
+    elif args.prompt_file is not None:
+        code = args.prompt_file.read_text(encoding="utf-8")
+    elif not sys.stdin.isatty():
+        code = sys.stdin.read()
+    else:
+        raise SystemExit("error: give a prompt with --prompt, --prompt-file or on stdin")
+    if not code.strip():
+        raise SystemExit("error: the prompt is empty")
+    if args.mode == "complete":
+        return prompts.complete(code, args.lang), args.lang, []
+    if args.mode == "translate":
+        if not args.src_lang or not args.tgt_lang:
+            raise SystemExit("error: --mode translate needs --src-lang and --tgt-lang")
+        return prompts.translate(code, args.src_lang, args.tgt_lang, args.tgt_declaration), args.tgt_lang, []
+    if not args.lang:
+        raise SystemExit("error: --mode explain needs --lang")
+    return prompts.explain(code, args.lang), None, ["\n\n"]
+
+
+def main(args) -> int:
+    import mindspore as ms
+    from codegeex_ms import checkpoint
+    from codegeex_ms.generation import Generator, SamplingConfig
+    from codegeex_ms.languages import UnknownLanguageError
+    from codegeex_ms.tokenizer import load as load_tokenizer
+
+    if args.stream and args.n != 1:
+        raise SystemExit("error: --stream prints one sample; use --n 1 (or --json for several)")
+    try:
+        prompt, language, extra_stop = build_prompt(args)
+    except UnknownLanguageError as e:
+        raise SystemExit(f"error: {e}") from None
+    ms.set_context(mode=ms.PYNATIVE_MODE if args.pynative else ms.GRAPH_MODE)
+    if args.device:
+        ms.set_device(args.device)
+
+    tokenizer_dir = args.tokenizer or checkpoint.tokenizer_path(args.checkpoint)
+    if tokenizer_dir is None:
+        raise SystemExit(f"error: {args.checkpoint} records no tokenizer; pass --tokenizer DIR")
+    tokenizer = load_tokenizer(tokenizer_dir)
+    t0 = time.perf_counter()
+    model = checkpoint.load(args.checkpoint, precision={"compute_dtype": args.compute_dtype} if args.compute_dtype else None)
+    t_load = time.perf_counter() - t0
+
+    context = model.config.model.max_position_embeddings
+    ids = tokenizer.encode(prompt)
+    room = context - args.max_new_tokens
+    if room < 1:
+        raise SystemExit(f"error: --max-new-tokens {args.max_new_tokens} leaves no room for a prompt in the "
+                         f"{context}-token context")
+    if len(ids) > room:
+        if not args.truncate_left:
+            raise SystemExit(f"error: the prompt is {len(ids)} tokens; with --max-new-tokens {args.max_new_tokens} "
+                             f"only {room} fit the {context}-token context (use --truncate-left to keep its end)")
+        ids = ids[-room:]
+    try:
+        cfg = SamplingConfig(max_new_tokens=args.max_new_tokens, greedy=args.greedy, temperature=args.temperature,
+                             top_k=args.top_k, top_p=args.top_p, seed=args.seed, stop=args.stop + extra_stop,
+                             language=language)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+    max_len = min(context, -(-(len(ids) + args.max_new_tokens) // 64) * 64)
+    generator = Generator(model, tokenizer, batch_size=args.n, max_len=max_len, candidates=args.candidates)
+    t_compile = generator.warmup(len(ids))
+
+    def show(_, text):
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    result = generator.generate(ids, cfg, on_text=show if args.stream and not args.json else None)
+    timings = {"load_s": round(t_load, 3), "compile_s": round(t_compile, 3)} | \
+        {k: round(v, 4) if isinstance(v, float) else v for k, v in result.timings.items()}
+    if args.json:
+        print(json.dumps({"prompt": prompt, "prompt_tokens": result.prompt_tokens, "completions": result.completions,
+                          "finish_reasons": result.finish_reasons, "timings": timings}, ensure_ascii=False, indent=2))
+    elif args.stream:
+        print()
+    else:
+        for i, text in enumerate(result.completions):
+            if args.n > 1:
+                print(f"=== sample {i + 1}/{args.n} ({result.finish_reasons[i]}) ===")
+            print(text)
+    print(f"{result.timings['generated_tokens']} tokens in {args.n} sample(s): prefill {result.prompt_tokens} tokens in "
+          f"{timings['prefill_s'] * 1000:.0f} ms, decode {timings['decode_tokens_per_s']:.1f} tokens/s, "
+          f"compile {t_compile:.1f} s, load {t_load:.1f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(parse_args()))

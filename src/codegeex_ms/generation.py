@@ -1,0 +1,245 @@
+"""Generation with a static KV cache: one prefill graph per prompt bucket and one decode graph, gpt-fast style.
+
+    generator = Generator(model, tokenizer, batch_size=4, max_len=512)
+    result = generator.generate(tokenizer.encode(prompt), SamplingConfig(temperature=0.8, top_p=0.95))
+
+The cache (one key and one value Parameter ``[batch, heads, max_len, head_dim]`` per layer, 40 for the 13B
+model) is allocated once. A call writes its keys/values at their positions with ``scatter_nd_update`` and
+attends over the whole cache with a mask, so every decode step has the same shapes: the decode graph is
+compiled once and reused for every token. Prompts are right-padded to a bucket (a multiple of
+``prefill_bucket``); the padding writes cache rows that later tokens overwrite before anyone attends to them.
+
+Sampling runs in the graph (temperature, top-k, top-p over the ``candidates`` highest logits, Gumbel-max
+with noise drawn on the host from a seeded numpy generator), so only token ids come back to the host.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import mindspore as ms
+from mindspore import Parameter, ParameterTuple, Tensor, nn, ops
+
+from .model import MASK_VALUE, MS_DTYPES, CodeGeeX
+from .stopping import cleanup, has_stop_rule, is_finished
+
+DEFAULT_CANDIDATES = 1024
+_GREEDY_NOISE = math.exp(-1.0)      # Gumbel noise -log(-log(u)) is 0 for u = 1/e: argmax of the logits
+
+
+class Sampler(nn.Cell):
+    """Logits ``[b, V]`` -> token ids ``[b]``: temperature, then top-k, then top-p (inclusive: the smallest set
+    whose probability reaches p, as HF/Megatron), then a Gumbel-max draw.
+
+    Only the ``candidates`` highest logits are considered (the original MindSpore code used 5,000); top-k
+    above that is capped. ``top_k`` = candidates and ``top_p`` > 1 switch the filters off.
+    """
+
+    def __init__(self, vocab_size: int, candidates: int):
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.candidates = min(candidates, vocab_size)
+        self.ranks = Tensor(np.arange(self.candidates, dtype=np.int32).reshape(1, -1))
+
+    def construct(self, logits, noise, temperature, top_k, top_p):
+        logits = logits[:, :self.vocab_size]                                   # padding rows are never tokens
+        values, indices = ops.topk(logits, self.candidates)                    # [b, K], sorted descending
+        values = values / temperature
+        values = ops.masked_fill(values, self.ranks >= top_k, float("-inf"))
+        probs = ops.softmax(values, -1)
+        before = ops.cumsum(probs, -1) - probs                                 # probability of the better tokens
+        values = ops.masked_fill(values, before > top_p, float("-inf"))
+        choice = ops.argmax(values - ops.log(-ops.log(noise)), -1)             # [b]
+        return ops.gather_elements(indices, 1, choice.reshape(-1, 1)).reshape(-1).astype(ms.int32)
+
+
+class CachedCodeGeeX(nn.Cell):
+    """The model plus its KV cache: ``(tokens [b, s], start, last_index, sampling...)`` -> next token ids ``[b]``.
+
+    ``tokens`` are written at positions ``start .. start+s-1``; the next token is sampled from the logits at
+    ``last_index``. With ``return_logits=True`` it returns those float32 logits ``[b, V]`` instead (tests).
+    """
+
+    def __init__(self, model: CodeGeeX, batch_size: int, max_len: int, candidates: int = DEFAULT_CANDIDATES,
+                 return_logits: bool = False):
+        super().__init__(auto_prefix=False)          # keep the model's parameter names unprefixed
+        m = model.config.model
+        if not 0 < max_len <= m.max_position_embeddings:
+            raise ValueError(f"max_len must be in 1..{m.max_position_embeddings}, got {max_len}")
+        self.model = model
+        self.batch_size, self.max_len = batch_size, max_len
+        self.num_heads = m.num_heads
+        dtype = MS_DTYPES[model.config.precision.compute_dtype]
+        shape = (batch_size, m.num_heads, max_len, m.head_dim)
+        layers = m.num_layers + 1
+        self.key_caches = ParameterTuple([Parameter(Tensor(np.zeros(shape), dtype), name=f"kv_cache.{i}.key",
+                                                    requires_grad=False) for i in range(layers)])
+        self.value_caches = ParameterTuple([Parameter(Tensor(np.zeros(shape), dtype), name=f"kv_cache.{i}.value",
+                                                      requires_grad=False) for i in range(layers)])
+        self.key_positions = Tensor(np.arange(max_len, dtype=np.int32).reshape(1, max_len))
+        self.heads = Tensor(np.arange(m.num_heads, dtype=np.int32).reshape(1, m.num_heads, 1, 1))
+        self.rows = Tensor(np.arange(batch_size, dtype=np.int32).reshape(batch_size, 1, 1, 1))
+        self.compute_dtype = dtype
+        self.return_logits = return_logits
+        self.sampler = Sampler(m.vocab_size, candidates)
+
+    def construct(self, tokens, start, last_index, noise, temperature, top_k, top_p):
+        b, s = tokens.shape
+        positions = start + ops.arange(s, dtype=ms.int32)                         # [s]
+        position_ids = ops.broadcast_to(positions.reshape(1, s), (b, s))
+        allowed = (self.key_positions <= positions.reshape(s, 1)).astype(ms.float32)   # [s, max_len]
+        mask_adder = ops.broadcast_to(((1.0 - allowed) * MASK_VALUE).reshape(1, 1, s, self.max_len),
+                                      (b, 1, s, self.max_len)).astype(self.compute_dtype)
+        shape = (b, self.num_heads, s, 1)
+        cache_index = ops.concat([ops.broadcast_to(self.rows, shape), ops.broadcast_to(self.heads, shape),
+                                  ops.broadcast_to(positions.reshape(1, 1, s, 1), shape)], -1)   # [b, n, s, 3]
+        x = self.model.hidden_states(tokens, position_ids, mask_adder, self.key_caches, self.value_caches,
+                                     cache_index)                                 # [b, s, h]
+        logits = self.model.lm_head(ops.gather(x, last_index, 1))                 # [b, h] -> [b, V]
+        if self.return_logits:
+            return logits
+        return self.sampler(logits, noise, temperature, top_k, top_p)
+
+
+@dataclass
+class SamplingConfig:
+    """How to pick tokens and when to stop. ``top_k`` 0 and ``top_p`` 0 or 1 mean off (as the original)."""
+    max_new_tokens: int = 128
+    greedy: bool = False
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    seed: int = 0
+    stop: Sequence[str] = ()
+    language: str | None = None          # picks the per-language stop rule and cleanup (stopping.py)
+
+    def __post_init__(self):
+        if self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if not self.greedy and self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0 (use greedy for argmax), got {self.temperature}")
+        if self.top_k < 0:
+            raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+        if not 0 <= self.top_p <= 1:
+            raise ValueError(f"top_p must be in [0, 1], got {self.top_p}")
+
+
+@dataclass
+class GenerationResult:
+    completions: list[str]                 # cleaned text of each sample
+    raw_completions: list[str]             # text as generated, before stop handling
+    token_ids: list[list[int]]             # generated ids (EOS excluded)
+    finish_reasons: list[str]              # "eos", "stop", "rule" or "length"
+    prompt_tokens: int
+    timings: dict = field(default_factory=dict)
+
+
+class Generator:
+    """Batched sampling of several completions of one prompt, on a KV-cached model compiled once."""
+
+    def __init__(self, model: CodeGeeX, tokenizer, batch_size: int = 1, max_len: int | None = None,
+                 candidates: int = DEFAULT_CANDIDATES, prefill_bucket: int = 64):
+        self.model, self.tokenizer = model, tokenizer
+        self.max_len = max_len or model.config.model.max_position_embeddings
+        self.batch_size, self.prefill_bucket = batch_size, prefill_bucket
+        self.cached = CachedCodeGeeX(model, batch_size, self.max_len, candidates)
+        self.candidates = self.cached.sampler.candidates
+        self.eos_id = tokenizer.eos_id
+        self.compiled_shapes: set[tuple[int, int]] = set()
+
+    def _bucket(self, length: int) -> int:
+        return min(self.max_len, -(-length // self.prefill_bucket) * self.prefill_bucket)
+
+    def _step(self, tokens: np.ndarray, start: int, last_index: int, noise: np.ndarray, cfg: SamplingConfig):
+        temperature = 1.0 if cfg.greedy else cfg.temperature
+        top_k = 1 if cfg.greedy else (cfg.top_k if 0 < cfg.top_k < self.candidates else self.candidates)
+        top_p = 2.0 if (cfg.greedy or cfg.top_p in (0.0, 1.0)) else cfg.top_p
+        self.compiled_shapes.add(tokens.shape)
+        out = self.cached(Tensor(tokens, ms.int32), Tensor(start, ms.int32), Tensor(last_index, ms.int32),
+                          Tensor(noise, ms.float32), Tensor(temperature, ms.float32), Tensor(top_k, ms.int32),
+                          Tensor(top_p, ms.float32))
+        return out.asnumpy()
+
+    def warmup(self, prompt_length: int) -> float:
+        """Compile the prefill graph for this prompt length's bucket and the decode graph; returns seconds."""
+        start = time.perf_counter()
+        b, cfg = self.batch_size, SamplingConfig(greedy=True)
+        noise = np.full((b, self.candidates), _GREEDY_NOISE, np.float32)
+        tokens = np.full((b, self._bucket(prompt_length)), self.eos_id, np.int32)
+        self._step(tokens, 0, 0, noise, cfg)
+        self._step(tokens[:, :1], 0, 0, noise, cfg)
+        return time.perf_counter() - start
+
+    def generate(self, prompt_ids: Sequence[int], cfg: SamplingConfig,
+                 on_text: Callable[[int, str], None] | None = None) -> GenerationResult:
+        """Sample ``batch_size`` completions of ``prompt_ids``; ``on_text(i, text)`` receives new text as it comes."""
+        n_prompt = len(prompt_ids)
+        if n_prompt == 0:
+            raise ValueError("the prompt is empty")
+        if n_prompt + cfg.max_new_tokens > self.max_len:
+            raise ValueError(f"prompt ({n_prompt} tokens) + max_new_tokens ({cfg.max_new_tokens}) exceeds the "
+                             f"context of {self.max_len} tokens")
+        b, rng = self.batch_size, np.random.default_rng(cfg.seed)
+
+        def noise():
+            if cfg.greedy:
+                return np.full((b, self.candidates), _GREEDY_NOISE, np.float32)
+            return np.clip(rng.random((b, self.candidates), dtype=np.float32), 1e-12, 1 - 1e-7)
+
+        bucket = self._bucket(n_prompt)
+        tokens = np.full((b, bucket), self.eos_id, np.int32)
+        tokens[:, :n_prompt] = np.asarray(prompt_ids, np.int32)
+        t0 = time.perf_counter()
+        next_ids = self._step(tokens, 0, n_prompt - 1, noise(), cfg)
+        t_prefill = time.perf_counter() - t0
+
+        generated = [[] for _ in range(b)]
+        texts = [""] * b
+        decoders = [self.tokenizer.stream_decoder() for _ in range(b)]
+        reasons: list[str | None] = [None] * b
+        rule = has_stop_rule(cfg.language)
+        steps, t1 = 0, time.perf_counter()
+        position = n_prompt
+        while True:
+            for i in range(b):
+                if reasons[i] is not None:
+                    continue
+                token = int(next_ids[i])
+                if token == self.eos_id:
+                    reasons[i] = "eos"
+                    texts[i] += decoders[i].flush()
+                    continue
+                generated[i].append(token)
+                new = decoders[i].push(token)
+                texts[i] += new
+                if on_text and new:
+                    on_text(i, new)
+                if any(s in texts[i] for s in cfg.stop):
+                    reasons[i] = "stop"
+                elif rule and is_finished(texts[i], cfg.language):
+                    reasons[i] = "rule"
+                elif len(generated[i]) >= cfg.max_new_tokens:
+                    reasons[i] = "length"
+                    texts[i] += decoders[i].flush()
+            if all(r is not None for r in reasons):
+                break
+            next_ids = self._step(next_ids.reshape(b, 1).astype(np.int32), position, 0, noise(), cfg)
+            position += 1
+            steps += 1
+        t_decode = time.perf_counter() - t1
+
+        completions = []
+        for text, reason in zip(texts, reasons):
+            if reason == "stop":
+                text = text[:min(text.find(s) for s in cfg.stop if s in text)]
+            elif reason == "rule":
+                text = cleanup(text, cfg.language)
+            completions.append(text)
+        new_tokens = sum(len(g) for g in generated)
+        timings = {"prefill_s": t_prefill, "prefill_tokens": n_prompt, "decode_s": t_decode, "decode_steps": steps,
+                   "generated_tokens": new_tokens,
+                   "decode_tokens_per_s": (steps * b / t_decode) if t_decode > 0 and steps else 0.0}
+        return GenerationResult(completions, texts, generated, [str(r) for r in reasons], n_prompt, timings)

@@ -1,0 +1,63 @@
+"""Prompt templates for the three modes of ``infer.py``: completion, translation, explanation.
+
+Completion and translation follow the original exactly (reference/codegeex.md section 5):
+completion prefixes the language-tag line; translation is
+``code translation\\n<Src>:\\n<source code>\\n<Tgt>:\\n<optional target declaration>`` with the original's
+language spellings (``C++``, ``JavaScript``, otherwise the capitalised name). Explanation follows the VS Code
+extension's few-shot "Explain the code line by line" template (section 7.2): an example function, then the
+same function with a comment above every line, then the user's code, the instruction again and an open
+comment, so the model continues with a commented copy of the user's code.
+"""
+from __future__ import annotations
+
+from .languages import LANGUAGE_TAGS, add_language_tag, canonical_language
+
+# The comment marker each language's tag line starts with (before " language:"), used by the explain template.
+def comment_marker(language: str) -> str:
+    tag = LANGUAGE_TAGS[canonical_language(language)]
+    return tag.split("language:")[0].strip() or "#"
+
+
+def translation_name(language: str) -> str:
+    """How the original's translation template spells a language (``C++``, ``JavaScript``, ``Python`` ...)."""
+    name = canonical_language(language)
+    return name if name in ("C++", "JavaScript") else name.lower().capitalize()
+
+
+def complete(code: str, language: str | None) -> str:
+    return add_language_tag(code, language) if language else code
+
+
+def translate(code: str, src_language: str, tgt_language: str, tgt_declaration: str = "") -> str:
+    return (f"code translation\n{translation_name(src_language)}:\n{code.rstrip()}\n"
+            f"{translation_name(tgt_language)}:\n{tgt_declaration}")
+
+
+_EXAMPLE = {
+    "code": ["def sum_squares(lst):", "    total = 0", "    for x in lst:", "        total += x * x",
+             "    return total"],
+    "notes": ["Define a function that takes a list of numbers.", "Start the running total at zero.",
+              "Visit every number in the list.", "Add the square of the number to the total.",
+              "Return the sum of the squares."],
+}
+
+
+def explain(code: str, language: str) -> str:
+    """A few-shot prompt asking for a line-by-line explanation of ``code`` as comments."""
+    marker = comment_marker(language)
+    example = "\n".join(_EXAMPLE["code"])
+    commented = "\n".join(f"{line[:len(line) - len(line.lstrip())]}{marker} {note}\n{line}"
+                          for line, note in zip(_EXAMPLE["code"], _EXAMPLE["notes"]))
+    first_line = code.strip("\n").split("\n")[0]
+    indent = first_line[:len(first_line) - len(first_line.lstrip())]
+    return (f"{LANGUAGE_TAGS['Python']}\n{example}\n\n{marker} Explain the code line by line\n{commented}\n\n"
+            f"{LANGUAGE_TAGS[canonical_language(language)]}\n{code.rstrip()}\n\n"
+            f"{marker} Explain the code line by line\n{indent}{marker} ")
+
+
+TEMPLATES = {
+    "complete": "<language tag line>\\n<prompt>   (the tag only with --lang)",
+    "translate": "code translation\\n<Src>:\\n<prompt>\\n<Tgt>:\\n<--tgt-declaration>",
+    "explain": "few-shot: an example function, its line-by-line commented copy, then <prompt> and "
+               "'<comment> Explain the code line by line'",
+}

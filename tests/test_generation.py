@@ -1,0 +1,160 @@
+"""The KV-cached engine: incremental logits, greedy parity with the reference, sampling, no recompilation."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from reference_codegeex import random_reference_model, reference_logits, torch  # noqa: F401  (torch: skip if absent)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(shared_dir):
+    from codegeex_ms.tokenizer import load
+    return load(shared_dir / "tokenizer" / "codegeex")
+
+
+@pytest.fixture(scope="module")
+def pair(tiny_config, tmp_path_factory, ms_context):
+    """The reference PyTorch model and ours on the same converted tiny weights."""
+    import codegeex_ms
+    from codegeex_ms.convert import main
+    reference = random_reference_model(tiny_config.model, seed=5)
+    folder = tmp_path_factory.mktemp("gen")
+    torch.save({"module": reference.state_dict_for_save_checkpoint()}, folder / "ref.pt")
+    assert main([str(folder / "ref.pt"), str(folder / "ours"), "--config", "codegeex_tiny"]) == 0
+    return reference, codegeex_ms.load(folder / "ours")
+
+
+def _scalars(b, k=1024):
+    import mindspore as ms
+    return (ms.Tensor(np.full((b, k), 0.5, np.float32)), ms.Tensor(1.0, ms.float32), ms.Tensor(k, ms.int32),
+            ms.Tensor(2.0, ms.float32))
+
+
+def test_incremental_logits_equal_full_forward(pair):
+    import mindspore as ms
+    from codegeex_ms.generation import CachedCodeGeeX
+    _, model = pair
+    tokens = np.random.default_rng(0).integers(0, 50400, size=(2, 20)).astype(np.int32)
+    full = model(ms.Tensor(tokens)).asnumpy()
+    cached = CachedCodeGeeX(model, batch_size=2, max_len=32, return_logits=True)
+    prompt = np.full((2, 16), 50256, np.int32)          # prompt of 12 tokens right-padded to a bucket of 16
+    prompt[:, :12] = tokens[:, :12]
+    logits = cached(ms.Tensor(prompt), ms.Tensor(0, ms.int32), ms.Tensor(11, ms.int32), *_scalars(2)).asnumpy()
+    assert np.abs(logits - full[:, 11]).max() < 1e-5
+    for p in range(12, 20):
+        logits = cached(ms.Tensor(tokens[:, p:p + 1]), ms.Tensor(p, ms.int32), ms.Tensor(0, ms.int32),
+                        *_scalars(2)).asnumpy()
+        assert np.abs(logits - full[:, p]).max() < 1e-5, p
+    assert len(cached.compile_cache) == 2                  # one prefill graph, one decode graph
+
+
+def test_greedy_equals_reference_greedy(pair, tokenizer):
+    from codegeex_ms.generation import Generator, SamplingConfig
+    reference, model = pair
+    prompt = tokenizer.encode("# language: Python\ndef fibonacci(n):\n")
+    generator = Generator(model, tokenizer, batch_size=1, max_len=64)
+    result = generator.generate(prompt, SamplingConfig(max_new_tokens=24, greedy=True))
+    # Reference: full forward of the growing sequence, argmax over the real vocabulary (padding rows are not tokens).
+    sequence = list(prompt)
+    expected = []
+    for _ in range(len(result.token_ids[0]) + (result.finish_reasons[0] == "eos")):
+        logits = reference_logits(reference, np.array([sequence]))[0, -1, :50400]
+        token = int(np.argmax(logits))
+        expected.append(token)
+        sequence.append(token)
+        if token == 50256:
+            break
+    assert result.token_ids[0] == [t for t in expected if t != 50256]
+    assert len(result.token_ids[0]) > 0
+
+
+def test_no_recompilation_while_decoding(pair, tokenizer):
+    from codegeex_ms.generation import Generator, SamplingConfig
+    _, model = pair
+    generator = Generator(model, tokenizer, batch_size=3, max_len=128)
+    config = SamplingConfig(max_new_tokens=30, temperature=0.9, top_p=0.9, seed=3)
+    generator.generate(tokenizer.encode("int main() {"), config)
+    generator.generate(tokenizer.encode("public class A {\n  int f() {"), config)  # same 64-token bucket
+    assert len(generator.cached.compile_cache) == 2
+    assert generator.compiled_shapes == {(3, 64), (3, 1)}
+
+
+def test_seed_reproducible(pair, tokenizer):
+    from codegeex_ms.generation import Generator, SamplingConfig
+    _, model = pair
+    generator = Generator(model, tokenizer, batch_size=2, max_len=64)
+    ids = tokenizer.encode("def f(x):")
+    a = generator.generate(ids, SamplingConfig(max_new_tokens=12, temperature=1.0, seed=7))
+    b = generator.generate(ids, SamplingConfig(max_new_tokens=12, temperature=1.0, seed=7))
+    c = generator.generate(ids, SamplingConfig(max_new_tokens=12, temperature=1.0, seed=8))
+    assert a.token_ids == b.token_ids and a.token_ids != c.token_ids
+    assert a.token_ids[0] != a.token_ids[1]                  # the samples of a batch differ
+
+
+def test_stop_string_and_length(pair, tokenizer):
+    from codegeex_ms.generation import Generator, SamplingConfig
+    _, model = pair
+    generator = Generator(model, tokenizer, batch_size=1, max_len=64)
+    ids = tokenizer.encode("x")
+    free = generator.generate(ids, SamplingConfig(max_new_tokens=10, greedy=True))
+    assert free.finish_reasons == ["length"] and len(free.token_ids[0]) == 10
+    stop = free.raw_completions[0][3:6]
+    cut = generator.generate(ids, SamplingConfig(max_new_tokens=10, greedy=True, stop=[stop]))
+    assert cut.finish_reasons == ["stop"]
+    assert cut.completions[0] == free.raw_completions[0][:free.raw_completions[0].find(stop)]
+    with pytest.raises(ValueError, match="exceeds the context of 64 tokens"):
+        generator.generate(ids * 60, SamplingConfig(max_new_tokens=10))
+    with pytest.raises(ValueError, match="the prompt is empty"):
+        generator.generate([], SamplingConfig())
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The in-graph sampler on a small vocabulary: many seeded draws at once, compared with the distribution.
+
+def _draws(logits, temperature=1.0, top_k=None, top_p=2.0, n=40000, seed=0):
+    import mindspore as ms
+    from codegeex_ms.generation import Sampler
+    v = len(logits)
+    sampler = Sampler(vocab_size=v, candidates=v)
+    noise = np.clip(np.random.default_rng(seed).random((n, v), dtype=np.float32), 1e-12, 1 - 1e-7)
+    batch = np.tile(np.asarray(logits, np.float32), (n, 1))
+    ids = sampler(ms.Tensor(batch), ms.Tensor(noise), ms.Tensor(temperature, ms.float32),
+                  ms.Tensor(top_k or v, ms.int32), ms.Tensor(top_p, ms.float32)).asnumpy()
+    return np.bincount(ids, minlength=v) / n
+
+
+def _softmax(x):
+    e = np.exp(x - np.max(x))
+    return e / e.sum()
+
+
+def test_sampler_temperature_matches_softmax(ms_context):
+    logits = np.array([2.0, 1.0, 0.5, 0.0, -1.0, -3.0])
+    for t in (1.0, 0.5, 2.0):
+        assert np.abs(_draws(logits, temperature=t) - _softmax(logits / t)).max() < 0.01
+
+
+def test_sampler_top_k(ms_context):
+    logits = np.array([0.1, 2.0, 1.0, 1.5, -1.0])
+    freq = _draws(logits, top_k=2)
+    expected = np.zeros(5)
+    expected[[1, 3]] = _softmax(logits[[1, 3]])
+    assert np.abs(freq - expected).max() < 0.01
+
+
+def test_sampler_top_p_is_inclusive(ms_context):
+    probs = np.array([0.05, 0.5, 0.1, 0.2, 0.15])               # sorted: .5 .2 .15 | .1 .05
+    freq = _draws(np.log(probs), top_p=0.8)
+    kept = np.array([0, 0.5, 0, 0.2, 0.15]) / 0.85                # the crossing token (.15) is kept
+    assert np.abs(freq - kept).max() < 0.01
+
+
+def test_sampler_greedy_noise_is_argmax(ms_context):
+    import mindspore as ms
+    from codegeex_ms.generation import _GREEDY_NOISE, Sampler
+    sampler = Sampler(vocab_size=7, candidates=7)
+    logits = np.random.default_rng(1).normal(size=(50, 7)).astype(np.float32)
+    ids = sampler(ms.Tensor(logits), ms.Tensor(np.full((50, 7), _GREEDY_NOISE, np.float32)),
+                  ms.Tensor(1.0, ms.float32), ms.Tensor(7, ms.int32), ms.Tensor(2.0, ms.float32)).asnumpy()
+    np.testing.assert_array_equal(ids, logits.argmax(-1))

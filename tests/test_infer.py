@@ -1,0 +1,90 @@
+"""infer.py end to end on a tiny checkpoint: modes, JSON, streaming, errors."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def infer():
+    spec = importlib.util.spec_from_file_location("infer_script", REPO / "infer.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def run(infer, *argv):
+    return infer.main(infer.parse_args(list(argv)))
+
+
+def test_json_output(infer, tiny_checkpoint, capsys):
+    assert run(infer, "--checkpoint", str(tiny_checkpoint), "--prompt", "def add(a, b):", "--lang", "python",
+               "--max-new-tokens", "8", "--n", "2", "--seed", "3", "--json") == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["prompt"].startswith("# language: Python\ndef add(a, b):")
+    assert len(out["completions"]) == 2 and len(out["finish_reasons"]) == 2
+    assert {"load_s", "compile_s", "prefill_s", "decode_tokens_per_s"} <= set(out["timings"])
+
+
+def test_same_seed_same_output(infer, tiny_checkpoint, capsys):
+    args = ["--checkpoint", str(tiny_checkpoint), "--prompt", "int main() {", "--max-new-tokens", "6", "--json"]
+    run(infer, *args, "--seed", "11")
+    first = json.loads(capsys.readouterr().out)["completions"]
+    run(infer, *args, "--seed", "11")
+    assert json.loads(capsys.readouterr().out)["completions"] == first
+
+
+def test_stream_prints_the_completion(infer, tiny_checkpoint, capsys):
+    run(infer, "--checkpoint", str(tiny_checkpoint), "--prompt", "x = ", "--greedy", "--max-new-tokens", "6",
+        "--stream")
+    streamed = capsys.readouterr().out
+    run(infer, "--checkpoint", str(tiny_checkpoint), "--prompt", "x = ", "--greedy", "--max-new-tokens", "6")
+    assert streamed == capsys.readouterr().out
+
+
+def test_translate_and_explain_prompts(infer, tiny_checkpoint, capsys):
+    run(infer, "--checkpoint", str(tiny_checkpoint), "--mode", "translate", "--src-lang", "python",
+        "--tgt-lang", "java", "--prompt", "def f():\n    return 1\n", "--max-new-tokens", "4", "--json")
+    assert json.loads(capsys.readouterr().out)["prompt"] == "code translation\nPython:\ndef f():\n    return 1\nJava:\n"
+    run(infer, "--checkpoint", str(tiny_checkpoint), "--mode", "explain", "--lang", "go",
+        "--prompt", "func f() int {\n\treturn 1\n}", "--max-new-tokens", "4", "--json")
+    assert json.loads(capsys.readouterr().out)["prompt"].endswith("// Explain the code line by line\n// ")
+
+
+def test_errors_are_clear(infer, tiny_checkpoint, tmp_path):
+    base = ["--checkpoint", str(tiny_checkpoint)]
+    with pytest.raises(SystemExit, match="the prompt is empty"):
+        run(infer, *base, "--prompt", "   ")
+    with pytest.raises(SystemExit, match="needs --src-lang and --tgt-lang"):
+        run(infer, *base, "--mode", "translate", "--prompt", "x")
+    with pytest.raises(SystemExit, match="unknown language 'klingon'"):
+        run(infer, *base, "--prompt", "x", "--lang", "klingon")
+    with pytest.raises(SystemExit, match=r"the prompt is \d+ tokens; with --max-new-tokens 8 only 248 fit"):
+        run(infer, *base, "--prompt", "word " * 400, "--max-new-tokens", "8")
+    with pytest.raises(SystemExit, match="--stream prints one sample"):
+        run(infer, *base, "--prompt", "x", "--stream", "--n", "2")
+    with pytest.raises(SystemExit, match="temperature must be > 0"):
+        run(infer, *base, "--prompt", "x", "--temperature", "0")
+
+
+def test_truncate_left_keeps_the_end(infer, tiny_checkpoint, capsys):
+    assert run(infer, "--checkpoint", str(tiny_checkpoint), "--prompt", "word " * 400 + "end", "--max-new-tokens", "8",
+               "--truncate-left", "--greedy", "--json") == 0
+    assert json.loads(capsys.readouterr().out)["prompt_tokens"] == 248
+
+
+def test_help_explains_every_flag():
+    result = subprocess.run([sys.executable, str(REPO / "infer.py"), "--help"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0
+    for flag in ("--checkpoint", "--tokenizer", "--prompt-file", "--mode", "--lang", "--src-lang", "--tgt-lang",
+                 "--max-new-tokens", "--greedy", "--temperature", "--top-p", "--top-k", "--n", "--seed", "--stop",
+                 "--stream", "--json", "--truncate-left", "code translation"):
+        assert flag in result.stdout
