@@ -83,7 +83,10 @@ def _numpy_dtype(param) -> np.dtype:
     if param.dtype == ms.bfloat16:
         raise CheckpointError(f"{param.name}: bfloat16 weights cannot be saved as numpy safetensors; "
                               "cast the model to float32 or float16 first")
-    return np.dtype(ms.dtype_to_nptype(param.dtype))
+    dtypes = {ms.float32: np.float32, ms.float16: np.float16, ms.int8: np.int8, ms.int32: np.int32, ms.float64: np.float64}
+    if param.dtype not in dtypes:
+        raise CheckpointError(f"{param.name}: cannot save dtype {param.dtype}")
+    return np.dtype(dtypes[param.dtype])
 
 
 def read_config(path: str | os.PathLike) -> Config:

@@ -5,6 +5,7 @@ A YAML file in ``model_configs/`` has three sections that map 1:1 onto the datac
     model:     {hidden_size: 5120, num_layers: 39, ...}   # the architecture (changes the function)
     precision: {param_dtype: float32, compute_dtype: float16, ...}
     parallel:  {data_parallel: 192, model_parallel: 8, ...}
+    train:     {lr: 1.0e-4, warmup_steps: 2000, ...}      # optional; defaults are the 13B recipe
 
 Unknown keys, wrong types and out-of-range values raise ``ConfigError`` naming the file and the key.
 """
@@ -147,14 +148,70 @@ class ParallelConfig:
 
 
 @dataclass(frozen=True)
+class TrainConfig:
+    """The training recipe; the defaults are the 13B run's (reference/codegeex.md section 3.2).
+
+    lr(t) = lr * t / warmup_steps during warm-up, then
+    min_lr + (lr - min_lr) * (1 + cos(pi * min(t, decay_steps) / decay_steps)) / 2 (the cosine counts from step 0).
+    """
+    seq_len: int = 2048
+    micro_batch_size: int = 16            # per data-parallel rank
+    grad_accumulation: int = 1
+    max_steps: int = 213000
+    lr: float = 1e-4
+    min_lr: float = 1e-6
+    warmup_steps: int = 2000
+    decay_steps: int = 200000
+    weight_decay: float = 0.1             # not on LayerNorm parameters and biases
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    grad_clip: float = 1.0                # global norm
+    loss_scale: float = 4294967296.0      # initial dynamic loss scale (2^32); 0 = no loss scaling
+    loss_scale_factor: float = 2.0
+    loss_scale_window: int = 1000
+    eod_reset: bool = True                # reset attention and positions after each EOD (packed samples)
+    seed: int = 1
+    log_every: int = 10
+    eval_every: int = 1000
+    eval_batches: int = 20
+    save_every: int = 250
+    keep_checkpoints: int = 2
+    peak_flops: float = 0.0               # device peak FLOP/s for MFU; 0 = measure a matmul at start
+
+    def __post_init__(self):
+        for name in ("seq_len", "micro_batch_size", "grad_accumulation", "max_steps", "log_every", "eval_every",
+                     "save_every", "keep_checkpoints", "loss_scale_window"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("warmup_steps", "eval_batches"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
+        if self.decay_steps < 1:
+            raise ConfigError(f"train.decay_steps must be >= 1, got {self.decay_steps}")
+        if not 0 < self.min_lr <= self.lr:
+            raise ConfigError(f"train.min_lr ({self.min_lr}) must be in (0, train.lr ({self.lr})]")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise ConfigError(f"train.beta1/beta2 must be in [0, 1), got {self.beta1}, {self.beta2}")
+        if self.loss_scale < 0 or self.loss_scale_factor <= 1:
+            raise ConfigError("train.loss_scale must be >= 0 and train.loss_scale_factor > 1")
+        if self.weight_decay < 0 or self.grad_clip <= 0 or self.eps <= 0:
+            raise ConfigError("train.weight_decay must be >= 0, train.grad_clip and train.eps > 0")
+
+
+@dataclass(frozen=True)
 class Config:
-    """Everything needed to build a model: architecture, precision and parallel layout."""
+    """Everything needed to build and train a model: architecture, precision, parallel layout, recipe."""
     model: ModelConfig = field(default_factory=ModelConfig)
     precision: PrecisionConfig = field(default_factory=PrecisionConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self):
         self.parallel.check(self.model)
+        if self.train.seq_len > self.model.max_position_embeddings:
+            raise ConfigError(f"train.seq_len ({self.train.seq_len}) exceeds model.max_position_embeddings "
+                              f"({self.model.max_position_embeddings})")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -176,7 +233,7 @@ class Config:
         os.replace(tmp, path)
 
 
-_SECTIONS = {"model": ModelConfig, "precision": PrecisionConfig, "parallel": ParallelConfig}
+_SECTIONS = {"model": ModelConfig, "precision": PrecisionConfig, "parallel": ParallelConfig, "train": TrainConfig}
 
 
 def _check_type(value: Any, annotation: str, where: str) -> Any:
@@ -187,6 +244,11 @@ def _check_type(value: Any, annotation: str, where: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{where} must be an integer, got {value!r}")
     elif annotation == "float":
+        if isinstance(value, str):          # YAML 1.1 reads "3e-4" (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where} must be a number, got {value!r}")
         value = float(value)
@@ -262,3 +324,20 @@ def resolve_config(name_or_path: str | os.PathLike) -> Config:
         return load_config(shipped[str(name_or_path)])
     raise ConfigError(f"config {name_or_path} is neither a file nor a shipped config "
                       f"({', '.join(shipped) or 'none found in ' + str(config_dir())})")
+
+
+def apply_overrides(cfg: Config, overrides: list[str], source: str = "--set") -> Config:
+    """Apply ``section.key=value`` strings (values parsed as YAML), e.g. ``train.lr=3e-4``."""
+    sections: dict[str, dict[str, Any]] = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot or not name:
+            raise ConfigError(f"{source} {item!r}: expected section.key=value, e.g. train.lr=3e-4")
+        sections.setdefault(section, {})[name] = yaml.safe_load(raw)
+    merged = cfg.to_dict()
+    for section, values in sections.items():
+        if section not in merged:
+            raise ConfigError(f"{source}: unknown config section {section!r}; known: {', '.join(merged)}")
+        merged[section].update(values)
+    return config_from_dict(merged, source=source)

@@ -157,8 +157,7 @@ class MindSporeSource(TensorSource):
         value = self._arrays[self._by_name[name]]
         if isinstance(value, np.ndarray):
             return value.dtype
-        import mindspore as ms
-        return np.dtype(ms.dtype_to_nptype(value.dtype))
+        return np.dtype(value.asnumpy().dtype)
 
 
 class OursSource(TensorSource):

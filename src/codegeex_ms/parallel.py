@@ -1,0 +1,52 @@
+"""Process-group setup and the parallel context, from the config's ``parallel`` section.
+
+Launch modes:
+  single process     python train.py ...
+  data parallel      msrun --worker_num=N --local_worker_num=N --master_port=8118 --join=True train.py ...
+                     (CPU, GPU and Ascend; gradients summed over ranks by DistributedGradReducer)
+  Ascend model/optimizer parallel   the same msrun launch on Ascend with model_parallel > 1 or optimizer_shard:
+                     semi_auto_parallel with the Cells' shard strategies. This path cannot be compiled
+                     without Ascend hardware (MindSpore refuses semi_auto_parallel on CPU) and has not been
+                     run by this project's CI.
+"""
+from __future__ import annotations
+
+import os
+
+from .config import Config, ConfigError
+
+
+def launched_by_msrun() -> bool:
+    return "MS_WORKER_NUM" in os.environ or os.environ.get("MS_ROLE") == "MS_WORKER"
+
+
+def init_distributed(cfg: Config) -> tuple[int, int]:
+    """Initialise communication when launched by msrun and set the parallel context; returns (rank, world)."""
+    import mindspore as ms
+    from mindspore.communication import get_group_size, get_rank, init
+
+    if launched_by_msrun():
+        init()
+        rank, world = get_rank(), get_group_size()
+    else:
+        rank, world = 0, 1
+    p = cfg.parallel
+    cfg.parallel.check(cfg.model, device_num=world)
+    device = ms.get_context("device_target")
+    if p.pipeline_stages > 1:
+        raise ConfigError(f"parallel.pipeline_stages = {p.pipeline_stages}: pipeline-parallel training is not "
+                          f"implemented yet; use model_parallel and data_parallel")
+    needs_semi_auto = p.model_parallel > 1 or p.optimizer_shard or not p.vocab_emb_dp
+    if world > 1 and needs_semi_auto:
+        if device != "Ascend":
+            raise ConfigError(f"parallel.model_parallel = {p.model_parallel}, optimizer_shard = {p.optimizer_shard}, "
+                              f"vocab_emb_dp = {p.vocab_emb_dp} need semi_auto_parallel, which MindSpore only "
+                              f"compiles on Ascend; on {device} use data parallel only (model_parallel 1, "
+                              f"optimizer_shard false, vocab_emb_dp true)")
+        ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.SEMI_AUTO_PARALLEL, device_num=world,
+                                     gradients_mean=False, full_batch=False,
+                                     enable_parallel_optimizer=p.optimizer_shard)
+    elif world > 1:
+        ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, device_num=world,
+                                     gradients_mean=False)
+    return rank, world

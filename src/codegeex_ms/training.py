@@ -1,0 +1,436 @@
+"""Training: the CodeGeeX recipe as one compiled train step, exact resume, metrics and plots.
+
+The step is functional (value_and_grad -> all-reduce -> unscale -> finite check -> clip -> AdamWeightDecay)
+so it runs on CPU as well as Ascend: MindSpore's loss-scale wrapper cells need an NPU-only op. The loss is
+the mean cross entropy over positions whose *input* is not EOD, normalised by the token count of the whole
+global batch, so N data-parallel ranks compute exactly the single-process loss and gradients.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import mindspore as ms
+from mindspore import Parameter, Tensor, nn, ops
+from mindspore.nn.learning_rate_schedule import LearningRateSchedule
+
+from . import checkpoint
+from .config import Config, TrainConfig
+from .data.pack import COLUMN, shard_files
+from .layout import count_parameters, is_no_decay
+from .masks import eod_reset_masks
+from .model import CodeGeeX
+
+OPTIMIZER_FILE = "optimizer.ckpt"
+STATE_FILE = "state.json"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Learning rate
+
+def lr_at(cfg: TrainConfig, step: int) -> float:
+    """The schedule in plain Python (reference/codegeex.md section 3.2)."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * step / cfg.warmup_steps
+    progress = min(step, cfg.decay_steps) / cfg.decay_steps
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * progress))
+
+
+class WarmupCosineLR(LearningRateSchedule):
+    """``lr_at`` as a graph-side schedule for the optimizer (evaluated at the optimizer's global step)."""
+
+    def __init__(self, cfg: TrainConfig):
+        super().__init__()
+        self.lr, self.min_lr = cfg.lr, cfg.min_lr
+        self.warmup, self.decay = float(max(cfg.warmup_steps, 1)), float(cfg.decay_steps)
+        self.has_warmup = cfg.warmup_steps > 0
+
+    def construct(self, global_step):
+        step = global_step.astype(ms.float32)
+        cosine = self.min_lr + 0.5 * (self.lr - self.min_lr) * (1.0 + ops.cos(math.pi * ops.minimum(step, self.decay) / self.decay))
+        if self.has_warmup:
+            return ops.select(step < self.warmup, self.lr * step / self.warmup, cosine)
+        return cosine
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Data
+
+class TokenBatches:
+    """Deterministic, rank-sharded, resumable batches from MindRecord shards.
+
+    Epoch e visits the samples in ``permutation(seed, e)``; rank r of N takes every N-th sample of that order,
+    so the N ranks of a data-parallel run see exactly the samples a single process sees in one global batch.
+    """
+
+    def __init__(self, data_dir: Path, split: str, cfg: Config, rank: int = 0, world: int = 1, shuffle: bool = True):
+        import mindspore.dataset as ds
+        self.files = shard_files(data_dir, split)
+        self.batch, self.seq_len = cfg.train.micro_batch_size, cfg.train.seq_len
+        self.eod, self.eod_reset = cfg.model.eod_token_id, cfg.train.eod_reset
+        self.rank, self.world, self.shuffle, self.seed = rank, world, shuffle, cfg.train.seed
+        probe = ds.MindDataset(self.files, columns_list=[COLUMN], shuffle=False)
+        self.size = probe.get_dataset_size()
+        width = next(probe.create_tuple_iterator(output_numpy=True))[0].shape[0] if self.size else 0
+        if width != self.seq_len + 1:
+            raise ValueError(f"{data_dir}: {split} samples hold {width} ids, but train.seq_len + 1 = "
+                             f"{self.seq_len + 1}; prepare the data with --seq-len {self.seq_len}")
+        self.batches_per_epoch = self.size // world // self.batch
+        if self.batches_per_epoch == 0:
+            raise ValueError(f"{data_dir}: the {split} split has {self.size} samples, fewer than one global batch "
+                             f"({self.batch} x {world} ranks)")
+
+    def _order(self, epoch: int) -> np.ndarray:
+        order = np.random.default_rng([self.seed, epoch]).permutation(self.size) if self.shuffle else np.arange(self.size)
+        per_rank = self.batches_per_epoch * self.batch
+        return order[self.rank::self.world][:per_rank]
+
+    def __iter__(self):
+        return self.iterate(0)
+
+    def iterate(self, skip: int = 0, epochs: int | None = None):
+        """Yield model inputs batch by batch, starting after ``skip`` batches (continuing across epochs)."""
+        import mindspore.dataset as ds
+        epoch = skip // self.batches_per_epoch
+        start = skip % self.batches_per_epoch
+        while epochs is None or epoch < epochs:
+            indices = self._order(epoch)[start * self.batch:]
+            dataset = ds.MindDataset(self.files, columns_list=[COLUMN], sampler=ds.SubsetSampler(indices.tolist()))
+            dataset = dataset.batch(self.batch, drop_remainder=True)
+            for (ids,) in dataset.create_tuple_iterator(output_numpy=True, num_epochs=1):
+                yield self.to_inputs(ids)
+            epoch, start = epoch + 1, 0
+
+    def to_inputs(self, ids: np.ndarray) -> tuple[np.ndarray, ...]:
+        """``[b, s+1]`` windows -> (input_ids, labels, position_ids, attention_mask, loss_mask)."""
+        inputs, labels = ids[:, :-1].astype(np.int32), ids[:, 1:].astype(np.int32)
+        b, s = inputs.shape
+        if self.eod_reset:
+            positions, mask = eod_reset_masks(inputs, self.eod)
+        else:
+            positions = np.broadcast_to(np.arange(s, dtype=np.int32), (b, s)).copy()
+            mask = np.broadcast_to(np.tril(np.ones((s, s), np.uint8)), (b, s, s)).copy()
+        return inputs, labels, positions, mask.astype(np.float32), (inputs != self.eod).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The train step
+
+class LanguageModelLoss(nn.Cell):
+    """Sum of token cross entropies (positions whose input is not EOD) / tokens of the whole global batch."""
+
+    def __init__(self, model: CodeGeeX, world: int):
+        super().__init__(auto_prefix=False)
+        self.model = model
+        self.all_reduce = ops.AllReduce() if world > 1 else None
+
+    def construct(self, input_ids, labels, position_ids, attention_mask, loss_mask):
+        logits = self.model(input_ids, position_ids, attention_mask)                       # [b, s, V]
+        ce = ops.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), reduction="none")
+        mask = loss_mask.reshape(-1)
+        tokens = mask.sum()
+        if self.all_reduce is not None:
+            tokens = self.all_reduce(tokens)
+        return (ce * mask).sum() / ops.stop_gradient(ops.maximum(tokens, 1.0))
+
+
+class TrainStep:
+    """Compiled forward/backward/update; holds the optimizer and the dynamic loss scale."""
+
+    def __init__(self, model: CodeGeeX, cfg: Config, world: int = 1, data_parallel_reduce: bool = True):
+        t = cfg.train
+        params = model.trainable_params()
+        decay = [p for p in params if not is_no_decay(p.name)]
+        no_decay = [p for p in params if is_no_decay(p.name)]
+        self.optimizer = nn.AdamWeightDecay(
+            [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            learning_rate=WarmupCosineLR(t), beta1=t.beta1, beta2=t.beta2, eps=t.eps)
+        self.loss_net = LanguageModelLoss(model, world)
+        self.grad_clip = t.grad_clip
+        self.scaler = (ms.amp.DynamicLossScaler(scale_value=t.loss_scale, scale_factor=int(t.loss_scale_factor),
+                                                scale_window=t.loss_scale_window) if t.loss_scale > 0 else None)
+        self.reducer = (nn.DistributedGradReducer(self.optimizer.parameters, mean=False, degree=world)
+                        if world > 1 and data_parallel_reduce else None)
+        self.world = world
+        self.grad_fn = ms.value_and_grad(self._scaled_loss, None, self.optimizer.parameters)
+        self.step = ms.jit(self._step)
+        self.grads = ms.jit(self._grads)
+        self.accumulate = ms.jit(self._accumulate)
+        self.apply = ms.jit(self._apply)
+        self.evaluate = ms.jit(self._evaluate)
+
+    def _scaled_loss(self, *batch):
+        loss = self.loss_net(*batch)
+        return self.scaler.scale(loss) if self.scaler is not None else loss
+
+    def _grads(self, *batch):
+        scaled, grads = self.grad_fn(*batch)
+        if self.reducer is not None:
+            grads = self.reducer(grads)
+        loss = self.scaler.unscale(scaled) if self.scaler is not None else scaled
+        if self.world > 1:
+            loss = ops.AllReduce()(loss)
+        return loss, grads
+
+    def _accumulate(self, total, grads):
+        return tuple([a + g for a, g in zip(total, grads)])
+
+    def _apply(self, grads, micro_batches):
+        grads = tuple([g / micro_batches for g in grads])
+        if self.scaler is not None:
+            grads = self.scaler.unscale(grads)
+        finite = ms.amp.all_finite(grads)
+        if self.scaler is not None:
+            self.scaler.adjust(finite)
+        square_sum = ops.zeros((), ms.float32)
+        for g in grads:
+            square_sum = square_sum + ops.square(g.astype(ms.float32)).sum()
+        norm = ops.sqrt(square_sum)
+        if finite:
+            scale = self.grad_clip / ops.maximum(norm, self.grad_clip)      # global-norm clipping
+            grads = tuple([g * scale.astype(g.dtype) for g in grads])
+            self.optimizer(grads)
+        return finite, norm
+
+    def _step(self, *batch):
+        loss, grads = self._grads(*batch)
+        finite, norm = self._apply(grads, 1.0)
+        return loss, finite, norm
+
+    def _evaluate(self, *batch):
+        loss = self.loss_net(*batch)
+        if self.world > 1:
+            loss = ops.AllReduce()(loss)
+        return loss
+
+    @property
+    def loss_scale(self) -> float:
+        return float(self.scaler.scale_value.asnumpy()) if self.scaler is not None else 1.0
+
+    def state_parameters(self) -> list[Parameter]:
+        """Everything besides the weights that an exact resume needs: moments, step, loss-scale state."""
+        params = list(self.optimizer.moments1) + list(self.optimizer.moments2) + [self.optimizer.global_step]
+        if self.scaler is not None:
+            params += [self.scaler.scale_value, self.scaler.counter]
+        return params
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Checkpoints of a run: RUN_DIR/checkpoints/step-00000250/{model.safetensors, config.yaml, optimizer.ckpt, state.json}
+
+def save_run_checkpoint(run_dir: Path, model: CodeGeeX, step: TrainStep, state: dict, keep: int,
+                        tokenizer: str | None) -> Path:
+    """Write a complete checkpoint folder atomically (temporary folder, fsync, rename) and keep the last ``keep``."""
+    root = run_dir / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step-{state['step']:08d}"
+    tmp = root / (final.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    checkpoint.save(model, tmp, tokenizer=tokenizer)
+    ms.save_checkpoint([{"name": p.name, "data": p} for p in step.state_parameters()], str(tmp / OPTIMIZER_FILE))
+    (tmp / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
+    for f in tmp.iterdir():
+        with open(f, "rb") as handle:
+            os.fsync(handle.fileno())
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    for old in sorted(p for p in root.glob("step-*") if not p.name.endswith(".tmp"))[:-keep]:
+        shutil.rmtree(old)
+    return final
+
+
+def load_run_checkpoint(folder: Path, model: CodeGeeX, step: TrainStep) -> dict:
+    """Restore weights, optimizer state and loss scale; raises ValueError naming what is wrong."""
+    try:
+        state = json.loads((folder / STATE_FILE).read_text())
+        checkpoint.load_weights(model, folder)
+        saved = ms.load_checkpoint(str(folder / OPTIMIZER_FILE))
+    except Exception as e:  # noqa: BLE001 - any failure means this checkpoint is unusable
+        raise ValueError(f"checkpoint {folder} is unreadable: {type(e).__name__}: {str(e)[:300]}") from None
+    wanted = {p.name: p for p in step.state_parameters()}
+    missing = sorted(set(wanted) - set(saved))
+    if missing:
+        raise ValueError(f"checkpoint {folder} lacks optimizer state {', '.join(missing[:5])}")
+    for name, param in wanted.items():
+        if tuple(saved[name].shape) != tuple(param.shape):
+            raise ValueError(f"checkpoint {folder}: {name} has shape {tuple(saved[name].shape)}, expected {tuple(param.shape)}")
+        param.set_data(Tensor(saved[name].asnumpy(), param.dtype))
+    return state
+
+
+def complete_checkpoints(run_dir: Path) -> list[Path]:
+    return sorted(p for p in (run_dir / "checkpoints").glob("step-*") if not p.name.endswith(".tmp")) \
+        if (run_dir / "checkpoints").is_dir() else []
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Metrics and plots
+
+def flops_per_token(cfg: Config) -> float:
+    """Training FLOPs per token: 6 x (parameters used in matmuls) + attention scores (fwd + bwd)."""
+    m = cfg.model
+    matmul_params = count_parameters(m) - 2 * m.max_position_embeddings * m.hidden_size
+    return 6 * matmul_params + 12 * (m.num_layers + 1) * m.hidden_size * cfg.train.seq_len
+
+
+def measure_peak_flops() -> float:
+    """FLOP/s of a 2048^3 fp32 matmul on this device (the 'peak' MFU is measured against when none is given)."""
+    a = Tensor(np.random.default_rng(0).random((2048, 2048), dtype=np.float32))
+
+    @ms.jit
+    def matmul(x):
+        return ops.matmul(x, x)
+
+    matmul(a).asnumpy()
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        matmul(a).asnumpy()
+        best = min(best, time.perf_counter() - start)
+    return 2 * 2048 ** 3 / best
+
+
+def plot_run(metrics: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    train = [m for m in metrics if "loss" in m]
+    val = [m for m in metrics if "val_loss" in m]
+    fig, (ax, ax_lr) = plt.subplots(2, 1, figsize=(7, 5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    ax.plot([m["step"] for m in train], [m["loss"] for m in train], label="train", lw=1)
+    if val:
+        ax.plot([m["step"] for m in val], [m["val_loss"] for m in val], "o-", label="validation")
+    ax.set_ylabel("loss")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    ax_lr.plot([m["step"] for m in train], [m["lr"] for m in train], color="gray")
+    ax_lr.set_ylabel("learning rate")
+    ax_lr.set_xlabel("step")
+    fig.tight_layout()
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+class StopSignal:
+    """Turns SIGINT/SIGTERM into a flag checked between steps, so the run saves a checkpoint and exits."""
+
+    def __init__(self):
+        self.received = None
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, _frame):
+        self.received = signal.Signals(signum).name
+
+
+@dataclass
+class RunResult:
+    steps: int
+    losses: list[float]
+    stopped_by: str | None
+    last_checkpoint: Path | None
+
+
+def train(cfg: Config, data_dir: Path, run_dir: Path, tokenizer: str | None = None, resume: bool = False,
+          rank: int = 0, world: int = 1, data_parallel_reduce: bool = True, log=print) -> RunResult:
+    """Train ``cfg`` on the shards in ``data_dir``, writing checkpoints, metrics.jsonl and loss.png to ``run_dir``."""
+    t = cfg.train
+    ms.set_seed(t.seed)
+    train_batches = TokenBatches(data_dir, "train", cfg, rank, world)
+    try:
+        val_batches = TokenBatches(data_dir, "validation", cfg, rank, world, shuffle=False) if t.eval_batches else None
+    except (FileNotFoundError, ValueError) as e:
+        log(f"note: no validation loss ({e})")
+        val_batches = None
+    model = CodeGeeX(cfg)
+    model.set_train(True)
+    step_fn = TrainStep(model, cfg, world, data_parallel_reduce)
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for stale in (run_dir / "checkpoints").glob("*.tmp") if (run_dir / "checkpoints").is_dir() else []:
+        shutil.rmtree(stale)
+    state = {"step": 0, "micro_batches": 0, "skipped_steps": 0}
+    if resume:
+        for folder in reversed(complete_checkpoints(run_dir)):
+            try:
+                state = load_run_checkpoint(folder, model, step_fn)
+                log(f"resumed from {folder} at step {state['step']}")
+                break
+            except ValueError as e:
+                log(f"warning: {e}; trying the previous checkpoint")
+        else:
+            log(f"no usable checkpoint in {run_dir}; starting from scratch")
+    metrics_path = run_dir / "metrics.jsonl"
+    metrics = [json.loads(line) for line in metrics_path.read_text().splitlines()] if metrics_path.exists() and resume else []
+    metrics = [m for m in metrics if m["step"] <= state["step"]]
+    metrics_path.write_text("".join(json.dumps(m) + "\n" for m in metrics))
+    if rank == 0:
+        cfg.save(run_dir / "config.yaml")
+
+    peak = t.peak_flops or measure_peak_flops()
+    tokens_per_step = t.micro_batch_size * t.grad_accumulation * t.seq_len * world
+    flops_token = flops_per_token(cfg)
+    stop = StopSignal()
+    batches = train_batches.iterate(skip=state["micro_batches"])
+    losses, last_checkpoint = [], None
+
+    def save():
+        if rank == 0:
+            path = save_run_checkpoint(run_dir, model, step_fn, state, t.keep_checkpoints, tokenizer)
+            plot_run(metrics, run_dir / "loss.png")
+            return path
+        return None
+
+    while state["step"] < t.max_steps and stop.received is None:
+        start = time.perf_counter()
+        if t.grad_accumulation == 1:
+            batch = [Tensor(x) for x in next(batches)]
+            loss, finite, norm = step_fn.step(*batch)
+            loss = float(loss.asnumpy())
+        else:
+            total, loss = None, 0.0
+            for _ in range(t.grad_accumulation):
+                micro_loss, grads = step_fn.grads(*[Tensor(x) for x in next(batches)])
+                total = grads if total is None else step_fn.accumulate(total, grads)
+                loss += float(micro_loss.asnumpy()) / t.grad_accumulation
+            finite, norm = step_fn.apply(total, Tensor(float(t.grad_accumulation), ms.float32))
+        finite = bool(finite.asnumpy())
+        elapsed = time.perf_counter() - start
+        lr = lr_at(t, state["step"] - state["skipped_steps"])
+        state["micro_batches"] += t.grad_accumulation
+        state["skipped_steps"] += 0 if finite else 1
+        state["step"] += 1
+        losses.append(loss)
+        record = {"step": state["step"], "loss": loss, "lr": lr, "grad_norm": float(norm.asnumpy()),
+                  "loss_scale": step_fn.loss_scale, "skipped": not finite, "tokens_per_s": tokens_per_step / elapsed,
+                  "mfu": tokens_per_step / elapsed * flops_token / (peak * world)}
+        if val_batches is not None and state["step"] % t.eval_every == 0:
+            model.set_train(False)
+            vals = [float(step_fn.evaluate(*[Tensor(x) for x in b]).asnumpy())
+                    for _, b in zip(range(t.eval_batches), val_batches.iterate(epochs=1))]
+            model.set_train(True)
+            record["val_loss"] = sum(vals) / len(vals)
+        metrics.append(record)
+        if rank == 0:
+            with open(metrics_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+            if state["step"] % t.log_every == 0 or "val_loss" in record or not finite:
+                log(f"step {state['step']:>6} | loss {loss:.4f}" + (f" | val {record['val_loss']:.4f}" if "val_loss" in record else "")
+                    + f" | lr {lr:.2e} | grad {record['grad_norm']:.3f} | scale {record['loss_scale']:.0f}"
+                    + f"{' | SKIPPED (overflow)' if not finite else ''} | {record['tokens_per_s']:.0f} tok/s | mfu {record['mfu']:.1%}")
+        if state["step"] % t.save_every == 0 or state["step"] == t.max_steps:
+            last_checkpoint = save()
+    if stop.received is not None and (last_checkpoint is None or not last_checkpoint.name.endswith(f"{state['step']:08d}")):
+        last_checkpoint = save()
+        log(f"stopped by {stop.received} at step {state['step']}; continue with --resume")
+    return RunResult(state["step"], losses, stop.received, last_checkpoint)

@@ -1,0 +1,97 @@
+"""Train a CodeGeeX model with the original recipe on MindRecord shards from data_prep/prepare_corpus.py.
+
+    python train.py --config model_configs/codegeex_tiny.yaml --data data/corpus --out runs/tiny
+    python train.py --resume runs/tiny                               # continue exactly where it stopped
+    python train.py --config codegeex_125m --data DATA --out RUN --set train.lr=3e-4 --set train.max_steps=500
+    msrun --worker_num=2 --local_worker_num=2 --master_port=8118 --join=True --log_dir=RUN/msrun \\
+        train.py --config codegeex_tiny --data DATA --out RUN --set parallel.data_parallel=2
+
+Every value of the config (model, precision, parallel, train sections) can be overridden with --set
+section.key=value. The run folder holds config.yaml, metrics.jsonl, loss.png and checkpoints/step-N/
+(weights + config + optimizer state + data position); SIGINT/SIGTERM save a checkpoint before exiting.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("--config", help="model config YAML or shipped name (codegeex_tiny, codegeex_125m, ...); "
+                                    "with --resume, the run's own config is used")
+    p.add_argument("--data", type=Path, help="folder of train-*/validation-*.mindrecord shards")
+    p.add_argument("--out", type=Path, help="run folder (created); checkpoints, metrics.jsonl and loss.png go here")
+    p.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                   help="continue the run in RUN_DIR from its last complete checkpoint")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override a config value, e.g. train.lr=3e-4 or model.hidden_dropout=0.0 (repeatable)")
+    p.add_argument("--tokenizer", help="tokenizer folder to record in the checkpoints (default: the data's)")
+    p.add_argument("--device", choices=("CPU", "GPU", "Ascend"), help="MindSpore device (default: MindSpore's choice)")
+    p.add_argument("--pynative", action="store_true", help="run eagerly (PyNative, train step still jit) to debug")
+    return p.parse_args(argv)
+
+
+def main(args) -> int:
+    import json
+    from codegeex_ms.config import ConfigError, apply_overrides, load_config, resolve_config
+
+    try:
+        if args.resume:
+            run_dir = args.resume
+            if not (run_dir / "config.yaml").is_file():
+                raise ConfigError(f"--resume {run_dir}: no config.yaml there (not a run folder)")
+            cfg = load_config(run_dir / "config.yaml")
+            run_file = run_dir / "run.json"
+            data = args.data or (Path(json.loads(run_file.read_text())["data"]) if run_file.is_file() else None)
+        else:
+            if not args.config or not args.data or not args.out:
+                raise ConfigError("give --config, --data and --out (or --resume RUN_DIR)")
+            cfg, run_dir, data = resolve_config(args.config), args.out, args.data
+        cfg = apply_overrides(cfg, args.set) if args.set else cfg
+        if data is None or not data.is_dir():
+            raise ConfigError(f"--data {data}: no such folder")
+        if not list(data.glob("train-*.mindrecord")):
+            raise ConfigError(f"--data {data}: no train-*.mindrecord shards (run data_prep/prepare_corpus.py first)")
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    import mindspore as ms
+    from codegeex_ms.parallel import init_distributed
+    from codegeex_ms.training import train
+
+    ms.set_context(mode=ms.PYNATIVE_MODE if args.pynative else ms.GRAPH_MODE)
+    if args.device:
+        ms.set_device(args.device)
+    try:
+        cfg.precision.check_device(ms.get_context("device_target"))
+        rank, world = init_distributed(cfg)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    tokenizer = args.tokenizer
+    manifest = data / "manifest.json"
+    if tokenizer is None and manifest.is_file():
+        tokenizer = json.loads(manifest.read_text())["tokenizer"]["path"]
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "run.json").write_text(json.dumps({"data": str(data.resolve()), "command": sys.argv}, indent=2))
+    log = print if rank == 0 else (lambda *a, **k: None)
+    try:
+        result = train(cfg, data, run_dir, tokenizer=tokenizer, resume=bool(args.resume), rank=rank, world=world,
+                       data_parallel_reduce=ms.get_auto_parallel_context("parallel_mode") == "data_parallel", log=log)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if rank == 0:
+        print(f"trained {result.steps} steps; last loss {result.losses[-1] if result.losses else float('nan'):.4f}; "
+              f"checkpoint {result.last_checkpoint}; metrics {run_dir / 'metrics.jsonl'}, plot {run_dir / 'loss.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(parse_args()))
