@@ -1,6 +1,7 @@
 """Train a sentencepiece tokenizer for code (byte-fallback BPE) on a corpus of source files.
 
     python data_prep/train_tokenizer.py --corpus path/to/src [--corpus more/src] --vocab-size 16384 --out tok/
+    python data_prep/train_tokenizer.py --corpus data/corpus/manifest.json --vocab-size 16384 --out tok/
 
 Every file of a known language (by extension, or ``#!`` line) is prefixed with its CodeGeeX language-tag
 line, as in pre-training. The result loads with ``codegeex_ms.tokenizer.load(out)`` and has the same
@@ -23,9 +24,23 @@ from codegeex_ms.tokenizer import load
 from codegeex_ms.tokenizer.spm import chunk_document, train_sentencepiece
 
 
+def expand_manifests(roots: list[Path]) -> list[Path]:
+    """A manifest.json written by prepare_corpus.py stands for the source trees it was built from."""
+    expanded = []
+    for root in roots:
+        if root.is_file() and root.name.endswith(".json"):
+            try:
+                expanded += [Path(p) for p in json.loads(root.read_text())["inputs"]]
+            except (ValueError, KeyError):
+                raise SystemExit(f"error: --corpus {root} is not a manifest.json of data_prep/prepare_corpus.py")
+        else:
+            expanded.append(root)
+    return expanded
+
+
 def iter_source_files(roots: list[Path]):
     """(path, language) of every readable source file under the roots, in a stable order."""
-    for root in roots:
+    for root in expand_manifests(roots):
         if root.is_file():
             candidates = [root]
         elif root.is_dir():
@@ -47,7 +62,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--corpus", type=Path, action="append", required=True,
-                   help="a directory (searched recursively) or a file of source code; repeat for several")
+                   help="a directory (searched recursively), a source file, or the manifest.json of a "
+                        "prepared corpus (its input trees are used); repeat for several")
     p.add_argument("--vocab-size", type=int, required=True, help="number of tokens, byte pieces and specials included")
     p.add_argument("--out", type=Path, required=True, help="output directory (gets tokenizer.model and train_meta.json)")
     p.add_argument("--max-bytes", type=int, default=1 << 30,

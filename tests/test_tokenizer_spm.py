@@ -75,3 +75,13 @@ def test_vocab_too_small_is_explained(corpus, tmp_path):
     result = subprocess.run([sys.executable, str(REPO / "data_prep" / "train_tokenizer.py"), "--corpus", str(corpus),
                              "--vocab-size", "100", "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "--vocab-size 100 is too small" in result.stderr
+
+
+def test_corpus_from_a_manifest(corpus, tmp_path):
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"inputs": [str(corpus / "go"), str(corpus / "rust")]}))
+    result = subprocess.run([sys.executable, str(REPO / "data_prep" / "train_tokenizer.py"), "--corpus", str(manifest),
+                             "--vocab-size", "1000", "--out", str(tmp_path / "tok")], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "on 328 files" in result.stdout and "2 languages" in result.stdout

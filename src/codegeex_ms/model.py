@@ -26,6 +26,11 @@ MS_DTYPES = {"float32": ms.float32, "float16": ms.float16, "bfloat16": ms.bfloat
 MASK_VALUE = -10000.0   # the original adds -10000 (not -inf) to blocked scores, so padded rows stay finite
 
 
+def cast(x, dtype):
+    """``x`` in ``dtype``; no Cast op when it already is (dtypes are compile-time constants in graph mode)."""
+    return x if x.dtype == dtype else x.astype(dtype)
+
+
 class Dropout(nn.Cell):
     """Dropout that is the identity at inference (``set_train(False)``) and when the rate is 0."""
 
@@ -54,9 +59,9 @@ class LayerNorm(nn.Cell):
         self.compute_dtype = MS_DTYPES[cfg.precision.compute_dtype]
 
     def construct(self, x):
-        y, _, _ = self.norm(x.astype(self.norm_dtype), self.weight.astype(self.norm_dtype),
-                            self.bias.astype(self.norm_dtype))
-        return y.astype(self.compute_dtype)
+        y, _, _ = self.norm(cast(x, self.norm_dtype), cast(self.weight, self.norm_dtype),
+                            cast(self.bias, self.norm_dtype))
+        return cast(y, self.compute_dtype)
 
 
 class Linear(nn.Cell):
@@ -89,8 +94,8 @@ class Linear(nn.Cell):
     def construct(self, x):
         shape = x.shape
         x = x.reshape(-1, self.in_features)                                       # [b*s, in]
-        y = self.matmul(x.astype(self.compute_dtype), self.weight.astype(self.compute_dtype))
-        y = self.add_bias(y, self.bias.astype(self.compute_dtype))                # [b*s, out]
+        y = self.matmul(cast(x, self.compute_dtype), cast(self.weight, self.compute_dtype))
+        y = self.add_bias(y, cast(self.bias, self.compute_dtype))                # [b*s, out]
         return y.reshape(shape[:-1] + (self.out_features,))
 
 
@@ -145,8 +150,8 @@ class Attention(nn.Cell):
     def attend(self, q, k, v, mask_adder):
         """softmax(q kᵀ / sqrt(d) + mask) v for q [b, n, sq, d], k/v [b, n, sk, d], mask_adder [b, 1, sq, sk]."""
         scores = self.scores(q * self.scale, k * self.scale)                      # [b, n, sq, sk]
-        scores = self.add_mask(scores, mask_adder.astype(scores.dtype))
-        probs = self.softmax(scores.astype(self.softmax_dtype)).astype(self.compute_dtype)
+        scores = self.add_mask(scores, cast(mask_adder, scores.dtype))
+        probs = cast(self.softmax(cast(scores, self.softmax_dtype)), self.compute_dtype)
         probs = self.attention_dropout(probs)
         ctx = self.weighted_sum(probs, v)                                         # [b, n, sq, d]
         b, n, sq, d = ctx.shape
@@ -161,8 +166,8 @@ class Attention(nn.Cell):
         k = self._heads(self.key(x))
         v = self._heads(self.value(x))
         if kv_cache is not None:
-            k = ops.scatter_nd_update(kv_cache[0], cache_index, k.astype(kv_cache[0].dtype))   # [b, n, max_len, d]
-            v = ops.scatter_nd_update(kv_cache[1], cache_index, v.astype(kv_cache[1].dtype))
+            k = ops.scatter_nd_update(kv_cache[0], cache_index, cast(k, kv_cache[0].dtype))   # [b, n, max_len, d]
+            v = ops.scatter_nd_update(kv_cache[1], cache_index, cast(v, kv_cache[1].dtype))
         return self.dense(self.attend(q, k, v, mask_adder))
 
 
@@ -244,8 +249,8 @@ class CodeGeeX(nn.Cell):
         if attention_mask is None:
             allowed = ops.broadcast_to(self.causal_mask[:seq, :seq].reshape(1, 1, seq, seq), (batch, 1, seq, seq))
         else:
-            allowed = attention_mask.astype(ms.float32).reshape(batch, 1, seq, seq)
-        return ((1.0 - allowed) * MASK_VALUE).astype(self.compute_dtype)
+            allowed = cast(attention_mask, ms.float32).reshape(batch, 1, seq, seq)
+        return cast((1.0 - allowed) * MASK_VALUE, self.compute_dtype)
 
     def construct(self, input_ids, position_ids=None, attention_mask=None):
         b, s = input_ids.shape
@@ -259,16 +264,16 @@ class CodeGeeX(nn.Cell):
         """The output of the top query layer ``[b, s, h]``. With caches (one key and one value Parameter per
         layer, the top query layer last) each layer reads and extends its cache (see Attention)."""
         x = self.word_embeddings(input_ids) + self.position_embeddings(position_ids)   # [b, s, h]
-        x = self.embedding_dropout(x.astype(self.compute_dtype))
+        x = self.embedding_dropout(cast(x, self.compute_dtype))
         for i, layer in enumerate(self.layers):
             cache = None if key_caches is None else (key_caches[i], value_caches[i])
             x = layer(x, mask_adder, None, cache, cache_index)
         x = self.final_layernorm(x)
-        queries = self.top_query_embeddings(position_ids).astype(self.compute_dtype)   # [b, s, h]
+        queries = cast(self.top_query_embeddings(position_ids), self.compute_dtype)   # [b, s, h]
         cache = None if key_caches is None else (key_caches[-1], value_caches[-1])
         return self.top_query_layer(x, mask_adder, queries, cache, cache_index)
 
     def lm_head(self, x):
         """Logits tied to the word embedding: ``[tokens, h]`` -> float32 ``[tokens, padded_vocab_size]``."""
-        weight = self.word_embeddings.weight.astype(self.compute_dtype)
-        return self.logits(x, weight).astype(ms.float32)
+        weight = cast(self.word_embeddings.weight, self.compute_dtype)
+        return cast(self.logits(x, weight), ms.float32)

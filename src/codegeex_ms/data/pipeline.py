@@ -193,6 +193,7 @@ def prepare(inputs: list[Path], out_dir: Path, tokenizer, options: PrepareOption
             per_language[lang][f"{record['split']}_tokens"] += record["tokens"][lang]
     manifest = {
         "command": command or [],
+        "inputs": [str(Path(i).resolve()) for i in inputs],
         "fingerprint": fingerprint,
         "tokenizer": tokenizer.identity(),
         "seq_len": options.seq_len, "mode": options.mode,
