@@ -35,7 +35,7 @@ class CheckpointError(ValueError):
 
 def check_weights(reader: SafetensorsReader, cfg: Config) -> None:
     """Raise CheckpointError unless the file holds exactly the parameters of ``cfg`` with the right shapes."""
-    expected = parameter_shapes(cfg.model)
+    expected = parameter_shapes(cfg.model, cfg.precision.weight_quant)
     missing = [n for n in expected if n not in reader.names]
     unexpected = [n for n in reader.names if n not in expected]
     problems = []
@@ -56,7 +56,7 @@ def write_folder(out_dir: str | os.PathLike, cfg: Config, shapes_dtypes: list[tu
     """Write a checkpoint folder from a tensor source (``fetch(name) -> np.ndarray``), one tensor at a time."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    expected = parameter_shapes(cfg.model)
+    expected = parameter_shapes(cfg.model, cfg.precision.weight_quant)
     names = [n for n, _, _ in shapes_dtypes]
     if sorted(names) != sorted(expected):
         raise CheckpointError(f"the tensors to write do not match the config's parameters: "
@@ -111,7 +111,10 @@ def load_weights(model, path: str | os.PathLike) -> None:
     reader = SafetensorsReader(folder / WEIGHTS_FILE)
     check_weights(reader, model.config)
     for param in model.get_parameters():
-        param.set_data(ms.Tensor(reader.get(param.name), dtype=param.dtype))
+        value = reader.get(param.name)
+        if (value.dtype == np.int8) != (param.dtype == ms.int8):
+            raise CheckpointError(f"{folder}: {param.name} is stored as {value.dtype} but the model expects {param.dtype}")
+        param.set_data(ms.Tensor(value, dtype=param.dtype))
 
 
 def load(path: str | os.PathLike, precision: dict | None = None, parallel: dict | None = None):

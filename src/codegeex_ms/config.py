@@ -84,11 +84,15 @@ class PrecisionConfig:
     compute_dtype: str = "float32"
     softmax_dtype: str = "float32"
     layernorm_dtype: str = "float32"
+    weight_quant: str = "none"            # "int8": the six Linear weights of every layer stored as int8 + row scales
 
     def __post_init__(self):
         for f in fields(self):
             value = getattr(self, f.name)
-            if value not in DTYPES:
+            if f.name == "weight_quant":
+                if value not in ("none", "int8"):
+                    raise ConfigError(f"precision.weight_quant must be none or int8, got {value!r}")
+            elif value not in DTYPES:
                 raise ConfigError(f"precision.{f.name} must be one of {', '.join(DTYPES)}, got {value!r}")
 
     def check_device(self, device_target: str) -> None:

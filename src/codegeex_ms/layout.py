@@ -46,8 +46,28 @@ def layer_prefixes(cfg: ModelConfig) -> list[str]:
     return [f"layers.{i}" for i in range(cfg.num_layers)] + ["top_query_layer"]
 
 
-def parameter_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
-    """Our parameter name -> shape, in forward order."""
+# The Linear weights that int8 weight-only quantization replaces (reference/codegeex.md section 4.1).
+QUANTIZED_LINEARS = ("attention.query", "attention.key", "attention.value", "attention.dense",
+                     "mlp.dense_h_to_4h", "mlp.dense_4h_to_h")
+
+
+def is_quantized_weight(name: str) -> bool:
+    """True for the weight of one of the six Linears of a layer (``layers.3.mlp.dense_h_to_4h.weight``)."""
+    if not name.endswith(".weight"):
+        return False
+    module = name[:-len(".weight")]
+    if module.startswith("top_query_layer."):
+        module = module[len("top_query_layer."):]
+    elif module.startswith("layers."):
+        module = module.split(".", 2)[-1]
+    else:
+        return False
+    return module in QUANTIZED_LINEARS
+
+
+def parameter_shapes(cfg: ModelConfig, weight_quant: str = "none") -> dict[str, tuple[int, ...]]:
+    """Our parameter name -> shape, in forward order. With ``weight_quant="int8"`` each quantized Linear weight
+    (stored int8) is followed by its per-output-row ``weight_scale``."""
     h = cfg.hidden_size
     shapes = {
         "word_embeddings.weight": (cfg.padded_vocab_size, h),
@@ -60,6 +80,13 @@ def parameter_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
     shapes["final_layernorm.weight"] = (h,)
     shapes["final_layernorm.bias"] = (h,)
     shapes.update({f"top_query_layer.{k}": v for k, v in per_layer.items()})
+    if weight_quant == "int8":
+        with_scales = {}
+        for name, shape in shapes.items():
+            with_scales[name] = shape
+            if is_quantized_weight(name):
+                with_scales[name + "_scale"] = shape[:1]
+        shapes = with_scales
     return shapes
 
 

@@ -69,14 +69,24 @@ class Linear(nn.Cell):
 
     ``split`` picks the Megatron strategy: "column" splits the output features over model_parallel,
     "row" splits the input features (its partial sums are all-reduced by the framework).
+    ``quantized``: W is int8 with a per-output-row scale (weight-only int8, reference/codegeex.md section 4.1);
+    the matmul runs on the int8 values cast to the compute dtype and the row scale is applied to its output,
+    which equals ``x @ (W_int8 * scale)ᵀ`` without materialising the dequantized matrix.
     """
 
-    def __init__(self, in_features: int, out_features: int, cfg: Config, split: str):
+    def __init__(self, in_features: int, out_features: int, cfg: Config, split: str, quantized: bool = False):
         super().__init__()
         pdtype = MS_DTYPES[cfg.precision.param_dtype]
         self.in_features, self.out_features = in_features, out_features
-        self.weight = Parameter(initializer(Normal(cfg.model.init_std), (out_features, in_features), pdtype),
-                                name="weight")
+        self.quantized = quantized
+        if quantized:
+            self.weight = Parameter(initializer(Zero(), (out_features, in_features), ms.int8), name="weight",
+                                    requires_grad=False)
+            self.weight_scale = Parameter(initializer(One(), (out_features,), ms.float32), name="weight_scale",
+                                          requires_grad=False)
+        else:
+            self.weight = Parameter(initializer(Normal(cfg.model.init_std), (out_features, in_features), pdtype),
+                                    name="weight")
         self.bias = Parameter(initializer(Zero(), (out_features,), pdtype), name="bias")
         self.compute_dtype = MS_DTYPES[cfg.precision.compute_dtype]
         dp, mp = cfg.parallel.data_parallel, cfg.parallel.model_parallel
@@ -95,6 +105,8 @@ class Linear(nn.Cell):
         shape = x.shape
         x = x.reshape(-1, self.in_features)                                       # [b*s, in]
         y = self.matmul(cast(x, self.compute_dtype), cast(self.weight, self.compute_dtype))
+        if self.quantized:
+            y = y * cast(self.weight_scale, self.compute_dtype)                   # per output row
         y = self.add_bias(y, cast(self.bias, self.compute_dtype))                # [b*s, out]
         return y.reshape(shape[:-1] + (self.out_features,))
 
@@ -125,10 +137,11 @@ class Attention(nn.Cell):
         m, dp, mp = cfg.model, cfg.parallel.data_parallel, cfg.parallel.model_parallel
         h = m.hidden_size
         self.num_heads, self.head_dim = m.num_heads, m.head_dim
-        self.query = Linear(h, h, cfg, "column")
-        self.key = Linear(h, h, cfg, "column")
-        self.value = Linear(h, h, cfg, "column")
-        self.dense = Linear(h, h, cfg, "row")
+        q8 = cfg.precision.weight_quant == "int8"
+        self.query = Linear(h, h, cfg, "column", q8)
+        self.key = Linear(h, h, cfg, "column", q8)
+        self.value = Linear(h, h, cfg, "column", q8)
+        self.dense = Linear(h, h, cfg, "row", q8)
         # Scale q and k each by d^-1/4 before the matmul (= QKᵀ/sqrt(d)), as the original MindSpore code
         # did, so fp16 scores cannot overflow.
         self.scale = float(m.head_dim) ** -0.25
@@ -177,9 +190,10 @@ class MLP(nn.Cell):
     def __init__(self, cfg: Config):
         super().__init__()
         m, dp, mp = cfg.model, cfg.parallel.data_parallel, cfg.parallel.model_parallel
-        self.dense_h_to_4h = Linear(m.hidden_size, m.ffn_hidden_size, cfg, "column")
+        q8 = cfg.precision.weight_quant == "int8"
+        self.dense_h_to_4h = Linear(m.hidden_size, m.ffn_hidden_size, cfg, "column", q8)
         self.activation = ops.FastGeLU().shard(((dp, 1, mp),))
-        self.dense_4h_to_h = Linear(m.ffn_hidden_size, m.hidden_size, cfg, "row")
+        self.dense_4h_to_h = Linear(m.ffn_hidden_size, m.hidden_size, cfg, "row", q8)
 
     def construct(self, x):
         return self.dense_4h_to_h(self.activation(self.dense_h_to_4h(x)))

@@ -1,0 +1,80 @@
+"""int8 weight-only quantization: error bounds, the quantized model's semantics, the CLI."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from codegeex_ms.layout import is_quantized_weight, parameter_shapes
+from codegeex_ms.quantize_export import main, quantize_rows
+
+
+def test_quantize_rows_error_bound():
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(64, 48)).astype(np.float32) * rng.uniform(0.01, 3, size=(64, 1)).astype(np.float32)
+    w[5] = 0.0                                                      # an all-zero row
+    q, scale = quantize_rows(w)
+    assert q.dtype == np.int8 and scale.dtype == np.float32 and scale.shape == (64,)
+    np.testing.assert_allclose(scale[np.arange(64) != 5], np.abs(w).max(1)[np.arange(64) != 5] / 127, rtol=1e-6)
+    assert np.abs(q).max() == 127
+    error = np.abs(q.astype(np.float32) * scale[:, None] - w)
+    assert (error <= scale[:, None] / 2 + 1e-6).all()               # at most half a step per element
+    assert (q[5] == 0).all()
+
+
+def test_layout_lists_scales_for_the_six_linears(tiny_config):
+    shapes = parameter_shapes(tiny_config.model, "int8")
+    scales = [n for n in shapes if n.endswith("_scale")]
+    assert len(scales) == 6 * 3
+    assert shapes["top_query_layer.mlp.dense_h_to_4h.weight_scale"] == (256,)
+    assert not is_quantized_weight("word_embeddings.weight") and not is_quantized_weight("layers.0.attention.query.bias")
+
+
+@pytest.fixture(scope="module")
+def quantized(tiny_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("q") / "int8"
+    assert main(["quantize", str(tiny_checkpoint), str(out)]) == 0
+    return out
+
+
+def test_quantized_checkpoint_runs_and_equals_its_dequantized_weights(tiny_checkpoint, quantized, ms_context):
+    import mindspore as ms
+    import codegeex_ms
+    from codegeex_ms.safetensors_io import SafetensorsReader
+    q_model = codegeex_ms.load(quantized)
+    assert q_model.config.precision.weight_quant == "int8"
+    assert q_model.layers[0].attention.query.weight.dtype == ms.int8
+    ref = codegeex_ms.load(tiny_checkpoint)
+    reader = SafetensorsReader(quantized / "model.safetensors")
+    fp_logits_tokens = np.arange(20).reshape(1, 20) + 1000
+    full = ref(ms.Tensor(fp_logits_tokens, ms.int32)).asnumpy()
+    for p in ref.get_parameters():                     # the fp32 model with W := W_int8 * scale
+        if is_quantized_weight(p.name):
+            p.set_data(ms.Tensor(reader.get(p.name).astype(np.float32) * reader.get(p.name + "_scale")[:, None]))
+    dequantized = ref(ms.Tensor(fp_logits_tokens, ms.int32)).asnumpy()
+    got = q_model(ms.Tensor(fp_logits_tokens, ms.int32)).asnumpy()
+    assert np.abs(got - dequantized).max() < 1e-4
+    assert np.abs(got - full).max() < 0.05 * np.abs(full).max()
+    assert (got.argmax(-1) == full.argmax(-1)).mean() >= 0.9
+
+
+def test_quantized_greedy_generation(quantized, tiny_checkpoint, shared_dir, ms_context):
+    import codegeex_ms
+    from codegeex_ms.generation import Generator, SamplingConfig
+    from codegeex_ms.tokenizer import load
+    tok = load(shared_dir / "tokenizer" / "codegeex")
+    prompt = tok.encode("def add(a, b):\n")
+    outputs = []
+    for folder in (quantized, quantized):
+        gen = Generator(codegeex_ms.load(folder), tok, batch_size=1, max_len=64)
+        outputs.append(gen.generate(prompt, SamplingConfig(max_new_tokens=12, greedy=True)).token_ids)
+    assert outputs[0] == outputs[1] and len(outputs[0][0]) > 0
+
+
+def test_bad_input(quantized, tiny_checkpoint, tmp_path, capsys):
+    assert main(["quantize", str(quantized), str(tmp_path / "again")]) == 2
+    assert "already quantized" in capsys.readouterr().err
+    assert main(["quantize", str(tiny_checkpoint), str(quantized)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["quantize", str(tmp_path), str(tmp_path / "x")]) == 2
+    assert "config.yaml is missing" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "x.tmp").exists()
