@@ -152,7 +152,11 @@ def test_two_process_data_parallel_matches_one_process(corpus, tmp_path):
     single = _train_cli(*common, "--out", str(tmp_path / "single"))
     assert single.returncode == 0, single.stderr[-2000:]
     msrun = shutil.which("msrun") or str(Path(sys.executable).parent / "msrun")
-    result = subprocess.run([msrun, "--worker_num=2", "--local_worker_num=2", "--master_port=8239", "--join=True",
+    import socket
+    with socket.socket() as sock:                       # a free port, so concurrent runs do not collide
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = subprocess.run([msrun, "--worker_num=2", "--local_worker_num=2", f"--master_port={port}", "--join=True",
                              f"--log_dir={tmp_path / 'logs'}", str(REPO / "train.py"), *common,
                              "--out", str(tmp_path / "dp"), "--set", "parallel.data_parallel=2",
                              "--set", "train.micro_batch_size=2"], capture_output=True, text=True, timeout=900,
