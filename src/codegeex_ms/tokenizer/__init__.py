@@ -61,7 +61,7 @@ class ByteTableTokenizer:
         for name in self.files:
             digest.update(name.encode())
             digest.update((self.directory / name).read_bytes())
-        return {"kind": self.kind, "path": str(self.directory), "sha256": digest.hexdigest(),
+        return {"kind": self.kind, "path": str(self.directory.resolve()), "sha256": digest.hexdigest(),
                 "vocab_size": self.vocab_size, "eos_id": self.eos_id}
 
 
