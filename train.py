@@ -13,7 +13,6 @@ section.key=value. The run folder holds config.yaml, metrics.jsonl, loss.png and
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 

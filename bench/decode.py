@@ -11,8 +11,6 @@ tokens/s <= read bandwidth / weight bytes (x batch).
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
-import importlib.util
 import os
 import sys
 import tempfile
@@ -21,15 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from reference import reference_model
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def reference_module():
-    path = importlib.metadata.distribution("codegeex").locate_file("codegeex/torch/codegeex_model.py")
-    spec = importlib.util.spec_from_file_location("codegeex_reference_model", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def read_bandwidth_gbs(megabytes: int = 1024) -> float:
@@ -89,11 +81,7 @@ def main():
                                               precision={"compute_dtype": "float32", "param_dtype": "float32"})
     m = cfg.model
     torch.manual_seed(0)
-    module = reference_module()
-    original_half = torch.Tensor.half
-    torch.Tensor.half = lambda self, *a, **k: self          # the reference hard-codes fp16 casts for GPUs
-    reference = module.CodeGeeXModel(m.hidden_size, m.num_layers, m.num_heads, m.padded_vocab_size,
-                                     m.max_position_embeddings).float().eval()
+    reference = reference_model(m).eval()
     with torch.no_grad():
         for param in reference.parameters():
             param.normal_(0.0, 0.02)
@@ -130,7 +118,6 @@ def main():
         ref_rate = b * (args.new_tokens - 1) / ref_decode
         rows.append((b, "reference PyTorch (layer_past cache)", b * args.prompt_tokens / ref_prefill, ref_rate,
                      ref_rate / bound, True))
-    torch.Tensor.half = original_half
     print("| batch | implementation | prefill tokens/s | decode tokens/s | share of bandwidth bound | same greedy tokens |")
     print("|---|---|---|---|---|---|")
     for b, name, prefill, decode, share, same in rows:

@@ -11,8 +11,6 @@ both produce identical ids.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
-import importlib.util
 import os
 import sysconfig
 import time
@@ -20,6 +18,7 @@ from pathlib import Path
 
 from codegeex_ms.tokenizer import load
 from codegeex_ms.tokenizer.codegeex import encode_whitespaces
+from reference import load_original
 
 
 def read_sources(root: Path, megabytes: float) -> list[str]:
@@ -38,10 +37,7 @@ def read_sources(root: Path, megabytes: float) -> list[str]:
 def original_tokenizer(directory: Path):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import transformers
-    path = importlib.metadata.distribution("codegeex").locate_file("codegeex/tokenizer/tokenizer.py")
-    spec = importlib.util.spec_from_file_location("codegeex_original_tokenizer", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_original("tokenizer/tokenizer.py", "codegeex_original_tokenizer")
     hf = transformers.AutoTokenizer.from_pretrained(str(directory))
     return module.CodeGeeXTokenizer(tokenizer=hf), hf
 

@@ -10,22 +10,11 @@ measured FLOP/s of a 2048^3 fp32 matmul on this machine.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
-import importlib.util
 import time
 
 import numpy as np
 
-
-def reference_model(m):
-    import torch
-    path = importlib.metadata.distribution("codegeex").locate_file("codegeex/torch/codegeex_model.py")
-    spec = importlib.util.spec_from_file_location("codegeex_reference_model", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    torch.Tensor.half = lambda self, *a, **k: self     # the reference hard-codes fp16 casts for GPUs
-    return module.CodeGeeXModel(m.hidden_size, m.num_layers, m.num_heads, m.padded_vocab_size,
-                                m.max_position_embeddings).float()
+from reference import reference_model
 
 
 def main():

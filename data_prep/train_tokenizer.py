@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections import Counter
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from codegeex_ms.fileio import atomic_write_text
 from codegeex_ms.languages import add_language_tag, language_from_path
 from codegeex_ms.tokenizer import load
 from codegeex_ms.tokenizer.spm import chunk_document, train_sentencepiece
@@ -97,9 +97,7 @@ def main(argv=None) -> int:
     tok = load(args.out)
     meta = {"command": sys.argv, "corpus": [str(c) for c in args.corpus], "files_per_language": dict(languages),
             "bytes": total, "vocab_size": tok.vocab_size, "eos_id": tok.eos_id, "tokenizer": tok.identity()}
-    tmp = args.out / "train_meta.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    os.replace(tmp, args.out / "train_meta.json")
+    atomic_write_text(args.out / "train_meta.json", json.dumps(meta, indent=2) + "\n")
     print(f"trained a {tok.vocab_size}-token sentencepiece tokenizer on {sum(languages.values())} files "
           f"({total / 1e6:.1f} MB, {len(languages)} languages) in {time.time() - start:.1f}s -> {args.out}")
     return 0

@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from codegeex_ms.config import load_config, shipped_configs
-from codegeex_ms.convert import (ConversionError, TensorSource, check_mapping, infer_config, main, mindspore_rules,
-                                 open_source, torch_rules)
+from codegeex_ms.convert import TensorSource, check_mapping, infer_config, main, mindspore_rules, open_source
 from codegeex_ms.layout import count_parameters, parameter_shapes
 from codegeex_ms.safetensors_io import SafetensorsReader
 from reference_codegeex import fp32, random_reference_model, reference_model_module, torch

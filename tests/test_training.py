@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from codegeex_ms.config import ConfigError, apply_overrides
+from codegeex_ms.config import apply_overrides
 from codegeex_ms.training import TokenBatches, WarmupCosineLR, lr_at, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,11 +59,7 @@ def test_weight_decay_groups(tiny_config, ms_context):
     from codegeex_ms.model import CodeGeeX
     from codegeex_ms.training import TrainStep
     step = TrainStep(CodeGeeX(tiny_config), tiny_config)
-    groups = step.optimizer.group_params if hasattr(step.optimizer, "group_params") else None
-    decay = {p.name for p, wd in zip(step.optimizer.parameters, step.optimizer.weight_decay_tensor_tuple)
-             if float(wd.asnumpy()) > 0} if groups is None else None
-    if decay is None:   # API fallback: recompute from the optimizer's per-parameter decay flags
-        decay = {p.name for p, flag in zip(step.optimizer.parameters, step.optimizer.decay_flags) if flag}
+    decay = {p.name for p, flag in zip(step.optimizer.parameters, step.optimizer.decay_flags) if flag}
     assert "layers.0.attention.query.weight" in decay and "word_embeddings.weight" in decay
     assert not any(n.endswith(".bias") or "layernorm" in n for n in decay)
     assert len(decay) == 3 + 6 * 3        # 3 embeddings + 6 linear weights in each of the 3 layers

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from .config import Config, load_config
+from .fileio import atomic_write_text
 from .layout import parameter_shapes
 from .safetensors_io import SafetensorsReader, write_safetensors
 
@@ -65,9 +66,7 @@ def write_folder(out_dir: str | os.PathLike, cfg: Config, shapes_dtypes: list[tu
     write_safetensors(out / WEIGHTS_FILE, shapes_dtypes, fetch, metadata={"format": FORMAT}, progress=progress)
     cfg.save(out / CONFIG_FILE)
     if tokenizer is not None:
-        tmp = out / (TOKENIZER_FILE + ".tmp")
-        tmp.write_text(json.dumps({"path": str(tokenizer)}, indent=2) + "\n")
-        os.replace(tmp, out / TOKENIZER_FILE)
+        atomic_write_text(out / TOKENIZER_FILE, json.dumps({"path": str(tokenizer)}, indent=2) + "\n")
     return out
 
 

@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from .fileio import atomic_write_text
+
 DTYPES = ("float32", "float16", "bfloat16")
 
 
@@ -231,10 +233,7 @@ class Config:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the config as YAML atomically."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
-        os.replace(tmp, path)
+        atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
 _SECTIONS = {"model": ModelConfig, "precision": PrecisionConfig, "parallel": ParallelConfig, "train": TrainConfig}

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, check_weights, read_config, write_folder
+from .checkpoint import WEIGHTS_FILE, CheckpointError, check_weights, read_config, write_folder
 from .config import Config, resolve_config, shipped_configs, load_config
 from .layout import LAYER_PARAMS, layer_prefixes, parameter_shapes
 from .safetensors_io import SafetensorsReader

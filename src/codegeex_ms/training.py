@@ -12,7 +12,6 @@ import math
 import os
 import shutil
 import signal
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from mindspore.nn.learning_rate_schedule import LearningRateSchedule
 from . import checkpoint
 from .config import Config, TrainConfig
 from .data.pack import COLUMN, shard_files
+from .fileio import pyplot, save_figure
 from .layout import count_parameters, is_no_decay
 from .masks import eod_reset_masks
 from .model import CodeGeeX
@@ -92,9 +92,6 @@ class TokenBatches:
         order = np.random.default_rng([self.seed, epoch]).permutation(self.size) if self.shuffle else np.arange(self.size)
         per_rank = self.batches_per_epoch * self.batch
         return order[self.rank::self.world][:per_rank]
-
-    def __iter__(self):
-        return self.iterate(0)
 
     def iterate(self, skip: int = 0, epochs: int | None = None):
         """Yield model inputs batch by batch, starting after ``skip`` batches (continuing across epochs)."""
@@ -299,9 +296,7 @@ def measure_peak_flops() -> float:
 
 
 def plot_run(metrics: list[dict], path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     train = [m for m in metrics if "loss" in m]
     val = [m for m in metrics if "val_loss" in m]
     fig, (ax, ax_lr) = plt.subplots(2, 1, figsize=(7, 5), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
@@ -315,10 +310,7 @@ def plot_run(metrics: list[dict], path: Path) -> None:
     ax_lr.set_ylabel("learning rate")
     ax_lr.set_xlabel("step")
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)
 
 
 class StopSignal:

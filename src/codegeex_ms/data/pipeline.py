@@ -8,7 +8,6 @@ A run whose inputs, options and tokenizer match an existing manifest is recognis
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import multiprocessing
 import os
@@ -19,9 +18,9 @@ from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
+from ..fileio import atomic_write_text, pyplot, save_figure
 from ..languages import add_language_tag
 from .collect import TRAINING_LANGUAGES, CollectStats, collect
 from .filters import FilterConfig, NearDuplicateIndex, content_hash, filter_reason, minhash_values
@@ -56,9 +55,7 @@ class PrepareError(ValueError):
 
 
 def _write_json(path: Path, data) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def _is_validation(digest: str, fraction: float) -> bool:
@@ -211,9 +208,7 @@ def prepare(inputs: list[Path], out_dir: Path, tokenizer, options: PrepareOption
 
 
 def plot_tokens(manifest: dict, path: Path) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     langs = sorted(manifest["languages"], key=lambda l: -manifest["languages"][l].get("tokens", 0))
     tokens = [manifest["languages"][l].get("tokens", 0) / 1e6 for l in langs]
     fig, ax = plt.subplots(figsize=(max(4, 0.6 * len(langs) + 2), 3.5))
@@ -222,10 +217,7 @@ def plot_tokens(manifest: dict, path: Path) -> None:
     ax.set_title(f"tokens per language ({sum(tokens):.2f}M in all)")
     ax.tick_params(axis="x", rotation=45)
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)
 
 
 def summary_table(manifest: dict) -> str:

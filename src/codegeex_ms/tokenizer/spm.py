@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from ..fileio import atomic_write_bytes
 from ..languages import LANGUAGE_TAGS
 from . import ByteTableTokenizer, TokenizerError
 
@@ -47,9 +48,7 @@ def train_sentencepiece(texts: Iterable[str], vocab_size: int, out_dir: str | os
         shuffle_input_sentence=True, seed_sentencepiece_size=1_000_000, character_coverage=0.9995,
         unk_id=0, eos_id=1, bos_id=-1, pad_id=-1, eos_piece=EOS_PIECE, num_threads=os.cpu_count() or 1,
         minloglevel=2)
-    tmp = out / (MODEL_FILE + ".tmp")
-    tmp.write_bytes(model.getvalue())
-    os.replace(tmp, out / MODEL_FILE)
+    atomic_write_bytes(out / MODEL_FILE, model.getvalue())
     return out / MODEL_FILE
 
 
