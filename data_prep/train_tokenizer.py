@@ -10,6 +10,7 @@ interface as the CodeGeeX tokenizer.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -19,7 +20,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from codegeex_ms.fileio import atomic_write_text
-from codegeex_ms.languages import add_language_tag, language_from_path
+from codegeex_ms.data.collect import SourceFile, collect
+from codegeex_ms.languages import add_language_tag
 from codegeex_ms.tokenizer import load
 from codegeex_ms.tokenizer.spm import chunk_document, train_sentencepiece
 
@@ -30,32 +32,34 @@ def expand_manifests(roots: list[Path]) -> list[Path]:
     for root in roots:
         if root.is_file() and root.name.endswith(".json"):
             try:
-                expanded += [Path(p) for p in json.loads(root.read_text())["inputs"]]
-            except (ValueError, KeyError):
+                command = json.loads(root.read_text())["command"]
+            except (ValueError, KeyError, TypeError):
                 raise SystemExit(f"error: --corpus {root} is not a manifest.json of data_prep/prepare_corpus.py")
+            inputs = [Path(value) for flag, value in zip(command, command[1:]) if flag == "--input"]
+            if not inputs:
+                raise SystemExit(f"error: --corpus {root}: its recorded command names no --input")
+            expanded += inputs
         else:
             expanded.append(root)
     return expanded
 
 
-def iter_source_files(roots: list[Path]):
-    """(path, language) of every readable source file under the roots, in a stable order."""
-    for root in expand_manifests(roots):
-        if root.is_file():
-            candidates = [root]
-        elif root.is_dir():
-            candidates = sorted(p for p in root.rglob("*") if p.is_file() and not p.is_symlink())
-        else:
-            raise SystemExit(f"error: --corpus {root} does not exist")
-        for path in candidates:
-            try:
-                with open(path, encoding="utf-8", errors="replace") as f:
-                    first = f.readline(200)
-            except OSError:
-                continue
-            language = language_from_path(path, first)
-            if language:
-                yield path, language
+def sample_source_files(roots: list[Path], max_bytes: int) -> list[SourceFile]:
+    """Source files of the training languages under the roots (directories, archives, files), taken in an order
+    that mixes the trees (a hash of each file's label) until ``max_bytes``, so that a byte budget samples every
+    language instead of the first tree."""
+    try:
+        files = sorted(collect(expand_manifests(roots)), key=lambda f: hashlib.sha1(f.label.encode()).digest())
+    except FileNotFoundError as e:
+        raise SystemExit(f"error: --corpus: {e}")
+    sample, total = [], 0
+    for f in files:
+        if total >= max_bytes:
+            break
+        if f.text.strip():
+            sample.append(f)
+            total += len(f.text.encode())
+    return sample
 
 
 def parse_args(argv=None):
@@ -77,15 +81,10 @@ def main(argv=None) -> int:
     start = time.time()
     languages, total = Counter(), 0
     documents = []
-    for path, language in tqdm(list(iter_source_files(args.corpus)), desc="reading", unit="file"):
-        text = path.read_text(encoding="utf-8", errors="replace")
-        if not text.strip():
-            continue
-        documents.extend(chunk_document(add_language_tag(text, language)))
-        languages[language] += 1
-        total += len(text.encode())
-        if total >= args.max_bytes:
-            break
+    for f in tqdm(sample_source_files(args.corpus, args.max_bytes), desc="chunking", unit="file"):
+        documents.extend(chunk_document(add_language_tag(f.text, f.language)))
+        languages[f.language] += 1
+        total += len(f.text.encode())
     if not documents:
         print(f"error: no source files of a known language under {', '.join(map(str, args.corpus))}", file=sys.stderr)
         return 2

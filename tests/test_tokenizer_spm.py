@@ -79,7 +79,9 @@ def test_vocab_too_small_is_explained(corpus, tmp_path):
 
 def test_corpus_from_a_manifest(corpus, tmp_path):
     manifest = tmp_path / "manifest.json"
-    manifest.write_text(json.dumps({"inputs": [str(corpus / "go"), str(corpus / "rust")]}))
+    # the shape prepare_corpus.py writes: the input trees are the --input values of the recorded command
+    manifest.write_text(json.dumps({"command": ["data_prep/prepare_corpus.py", "--input", str(corpus / "go"),
+                                                "--input", str(corpus / "rust"), "--seq-len", "64"]}))
     result = subprocess.run([sys.executable, str(REPO / "data_prep" / "train_tokenizer.py"), "--corpus", str(manifest),
                              "--vocab-size", "1000", "--out", str(tmp_path / "tok")], capture_output=True, text=True,
                             timeout=300)

@@ -393,7 +393,9 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, tokenizer: str | None = No
             total, loss = None, 0.0
             for _ in range(t.grad_accumulation):
                 micro_loss, grads = step_fn.grads(*[Tensor(x) for x in next(batches)])
-                total = grads if total is None else step_fn.accumulate(total, grads)
+                # mutable: a tuple of tensors is otherwise a compile-time constant, recompiled every call
+                grads = ms.mutable(grads)
+                total = grads if total is None else ms.mutable(step_fn.accumulate(total, grads))
                 loss += float(micro_loss.asnumpy()) / t.grad_accumulation
             finite, norm = step_fn.apply(total, Tensor(float(t.grad_accumulation), ms.float32))
         finite = bool(finite.asnumpy())

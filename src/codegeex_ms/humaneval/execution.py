@@ -1,0 +1,218 @@
+"""Evaluate a samples file: assemble each program, run it in the sandbox, append one result line per sample.
+
+Resumable (samples already in ``--out`` are skipped; a torn last line from a kill is dropped), deduplicated
+(identical programs run once, also across resumes), parallel over a pool of worker slots.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+import queue
+import sys
+import time
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm import tqdm
+
+from ..fileio import atomic_write_text
+from .dataset import LANGUAGES, DatasetError, language_of_task, load_problems
+from .programs import assemble, negative_completion
+from .sandbox import Sandbox
+from .toolchains import Toolchains, versions
+
+REASON_CHARS = 300
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    languages: tuple[str, ...] = LANGUAGES
+    workers: int = os.cpu_count() or 1
+    compile_timeout: float = 60.0
+    run_timeout: float = 15.0
+    upstream: bool = False            # exact upstream program assembly and verdicts (no dataset fixes)
+    isolate: bool = True
+    work_dir: str = "/var/tmp"        # not /tmp: the sandbox mounts a private /tmp
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """Rows of a .jsonl or .jsonl.gz file; a torn (unterminated, unparsable) last line is ignored."""
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    rows = []
+    with opener(path, "rt", encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    for line_no, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except ValueError as e:
+            if line_no == len(lines):       # the unterminated last line of an interrupted writer
+                break
+            raise DatasetError(f"{path}, line {line_no}: not JSON ({e})") from None
+    return rows
+
+
+def _failure(prefix: str, text: str, last: bool = False) -> str:
+    """The most telling line of a tool's output: the first error line (compilers, JVM, Go, Rust), or the last
+    line (``last``: a Python traceback ends with the exception)."""
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip() and not ln.startswith("# ")]
+    interesting = [ln for ln in lines if "error" in ln.lower() or "assert" in ln.lower() or "panic" in ln.lower()]
+    detail = lines[-1] if last and lines else (interesting or lines or ["no output"])[0]
+    return f"failed: {prefix}{detail[:REASON_CHARS]}"
+
+
+def verdict(lang: str, compiled, ran, upstream: bool) -> str:
+    """``passed``, ``timed out`` or ``failed: <reason>`` from the compile and run results."""
+    if compiled is not None:
+        if compiled.timed_out:
+            return "timed out"
+        if compiled.returncode != 0:
+            return _failure("compilation error: ", compiled.stderr or compiled.stdout)
+    if ran.timed_out:
+        return "timed out"
+    if lang == "js":
+        # console.assert prints but keeps the exit code 0: any output is a failure (as upstream)
+        if ran.stderr.strip() or ran.stdout.strip():
+            return _failure("", ran.stderr or ran.stdout)
+        return "passed" if upstream or ran.returncode == 0 else f"failed: exit code {ran.returncode}"
+    if ran.returncode != 0:
+        return _failure("", ran.stderr + "\n" + ran.stdout, last=lang == "python") if (ran.stderr or ran.stdout) else \
+            f"failed: exit code {ran.returncode}"
+    if not upstream and (("running 0 tests" in ran.stdout and lang == "rust") or
+                         ("no tests to run" in ran.output and lang == "go")):
+        return "failed: no tests ran"
+    return "passed"
+
+
+def run_program(toolchains: Toolchains, lang: str, task_id: str, program: str, slot: int, upstream: bool) -> str:
+    sandbox = toolchains.sandbox
+    recipe = toolchains.recipe(lang, task_id, slot)
+    job = sandbox.job_dir(slot)
+    try:
+        (job / recipe.source).write_text(program, encoding="utf-8")
+        compiled = None
+        if recipe.compile is not None:
+            c = recipe.compile
+            compiled = sandbox.run(c.argv, job, slot, c.timeout, c.limits, c.env)
+            if compiled.timed_out or compiled.returncode != 0:
+                return verdict(lang, compiled, None, upstream)
+        r = recipe.run
+        ran = sandbox.run(r.argv, job, slot, r.timeout, r.limits, r.env)
+        return verdict(lang, compiled, ran, upstream)
+    finally:
+        sandbox.cleanup(job)
+
+
+def program_of(sample: dict, problems: dict, upstream: bool) -> tuple[str, str]:
+    """(language, program text) of one sample."""
+    task_id = sample.get("task_id")
+    if not isinstance(task_id, str):
+        raise DatasetError(f"sample without a task_id: {str(sample)[:200]}")
+    lang = language_of_task(task_id)
+    if task_id not in problems.get(lang, {}):
+        raise DatasetError(f"unknown task_id {task_id!r}")
+    completion = sample.get("generation", sample.get("completion"))
+    if not isinstance(completion, str):
+        raise DatasetError(f"sample of {task_id} has no string 'generation' (or 'completion') field")
+    problem = problems[lang][task_id]
+    prefix = problem["declaration"] if sample.get("task") == "translation" else None
+    return lang, assemble(problem, completion, lang, prefix=prefix, upstream=upstream)
+
+
+def canonical_samples(data_dir, languages, negative: bool = False) -> list[dict]:
+    """One sample per problem: the canonical solution (self-test), or a body that throws (negative control)."""
+    rows = []
+    for lang in languages:
+        for task_id, problem in load_problems(data_dir, lang).items():
+            rows.append({"task_id": task_id, "prompt": problem["prompt"],
+                         "generation": negative_completion(lang) if negative else problem["canonical_solution"]})
+    return rows
+
+
+def _completed(out_path: Path) -> list[dict]:
+    """Result lines already written; rewrites the file without a torn last line."""
+    if not out_path.exists():
+        return []
+    rows = read_jsonl(out_path)
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    if out_path.read_text(encoding="utf-8") != text:
+        atomic_write_text(out_path, text)
+    return rows
+
+
+def evaluate(samples: list[dict], out_path: str | Path, data_dir: str | Path, options: EvalOptions = EvalOptions(),
+             progress: bool = True) -> dict:
+    """Evaluate ``samples`` (dicts in the original's format) into ``out_path``; returns a summary."""
+    out_path = Path(out_path)
+    problems = {lang: load_problems(data_dir, lang) for lang in options.languages}
+    done_rows = _completed(out_path)
+    done = {r["sample_index"] for r in done_rows if "sample_index" in r}
+    known = {r["program_sha256"]: r["result"] for r in done_rows if "program_sha256" in r}
+    pending: dict[str, list[tuple[int, dict, str, str]]] = defaultdict(list)   # program sha -> samples
+    skipped_languages = Counter()
+    for index, sample in enumerate(samples):
+        if index in done:
+            continue
+        lang = language_of_task(sample.get("task_id", "?/"))
+        if lang not in options.languages:
+            skipped_languages[lang] += 1
+            continue
+        lang, program = program_of(sample, problems, options.upstream)
+        sha = hashlib.sha256(f"{sample['task_id']}\0{program}".encode()).hexdigest()
+        pending[sha].append((index, sample, lang, program))
+    sandbox = Sandbox(Path(options.work_dir) / f"codegeex-ms-humaneval-{os.getpid()}", isolate=options.isolate)
+    if sandbox.warning:
+        print(f"warning: {sandbox.warning}", file=sys.stderr)
+    toolchains = Toolchains(sandbox, options.compile_timeout, options.run_timeout)
+    meta = {"versions": versions(), "isolated": sandbox.isolated, "upstream": options.upstream,
+            "compile_timeout": options.compile_timeout, "run_timeout": options.run_timeout}
+    atomic_write_text(out_path.with_name(out_path.name + ".meta.json"), json.dumps(meta, indent=2) + "\n")
+    start = time.monotonic()
+    slots: queue.Queue = queue.Queue()
+    for slot in range(options.workers):
+        slots.put(slot)
+
+    def job(sha: str) -> str:
+        _, sample, lang, program = pending[sha][0]
+        slot = slots.get()
+        try:
+            return run_program(toolchains, lang, sample["task_id"], program, slot, options.upstream)
+        finally:
+            slots.put(slot)
+
+    counts = Counter()
+    try:
+        for lang in {entries[0][2] for entries in pending.values()}:
+            toolchains.prepare(lang)
+        with open(out_path, "a", encoding="utf-8") as out, ThreadPoolExecutor(options.workers) as pool:
+            def write(sha: str, result: str, cached: bool):
+                for index, sample, lang, _ in pending[sha]:
+                    row = dict(sample, sample_index=index, passed=result == "passed", result=result,
+                               program_sha256=sha, cached=cached)
+                    out.write(json.dumps(row) + "\n")
+                    counts[(lang, result == "passed")] += 1
+                out.flush()
+                os.fsync(out.fileno())
+
+            for sha in [s for s in pending if s in known]:
+                write(sha, known[sha], True)
+            todo = [s for s in pending if s not in known]
+            futures = {pool.submit(job, sha): sha for sha in todo}
+            with tqdm(total=len(todo), desc="evaluating", unit="program", disable=not progress) as bar:
+                for future in as_completed(futures):
+                    write(futures[future], future.result(), False)
+                    bar.update()
+    finally:
+        Sandbox.cleanup(sandbox.root)
+    summary = {"programs_run": len([s for s in pending if s not in known]), "samples": sum(counts.values()),
+               "already_done": len(done), "seconds": time.monotonic() - start,
+               "passed": {lang: counts[(lang, True)] for lang in options.languages},
+               "total": {lang: counts[(lang, True)] + counts[(lang, False)] for lang in options.languages},
+               "skipped_languages": dict(skipped_languages), "isolated": sandbox.isolated}
+    return summary
