@@ -26,8 +26,12 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n", 1)[1])
     src = p.add_argument_group("model")
-    src.add_argument("--checkpoint", type=Path, required=True,
-                     help="checkpoint folder (config.yaml + model.safetensors), e.g. from python -m codegeex_ms.convert")
+    which = src.add_mutually_exclusive_group()
+    which.add_argument("--checkpoint", type=Path,
+                       help="checkpoint folder (config.yaml + model.safetensors), e.g. from python -m codegeex_ms.convert")
+    which.add_argument("--mindir", type=Path,
+                       help="exported folder from `python -m codegeex_ms.quantize_export export` (runs the MindIR "
+                            "graph; --n must not exceed its batch size)")
     src.add_argument("--tokenizer", type=Path,
                      help="tokenizer directory (default: the one recorded in the checkpoint folder)")
     src.add_argument("--compute-dtype", choices=("float32", "float16", "bfloat16"),
@@ -108,15 +112,30 @@ def main(args) -> int:
     if args.device:
         ms.set_device(args.device)
 
-    tokenizer_dir = args.tokenizer or checkpoint.tokenizer_path(args.checkpoint)
+    if args.checkpoint is None and args.mindir is None:
+        raise SystemExit("error: pass --checkpoint DIR or --mindir DIR")
+    folder = args.checkpoint or args.mindir
+    tokenizer_dir = args.tokenizer or checkpoint.tokenizer_path(folder)
     if tokenizer_dir is None:
-        raise SystemExit(f"error: {args.checkpoint} records no tokenizer; pass --tokenizer DIR")
+        raise SystemExit(f"error: {folder} records no tokenizer; pass --tokenizer DIR")
     tokenizer = load_tokenizer(tokenizer_dir)
     t0 = time.perf_counter()
-    model = checkpoint.load(args.checkpoint, precision={"compute_dtype": args.compute_dtype} if args.compute_dtype else None)
+    if args.mindir:
+        from codegeex_ms.quantize_export import load_mindir_generator
+        try:
+            generator, meta = load_mindir_generator(args.mindir, tokenizer)
+        except checkpoint.CheckpointError as e:
+            raise SystemExit(f"error: {e}") from None
+        if args.n > generator.batch_size:
+            raise SystemExit(f"error: --n {args.n} exceeds the batch size {generator.batch_size} the graph was "
+                             f"exported with (re-export with --batch-size {args.n})")
+        context = meta["max_len"]
+    else:
+        model = checkpoint.load(args.checkpoint,
+                                precision={"compute_dtype": args.compute_dtype} if args.compute_dtype else None)
+        context = model.config.model.max_position_embeddings
     t_load = time.perf_counter() - t0
 
-    context = model.config.model.max_position_embeddings
     ids = tokenizer.encode(prompt)
     room = context - args.max_new_tokens
     if room < 1:
@@ -133,8 +152,9 @@ def main(args) -> int:
                              language=language)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
-    max_len = min(context, -(-(len(ids) + args.max_new_tokens) // 64) * 64)
-    generator = Generator(model, tokenizer, batch_size=args.n, max_len=max_len, candidates=args.candidates)
+    if not args.mindir:
+        max_len = min(context, -(-(len(ids) + args.max_new_tokens) // 64) * 64)
+        generator = Generator(model, tokenizer, batch_size=args.n, max_len=max_len, candidates=args.candidates)
     t_compile = generator.warmup(len(ids))
 
     def show(_, text):
@@ -142,6 +162,9 @@ def main(args) -> int:
         sys.stdout.flush()
 
     result = generator.generate(ids, cfg, on_text=show if args.stream and not args.json else None)
+    # an exported graph decodes its whole batch; keep the samples asked for
+    for name in ("completions", "raw_completions", "token_ids", "finish_reasons"):
+        setattr(result, name, getattr(result, name)[:args.n])
     timings = {"load_s": round(t_load, 3), "compile_s": round(t_compile, 3)} | \
         {k: round(v, 4) if isinstance(v, float) else v for k, v in result.timings.items()}
     if args.json:

@@ -88,3 +88,17 @@ def test_help_explains_every_flag():
                  "--max-new-tokens", "--greedy", "--temperature", "--top-p", "--top-k", "--n", "--seed", "--stop",
                  "--stream", "--json", "--truncate-left", "code translation"):
         assert flag in result.stdout
+
+
+def test_mindir_folder_gives_the_checkpoints_output(infer, tiny_checkpoint, tmp_path, capsys):
+    from codegeex_ms.quantize_export import main as quantize_export
+    assert quantize_export(["export", str(tiny_checkpoint), str(tmp_path / "mindir"), "--batch-size", "2"]) == 0
+    capsys.readouterr()
+    args = ["--prompt", "def add(a, b):", "--lang", "python", "--max-new-tokens", "10", "--json"]
+    outputs = []
+    for source in (["--checkpoint", str(tiny_checkpoint)], ["--mindir", str(tmp_path / "mindir")]):
+        assert run(infer, *source, *args, "--greedy") == 0
+        outputs.append(json.loads(capsys.readouterr().out)["completions"])
+    assert outputs[0] == outputs[1] and len(outputs[1]) == 1
+    with pytest.raises(SystemExit, match="exceeds the batch size 2"):
+        run(infer, "--mindir", str(tmp_path / "mindir"), *args, "--n", "3")

@@ -78,3 +78,60 @@ def test_bad_input(quantized, tiny_checkpoint, tmp_path, capsys):
     assert main(["quantize", str(tmp_path), str(tmp_path / "x")]) == 2
     assert "config.yaml is missing" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "x.tmp").exists()
+
+
+def test_fp16_copy_keeps_int8_and_halves_the_rest(tiny_checkpoint, tmp_path):
+    from codegeex_ms.safetensors_io import SafetensorsReader
+    out = tmp_path / "int8-fp16"
+    assert main(["quantize", str(tiny_checkpoint), str(out), "--dtype", "float16"]) == 0
+    reader = SafetensorsReader(out / "model.safetensors")
+    assert reader.dtype("layers.0.attention.query.weight") == np.int8
+    assert reader.dtype("word_embeddings.weight") == np.float16
+    assert reader.dtype("layers.0.attention.query.weight_scale") == np.float32
+
+
+def _greedy(generator, tok, prompt, n=12):
+    from codegeex_ms.generation import SamplingConfig
+    return generator.generate(tok.encode(prompt), SamplingConfig(max_new_tokens=n, greedy=True)).token_ids
+
+
+@pytest.mark.parametrize("source", ["fp32", "int8"])
+def test_mindir_export_generates_what_the_checkpoint_does(source, tiny_checkpoint, quantized, shared_dir, tmp_path,
+                                                          ms_context):
+    import json
+    import codegeex_ms
+    from codegeex_ms.generation import Generator
+    from codegeex_ms.quantize_export import load_mindir_generator
+    from codegeex_ms.tokenizer import load
+    folder = tiny_checkpoint if source == "fp32" else quantized
+    out = tmp_path / "mindir"
+    assert main(["export", str(folder), str(out), "--batch-size", "1", "--max-len", "128"]) == 0
+    meta = json.loads((out / "export.json").read_text())
+    assert meta["batch_size"] == 1 and meta["max_len"] == 128 and meta["weight_quant"] == ("int8" if source == "int8" else "none")
+    assert meta["inputs"][0] == {"name": "tokens", "shape": [1, -1], "dtype": "int32"}
+    tok = load(shared_dir / "tokenizer" / "codegeex")
+    eager = Generator(codegeex_ms.load(folder), tok, batch_size=1, max_len=128)
+    graph, _ = load_mindir_generator(out)
+    # two prompts in turn: the graph's cache state is overwritten correctly by the second prefill
+    for prompt in ("def add(a, b):\n", "int main() {\n    return"):
+        assert _greedy(graph, tok, prompt) == _greedy(eager, tok, prompt)
+
+
+def test_export_replaces_a_folder_whole_and_rejects_bad_input(tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "mindir"
+    out.mkdir()
+    (out / "stale.txt").write_text("from an older export")
+    assert main(["export", str(tiny_checkpoint), str(out), "--max-len", "64"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "export.json", "model.mindir", "tokenizer.json"]
+    assert [p.name for p in tmp_path.iterdir()] == ["mindir"]          # no temporary or old folder left
+    assert main(["export", str(tmp_path / "nothing"), str(tmp_path / "x")]) == 2
+    assert "config.yaml is missing" in capsys.readouterr().err
+    assert main(["export", str(tiny_checkpoint), str(tmp_path / "y"), "--compute-dtype", "bfloat16"]) == 2
+    assert "bfloat16 does not run on CPU" in capsys.readouterr().err
+    no_tok = tmp_path / "no_tok"
+    no_tok.mkdir()
+    for name in ("config.yaml", "model.safetensors"):
+        (no_tok / name).symlink_to(tiny_checkpoint / name)
+    assert main(["export", str(no_tok), str(tmp_path / "z")]) == 2
+    assert "records no tokenizer" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists() and not (tmp_path / "z").exists()

@@ -140,13 +140,19 @@ class GenerationResult:
 class Generator:
     """Batched sampling of several completions of one prompt, on a KV-cached model compiled once."""
 
-    def __init__(self, model: CodeGeeX, tokenizer, batch_size: int = 1, max_len: int | None = None,
-                 candidates: int = DEFAULT_CANDIDATES, prefill_bucket: int = 64):
+    def __init__(self, model: CodeGeeX | None, tokenizer, batch_size: int = 1, max_len: int | None = None,
+                 candidates: int = DEFAULT_CANDIDATES, prefill_bucket: int = 64, step_cell: nn.Cell | None = None):
+        """``step_cell``: an already built cached step with ``CachedCodeGeeX``'s inputs and output, e.g. an
+        exported graph loaded with ``nn.GraphCell`` (then ``model`` is None and ``batch_size``, ``max_len`` and
+        ``candidates`` must be the ones it was exported with)."""
         self.model, self.tokenizer = model, tokenizer
-        self.max_len = max_len or model.config.model.max_position_embeddings
+        if step_cell is None:
+            self.max_len = max_len or model.config.model.max_position_embeddings
+            self.cached = CachedCodeGeeX(model, batch_size, self.max_len, candidates)
+            self.candidates = self.cached.sampler.candidates
+        else:
+            self.max_len, self.cached, self.candidates = max_len, step_cell, candidates
         self.batch_size, self.prefill_bucket = batch_size, prefill_bucket
-        self.cached = CachedCodeGeeX(model, batch_size, self.max_len, candidates)
-        self.candidates = self.cached.sampler.candidates
         self.eos_id = tokenizer.eos_id
         self.compiled_shapes: set[tuple[int, int]] = set()
 

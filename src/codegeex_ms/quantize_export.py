@@ -1,17 +1,29 @@
-"""Offline int8 weight-only quantization of a checkpoint folder.
+"""Offline int8 weight-only quantization of a checkpoint folder, and export to MindIR for serving.
 
-    python -m codegeex_ms.quantize_export quantize ckpt/codegeex-13b ckpt/codegeex-13b-int8
+    python -m codegeex_ms.quantize_export quantize ckpt/codegeex-13b ckpt/codegeex-13b-int8 [--dtype float16]
+    python -m codegeex_ms.quantize_export export ckpt/codegeex-13b-int8 mindir/codegeex-13b-int8 --batch-size 1
+    python infer.py --mindir mindir/codegeex-13b-int8 --prompt "def f(x):" --lang python
 
 Symmetric per-output-row absmax, as the original (reference/codegeex.md section 4.1): for each of the six
 Linear weights of every layer (q, k, v, out-proj, MLP in, MLP out), ``scale[o] = max_i |W[o, i]| / 127`` and
 ``W_int8 = round(W / scale)``. Embeddings, LayerNorms, biases and the tied head keep their dtype. The output is
 a new self-describing folder whose config records ``precision.weight_quant: int8``; ``infer.py --checkpoint``
 runs it with Linear layers that multiply by the int8 weights and apply the row scales to the result.
-The transform streams tensor by tensor and writes into a temporary folder renamed at the end.
+The transform streams tensor by tensor and writes into a temporary folder renamed at the end. ``--dtype``
+also casts the tensors that stay in floating point (embeddings, LayerNorms, biases) to float16 or float32.
+
+Export writes one MindIR graph (``model.mindir``) of the cached generation step (``generation.CachedCodeGeeX``):
+the KV cache lives in the graph as parameters updated in place, and the token input has a dynamic length, so
+the same graph does the prefill (a 64-token bucket) and every decode step (one token), with sampling inside.
+Next to it: ``export.json`` (inputs, shapes, dtypes, batch size, context, tokenizer reference and sha256),
+``config.yaml`` and ``tokenizer.json``. The folder is built under a temporary name and swapped in at the end, so
+an export into an existing folder never leaves a mix of old and new files.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shutil
 import sys
 import time
@@ -32,9 +44,15 @@ def quantize_rows(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(np.rint(w / scale[:, None]), -127, 127).astype(np.int8), scale
 
 
-def quantize_checkpoint(src: Path, out: Path, progress=None) -> Path:
-    """Write an int8 weight-only copy of the checkpoint folder ``src`` to ``out`` (which must not exist)."""
+FLOAT_DTYPES = {"float16": np.float16, "float32": np.float32}
+
+
+def quantize_checkpoint(src: Path, out: Path, progress=None, dtype: str | None = None) -> Path:
+    """Write an int8 weight-only copy of the checkpoint folder ``src`` to ``out`` (which must not exist);
+    ``dtype`` (float16/float32) also casts the floating-point tensors that are not quantized."""
     cfg = read_config(src)
+    if dtype is not None and dtype not in FLOAT_DTYPES:
+        raise CheckpointError(f"--dtype {dtype} is not supported; choose from {', '.join(FLOAT_DTYPES)}")
     if cfg.precision.weight_quant != "none":
         raise CheckpointError(f"{src} is already quantized ({cfg.precision.weight_quant})")
     if out.exists():
@@ -49,7 +67,8 @@ def quantize_checkpoint(src: Path, out: Path, progress=None) -> Path:
         elif name.endswith(".weight_scale"):
             specs.append((name, shape, np.float32))
         else:
-            specs.append((name, shape, reader.dtype(name)))
+            specs.append((name, shape, FLOAT_DTYPES[dtype] if dtype else reader.dtype(name)))
+    cast = {name: dt for name, _, dt in specs}
     pending_scale: dict[str, np.ndarray] = {}
 
     def fetch(name: str) -> np.ndarray:
@@ -59,7 +78,7 @@ def quantize_checkpoint(src: Path, out: Path, progress=None) -> Path:
             q, scale = quantize_rows(reader.get(name))
             pending_scale[name + "_scale"] = scale
             return q
-        return reader.get(name)
+        return reader.get(name).astype(cast[name], copy=False)
 
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -71,6 +90,97 @@ def quantize_checkpoint(src: Path, out: Path, progress=None) -> Path:
     return out
 
 
+EXPORT_FORMAT = "codegeex-ms-mindir-1"
+GRAPH_FILE, EXPORT_FILE = "model.mindir", "export.json"
+
+
+def export_mindir(src: Path, out: Path, batch_size: int = 1, max_len: int | None = None,
+                  candidates: int = 1024, compute_dtype: str | None = None) -> Path:
+    """Export the cached generation step of checkpoint ``src`` to MindIR in the folder ``out``."""
+    import mindspore as ms
+    from mindspore import Tensor
+    from . import checkpoint
+    from .generation import CachedCodeGeeX
+    from .tokenizer import load as load_tokenizer
+
+    cfg = read_config(src)                      # a clear error when config.yaml is missing
+    dtype = compute_dtype or cfg.precision.compute_dtype
+    if dtype == "bfloat16" and ms.get_context("device_target") == "CPU":
+        raise CheckpointError(f"{src}: compute dtype bfloat16 does not run on CPU; pass --compute-dtype float32 "
+                              "or float16, or export on Ascend")
+    tok_ref = tokenizer_path(src)
+    if tok_ref is None:
+        raise CheckpointError(f"{src} records no tokenizer (tokenizer.json); the exported folder needs one")
+    tokenizer = load_tokenizer(tok_ref)
+    if tokenizer.vocab_size != cfg.model.vocab_size or tokenizer.eos_id != cfg.model.eod_token_id:
+        raise CheckpointError(f"{src}: its tokenizer {tok_ref} ({tokenizer.vocab_size} tokens, EOS {tokenizer.eos_id}) "
+                              f"does not match the model (vocab_size {cfg.model.vocab_size}, eod_token_id "
+                              f"{cfg.model.eod_token_id})")
+    max_len = max_len or cfg.model.max_position_embeddings
+    if batch_size < 1:
+        raise CheckpointError(f"--batch-size must be >= 1, got {batch_size}")
+    model = checkpoint.load(src, precision={"compute_dtype": dtype} if compute_dtype else None)
+    step = CachedCodeGeeX(model, batch_size, max_len, candidates)
+    k = step.sampler.candidates
+    inputs = [("tokens", [batch_size, -1], "int32"), ("start", [], "int32"), ("last_index", [], "int32"),
+              ("noise", [batch_size, k], "float32"), ("temperature", [], "float32"), ("top_k", [], "int32"),
+              ("top_p", [], "float32")]
+    ms_dtypes = {"int32": ms.int32, "float32": ms.float32}
+    args = [Tensor(shape=[batch_size, None], dtype=ms.int32)] + [
+        Tensor(np.zeros([d if d > 0 else 1 for d in shape], dtype=np.dtype(dt)), ms_dtypes[dt])
+        for _, shape, dt in inputs[1:]]
+    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        ms.export(step, *args, file_name=str(tmp / GRAPH_FILE[:-len(".mindir")]), file_format="MINDIR")
+        if not (tmp / GRAPH_FILE).is_file():
+            raise CheckpointError(f"MindSpore wrote no {GRAPH_FILE} into {tmp}")
+        shutil.copy(src / "config.yaml", tmp / "config.yaml")
+        shutil.copy(src / "tokenizer.json", tmp / "tokenizer.json")
+        meta = {"format": EXPORT_FORMAT, "graph": GRAPH_FILE, "source_checkpoint": str(src.resolve()),
+                "batch_size": batch_size, "max_len": max_len, "candidates": k, "compute_dtype": dtype,
+                "weight_quant": cfg.precision.weight_quant, "prefill_bucket": 64,
+                "inputs": [{"name": n, "shape": sh, "dtype": dt} for n, sh, dt in inputs],
+                "outputs": [{"name": "next_ids", "shape": [batch_size], "dtype": "int32"}],
+                "tokenizer": tokenizer.identity(), "eos_id": tokenizer.eos_id,
+                "note": "tokens: the prompt right-padded to a multiple of prefill_bucket at start 0, then one token "
+                        "per call at its position; the KV cache is state inside the graph (one sequence batch at a "
+                        "time; a new prompt overwrites it from position 0)"}
+        (tmp / EXPORT_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        old = out.with_name(f"{out.name}.old-{os.getpid()}")
+        if out.exists():
+            out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def load_mindir_generator(folder: Path, tokenizer=None):
+    """A ``generation.Generator`` running the exported graph in ``folder`` (``mindspore.load`` + GraphCell)."""
+    import mindspore as ms
+    from mindspore import nn
+    from .generation import Generator
+    from .tokenizer import load as load_tokenizer
+    meta_path = Path(folder) / EXPORT_FILE
+    if not meta_path.is_file():
+        raise CheckpointError(f"{folder} is not an exported model folder: {EXPORT_FILE} is missing")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("format") != EXPORT_FORMAT:
+        raise CheckpointError(f"{meta_path}: format {meta.get('format')!r}, expected {EXPORT_FORMAT!r}")
+    if tokenizer is None:
+        tokenizer = load_tokenizer(tokenizer_path(folder))
+    if tokenizer.identity().get("sha256") != meta["tokenizer"].get("sha256"):
+        raise CheckpointError(f"{folder}: the tokenizer {tokenizer.identity().get('path')} is not the one the graph "
+                              f"was exported with ({meta['tokenizer'].get('path')}, sha256 "
+                              f"{meta['tokenizer'].get('sha256', '')[:12]})")
+    graph = nn.GraphCell(ms.load(str(Path(folder) / meta["graph"])))
+    return Generator(None, tokenizer, batch_size=meta["batch_size"], max_len=meta["max_len"],
+                     candidates=meta["candidates"], prefill_bucket=meta["prefill_bucket"], step_cell=graph), meta
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m codegeex_ms.quantize_export", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
@@ -78,6 +188,18 @@ def parse_args(argv=None):
     q = sub.add_parser("quantize", help="write an int8 weight-only copy of a checkpoint folder")
     q.add_argument("src", type=Path, help="checkpoint folder (config.yaml + model.safetensors)")
     q.add_argument("out", type=Path, help="new folder for the int8 checkpoint")
+    q.add_argument("--dtype", choices=sorted(FLOAT_DTYPES),
+                   help="also cast the tensors that stay floating point (default: keep their dtype)")
+    e = sub.add_parser("export", help="export the cached generation step of a checkpoint to a MindIR folder")
+    e.add_argument("src", type=Path, help="checkpoint folder (fp32, fp16 or int8)")
+    e.add_argument("out", type=Path, help="output folder (replaced as a whole if it exists)")
+    e.add_argument("--batch-size", type=int, default=1, help="sequences decoded together (default 1)")
+    e.add_argument("--max-len", type=int, help="KV-cache length = longest prompt + completion (default: the "
+                                                "model's context)")
+    e.add_argument("--candidates", type=int, default=1024, help="logits kept for sampling (default 1024)")
+    e.add_argument("--compute-dtype", choices=("float32", "float16", "bfloat16"),
+                   help="override the checkpoint's compute dtype (bfloat16 only on Ascend)")
+    e.add_argument("--device", choices=("CPU", "GPU", "Ascend"), help="MindSpore device (default: its choice)")
     return p.parse_args(argv)
 
 
@@ -85,9 +207,22 @@ def main(argv=None) -> int:
     from tqdm import tqdm
     args = parse_args(argv)
     start = time.time()
+    if args.command == "export":
+        import mindspore as ms
+        ms.set_context(mode=ms.GRAPH_MODE)
+        if args.device:
+            ms.set_device(args.device)
+        try:
+            export_mindir(args.src, args.out, args.batch_size, args.max_len, args.candidates, args.compute_dtype)
+        except (CheckpointError, OSError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        size = (args.out / GRAPH_FILE).stat().st_size
+        print(f"exported {args.src} -> {args.out}/{GRAPH_FILE} ({size / 1e6:.1f} MB) in {time.time() - start:.1f}s")
+        return 0
     try:
         with tqdm(desc="quantize", unit="tensor") as bar:
-            quantize_checkpoint(args.src, args.out, progress=lambda _: bar.update())
+            quantize_checkpoint(args.src, args.out, progress=lambda _: bar.update(), dtype=args.dtype)
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
