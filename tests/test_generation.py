@@ -158,3 +158,17 @@ def test_sampler_greedy_noise_is_argmax(ms_context):
     ids = sampler(ms.Tensor(logits), ms.Tensor(np.full((50, 7), _GREEDY_NOISE, np.float32)),
                   ms.Tensor(1.0, ms.float32), ms.Tensor(7, ms.int32), ms.Tensor(2.0, ms.float32)).asnumpy()
     np.testing.assert_array_equal(ids, logits.argmax(-1))
+
+
+def test_rows_with_different_prompts_match_their_solo_runs(pair, tokenizer):
+    """Batching requests together (per-row positions, settings, noise) changes nothing for each request."""
+    from codegeex_ms.generation import Generator, SamplingConfig
+    _, model = pair
+    requests = [(tokenizer.encode("def fibonacci(n):\n"), SamplingConfig(max_new_tokens=10, greedy=True), 1),
+                (tokenizer.encode("// language: C++\nint main() {\n  int total = 0;\n"),
+                 SamplingConfig(max_new_tokens=7, temperature=0.7, top_p=0.9, seed=5), 2)]
+    together = Generator(model, tokenizer, batch_size=4, max_len=96).generate_rows(requests)
+    for request, result in zip(requests, together):
+        solo = Generator(model, tokenizer, batch_size=request[2], max_len=96).generate_rows([request])[0]
+        assert result.token_ids == solo.token_ids and result.completions == solo.completions
+    assert len(together[1].token_ids) == 2 and len(together[1].token_ids[1]) <= 7

@@ -47,11 +47,12 @@ class Sampler(nn.Cell):
     def construct(self, logits, noise, temperature, top_k, top_p):
         logits = logits[:, :self.vocab_size]                                   # padding rows are never tokens
         values, indices = ops.topk(logits, self.candidates)                    # [b, K], sorted descending
-        values = values / temperature
-        values = ops.masked_fill(values, self.ranks >= top_k, float("-inf"))
+        # temperature, top_k, top_p: scalars, or one value per row ([b]) when rows sample differently
+        values = values / temperature.reshape(-1, 1)
+        values = ops.masked_fill(values, self.ranks >= top_k.reshape(-1, 1), float("-inf"))
         probs = ops.softmax(values, -1)
         before = ops.cumsum(probs, -1) - probs                                 # probability of the better tokens
-        values = ops.masked_fill(values, before > top_p, float("-inf"))
+        values = ops.masked_fill(values, before > top_p.reshape(-1, 1), float("-inf"))
         choice = ops.argmax(values - ops.log(-ops.log(noise)), -1)             # [b]
         return ops.gather_elements(indices, 1, choice.reshape(-1, 1)).reshape(-1).astype(ms.int32)
 
@@ -87,18 +88,19 @@ class CachedCodeGeeX(nn.Cell):
         self.sampler = Sampler(m.vocab_size, candidates)
 
     def construct(self, tokens, start, last_index, noise, temperature, top_k, top_p):
+        # start and last_index: scalars, or one per row ([b]) so that rows hold different prompts
         b, s = tokens.shape
-        positions = start + ops.arange(s, dtype=ms.int32)                         # [s]
-        position_ids = ops.broadcast_to(positions.reshape(1, s), (b, s))
-        allowed = (self.key_positions <= positions.reshape(s, 1)).astype(ms.float32)   # [s, max_len]
-        mask_adder = ops.broadcast_to(((1.0 - allowed) * MASK_VALUE).reshape(1, 1, s, self.max_len),
-                                      (b, 1, s, self.max_len)).astype(self.compute_dtype)
+        positions = ops.broadcast_to(start.reshape(-1, 1), (b, 1)) + ops.arange(s, dtype=ms.int32).reshape(1, s)
+        position_ids = positions                                                  # [b, s]
+        allowed = (self.key_positions.reshape(1, 1, self.max_len) <= positions.reshape(b, s, 1)).astype(ms.float32)
+        mask_adder = ((1.0 - allowed) * MASK_VALUE).reshape(b, 1, s, self.max_len).astype(self.compute_dtype)
         shape = (b, self.num_heads, s, 1)
         cache_index = ops.concat([ops.broadcast_to(self.rows, shape), ops.broadcast_to(self.heads, shape),
-                                  ops.broadcast_to(positions.reshape(1, 1, s, 1), shape)], -1)   # [b, n, s, 3]
+                                  ops.broadcast_to(positions.reshape(b, 1, s, 1), shape)], -1)   # [b, n, s, 3]
         x = self.model.hidden_states(tokens, position_ids, mask_adder, self.key_caches, self.value_caches,
                                      cache_index)                                 # [b, s, h]
-        logits = self.model.lm_head(ops.gather(x, last_index, 1))                 # [b, h] -> [b, V]
+        index = ops.broadcast_to(last_index.reshape(-1, 1, 1), (b, 1, x.shape[2]))
+        logits = self.model.lm_head(ops.gather_elements(x, 1, index).reshape(b, -1))   # [b, h] -> [b, V]
         if self.return_logits:
             return logits
         return self.sampler(logits, noise, temperature, top_k, top_p)
@@ -159,61 +161,84 @@ class Generator:
     def _bucket(self, length: int) -> int:
         return min(self.max_len, -(-length // self.prefill_bucket) * self.prefill_bucket)
 
-    def _step(self, tokens: np.ndarray, start: int, last_index: int, noise: np.ndarray, cfg: SamplingConfig):
-        temperature = 1.0 if cfg.greedy else cfg.temperature
-        top_k = 1 if cfg.greedy else (cfg.top_k if 0 < cfg.top_k < self.candidates else self.candidates)
-        top_p = 2.0 if (cfg.greedy or cfg.top_p in (0.0, 1.0)) else cfg.top_p
+    def _step(self, tokens: np.ndarray, start: np.ndarray, last_index: np.ndarray, noise: np.ndarray,
+              cfgs: Sequence[SamplingConfig]):
+        """One call of the cached step; ``start``/``last_index`` and the sampling settings are per row."""
+        temperature = np.array([1.0 if c.greedy else c.temperature for c in cfgs], np.float32)
+        top_k = np.array([1 if c.greedy else (c.top_k if 0 < c.top_k < self.candidates else self.candidates)
+                          for c in cfgs], np.int32)
+        top_p = np.array([2.0 if (c.greedy or c.top_p in (0.0, 1.0)) else c.top_p for c in cfgs], np.float32)
         self.compiled_shapes.add(tokens.shape)
-        out = self.cached(Tensor(tokens, ms.int32), Tensor(start, ms.int32), Tensor(last_index, ms.int32),
-                          Tensor(noise, ms.float32), Tensor(temperature, ms.float32), Tensor(top_k, ms.int32),
-                          Tensor(top_p, ms.float32))
+        out = self.cached(Tensor(tokens, ms.int32), Tensor(start.astype(np.int32)), Tensor(last_index.astype(np.int32)),
+                          Tensor(noise, ms.float32), Tensor(temperature), Tensor(top_k), Tensor(top_p))
         return out.asnumpy()
 
     def warmup(self, prompt_length: int) -> float:
         """Compile the prefill graph for this prompt length's bucket and the decode graph; returns seconds."""
         start = time.perf_counter()
-        b, cfg = self.batch_size, SamplingConfig(greedy=True)
+        b, cfgs = self.batch_size, [SamplingConfig(greedy=True)] * self.batch_size
         noise = np.full((b, self.candidates), _GREEDY_NOISE, np.float32)
         tokens = np.full((b, self._bucket(prompt_length)), self.eos_id, np.int32)
-        self._step(tokens, 0, 0, noise, cfg)
-        self._step(tokens[:, :1], 0, 0, noise, cfg)
+        zeros = np.zeros(b, np.int32)
+        self._step(tokens, zeros, zeros, noise, cfgs)
+        self._step(tokens[:, :1], zeros, zeros, noise, cfgs)
         return time.perf_counter() - start
 
     def generate(self, prompt_ids: Sequence[int], cfg: SamplingConfig,
                  on_text: Callable[[int, str], None] | None = None) -> GenerationResult:
         """Sample ``batch_size`` completions of ``prompt_ids``; ``on_text(i, text)`` receives new text as it comes."""
-        n_prompt = len(prompt_ids)
-        if n_prompt == 0:
-            raise ValueError("the prompt is empty")
-        if n_prompt + cfg.max_new_tokens > self.max_len:
-            raise ValueError(f"prompt ({n_prompt} tokens) + max_new_tokens ({cfg.max_new_tokens}) exceeds the "
-                             f"context of {self.max_len} tokens")
-        b, rng = self.batch_size, np.random.default_rng(cfg.seed)
+        return self.generate_rows([(prompt_ids, cfg, self.batch_size)], on_text)[0]
+
+    def generate_rows(self, requests: Sequence[tuple[Sequence[int], SamplingConfig, int]],
+                      on_text: Callable[[int, str], None] | None = None) -> list[GenerationResult]:
+        """Decode several requests together: each ``(prompt_ids, cfg, n)`` takes ``n`` rows of the batch (at most
+        ``batch_size`` rows in all) and gets its own result. Rows keep their own positions, sampling settings,
+        seeded noise and stop rules, so a request's output does not depend on what it shares the batch with.
+        ``on_text(row, text)`` receives new text as it comes."""
+        spans, row = [], 0
+        for prompt_ids, cfg, n in requests:
+            if len(prompt_ids) == 0:
+                raise ValueError("the prompt is empty")
+            if len(prompt_ids) + cfg.max_new_tokens > self.max_len:
+                raise ValueError(f"prompt ({len(prompt_ids)} tokens) + max_new_tokens ({cfg.max_new_tokens}) exceeds "
+                                 f"the context of {self.max_len} tokens")
+            spans.append((row, row + n))
+            row += n
+        if not 0 < row <= self.batch_size:
+            raise ValueError(f"{row} rows requested; this generator decodes 1..{self.batch_size}")
+        b = self.batch_size
+        # idle rows (when fewer than batch_size are asked for) repeat the last row and are dropped at the end
+        cfgs = [cfg for (_, cfg, n) in requests for _ in range(n)] + [requests[-1][1]] * (b - row)
+        prompts = [list(ids) for (ids, _, n) in requests for _ in range(n)] + [list(requests[-1][0])] * (b - row)
+        rngs = [np.random.default_rng(cfg.seed) for (_, cfg, _) in requests]
 
         def noise():
-            if cfg.greedy:
-                return np.full((b, self.candidates), _GREEDY_NOISE, np.float32)
-            return np.clip(rng.random((b, self.candidates), dtype=np.float32), 1e-12, 1 - 1e-7)
+            out = np.full((b, self.candidates), _GREEDY_NOISE, np.float32)
+            for rng, (lo, hi), (_, cfg, _) in zip(rngs, spans, requests):
+                if not cfg.greedy:
+                    out[lo:hi] = np.clip(rng.random((hi - lo, self.candidates), dtype=np.float32), 1e-12, 1 - 1e-7)
+            return out
 
-        bucket = self._bucket(n_prompt)
-        tokens = np.full((b, bucket), self.eos_id, np.int32)
-        tokens[:, :n_prompt] = np.asarray(prompt_ids, np.int32)
+        lengths = np.array([len(p) for p in prompts], np.int32)
+        tokens = np.full((b, self._bucket(int(lengths.max()))), self.eos_id, np.int32)
+        for i, p in enumerate(prompts):
+            tokens[i, :len(p)] = p
         t0 = time.perf_counter()
-        next_ids = self._step(tokens, 0, n_prompt - 1, noise(), cfg)
+        next_ids = self._step(tokens, np.zeros(b, np.int32), lengths - 1, noise(), cfgs)
         t_prefill = time.perf_counter() - t0
 
         generated = [[] for _ in range(b)]
         texts = [""] * b
         decoders = [self.tokenizer.stream_decoder() for _ in range(b)]
-        reasons: list[str | None] = [None] * b
-        rule = has_stop_rule(cfg.language)
+        reasons: list[str | None] = [None] * row + ["idle"] * (b - row)
+        rules = [has_stop_rule(c.language) for c in cfgs]
         steps, t1 = 0, time.perf_counter()
-        position = n_prompt
+        positions = lengths.copy()
         while True:
-            for i in range(b):
+            for i in range(row):
                 if reasons[i] is not None:
                     continue
-                token = int(next_ids[i])
+                cfg, token = cfgs[i], int(next_ids[i])
                 if token == self.eos_id:
                     reasons[i] = "eos"
                     texts[i] += decoders[i].flush()
@@ -223,29 +248,34 @@ class Generator:
                 texts[i] += new
                 if on_text and new:
                     on_text(i, new)
-                if any(s in texts[i] for s in cfg.stop):
+                if any(stop in texts[i] for stop in cfg.stop):
                     reasons[i] = "stop"
-                elif rule and is_finished(texts[i], cfg.language):
+                elif rules[i] and is_finished(texts[i], cfg.language):
                     reasons[i] = "rule"
                 elif len(generated[i]) >= cfg.max_new_tokens:
                     reasons[i] = "length"
                     texts[i] += decoders[i].flush()
             if all(r is not None for r in reasons):
                 break
-            next_ids = self._step(next_ids.reshape(b, 1).astype(np.int32), position, 0, noise(), cfg)
-            position += 1
+            next_ids = self._step(next_ids.reshape(b, 1).astype(np.int32), positions, np.zeros(b, np.int32),
+                                  noise(), cfgs)
+            positions += 1
             steps += 1
         t_decode = time.perf_counter() - t1
 
         completions = []
-        for text, reason in zip(texts, reasons):
+        for text, reason, cfg in zip(texts, reasons, cfgs):
             if reason == "stop":
-                text = text[:min(text.find(s) for s in cfg.stop if s in text)]
+                text = text[:min(text.find(stop) for stop in cfg.stop if stop in text)]
             elif reason == "rule":
                 text = cleanup(text, cfg.language)
             completions.append(text)
-        new_tokens = sum(len(g) for g in generated)
-        timings = {"prefill_s": t_prefill, "prefill_tokens": n_prompt, "decode_s": t_decode, "decode_steps": steps,
-                   "generated_tokens": new_tokens,
-                   "decode_tokens_per_s": (steps * b / t_decode) if t_decode > 0 and steps else 0.0}
-        return GenerationResult(completions, texts, generated, [str(r) for r in reasons], n_prompt, timings)
+        results = []
+        for (lo, hi), (ids, _, _) in zip(spans, requests):
+            new_tokens = sum(len(g) for g in generated[lo:hi])
+            timings = {"prefill_s": t_prefill, "prefill_tokens": len(ids), "decode_s": t_decode, "decode_steps": steps,
+                       "generated_tokens": new_tokens, "batch_rows": row,
+                       "decode_tokens_per_s": (steps * (hi - lo) / t_decode) if t_decode > 0 and steps else 0.0}
+            results.append(GenerationResult(completions[lo:hi], texts[lo:hi], generated[lo:hi],
+                                            [str(r) for r in reasons[lo:hi]], len(ids), timings))
+        return results

@@ -122,9 +122,10 @@ def export_mindir(src: Path, out: Path, batch_size: int = 1, max_len: int | None
     model = checkpoint.load(src, precision={"compute_dtype": dtype} if compute_dtype else None)
     step = CachedCodeGeeX(model, batch_size, max_len, candidates)
     k = step.sampler.candidates
-    inputs = [("tokens", [batch_size, -1], "int32"), ("start", [], "int32"), ("last_index", [], "int32"),
-              ("noise", [batch_size, k], "float32"), ("temperature", [], "float32"), ("top_k", [], "int32"),
-              ("top_p", [], "float32")]
+    b = batch_size
+    inputs = [("tokens", [b, -1], "int32"), ("start", [b], "int32"), ("last_index", [b], "int32"),
+              ("noise", [b, k], "float32"), ("temperature", [b], "float32"), ("top_k", [b], "int32"),
+              ("top_p", [b], "float32")]
     ms_dtypes = {"int32": ms.int32, "float32": ms.float32}
     args = [Tensor(shape=[batch_size, None], dtype=ms.int32)] + [
         Tensor(np.zeros([d if d > 0 else 1 for d in shape], dtype=np.dtype(dt)), ms_dtypes[dt])
@@ -144,9 +145,9 @@ def export_mindir(src: Path, out: Path, batch_size: int = 1, max_len: int | None
                 "inputs": [{"name": n, "shape": sh, "dtype": dt} for n, sh, dt in inputs],
                 "outputs": [{"name": "next_ids", "shape": [batch_size], "dtype": "int32"}],
                 "tokenizer": tokenizer.identity(), "eos_id": tokenizer.eos_id,
-                "note": "tokens: the prompt right-padded to a multiple of prefill_bucket at start 0, then one token "
-                        "per call at its position; the KV cache is state inside the graph (one sequence batch at a "
-                        "time; a new prompt overwrites it from position 0)"}
+                "note": "prefill: each row's prompt right-padded to a common multiple of prefill_bucket, start 0, "
+                        "last_index = its length - 1; decode: one token per row at that row's position; the KV cache "
+                        "is state inside the graph (a new prefill overwrites it from position 0)"}
         (tmp / EXPORT_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         old = out.with_name(f"{out.name}.old-{os.getpid()}")
         if out.exists():
