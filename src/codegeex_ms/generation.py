@@ -190,11 +190,13 @@ class Generator:
         return self.generate_rows([(prompt_ids, cfg, self.batch_size)], on_text)[0]
 
     def generate_rows(self, requests: Sequence[tuple[Sequence[int], SamplingConfig, int]],
-                      on_text: Callable[[int, str], None] | None = None) -> list[GenerationResult]:
+                      on_text: Callable[[int, str], None] | None = None,
+                      cancelled: Callable[[int], bool] | None = None) -> list[GenerationResult]:
         """Decode several requests together: each ``(prompt_ids, cfg, n)`` takes ``n`` rows of the batch (at most
         ``batch_size`` rows in all) and gets its own result. Rows keep their own positions, sampling settings,
         seeded noise and stop rules, so a request's output does not depend on what it shares the batch with.
-        ``on_text(row, text)`` receives new text as it comes."""
+        ``on_text(row, text)`` receives new text as it comes; a row for which ``cancelled(row)`` turns true stops
+        (finish reason "cancelled")."""
         spans, row = [], 0
         for prompt_ids, cfg, n in requests:
             if len(prompt_ids) == 0:
@@ -239,6 +241,9 @@ class Generator:
                 if reasons[i] is not None:
                     continue
                 cfg, token = cfgs[i], int(next_ids[i])
+                if cancelled is not None and cancelled(i):
+                    reasons[i] = "cancelled"
+                    continue
                 if token == self.eos_id:
                     reasons[i] = "eos"
                     texts[i] += decoders[i].flush()

@@ -1,0 +1,95 @@
+"""Serve a CodeGeeX checkpoint (or exported MindIR folder) over HTTP for IDE extensions and OpenAI-style clients.
+
+    python serve.py --checkpoint ckpt/codegeex-mini                 # http://127.0.0.1:8000
+    python serve.py --mindir mindir/codegeex-13b-int8 --port 9000 --api-key SECRET
+    curl -s localhost:8000/v1/completions -H 'Content-Type: application/json' \\
+        -d '{"prompt": "# language: Python\\ndef fib(n):", "max_tokens": 64, "temperature": 0}'
+
+Endpoints: POST /v1/completions (prompt, max_tokens, temperature (0 = greedy), top_p, top_k, n, stop, stream,
+seed, language), GET /v1/models, GET /health, and the CodeGeeX extension's POST /multilingual_code_generate
+({prompt, n, lang, temperature, top_p, top_k} -> {status: 0, result: {output: {code: [...]}, process_time}}) and
+POST /multilingual_code_translate ({prompt, src_lang, dst_lang, ...}). With --api-key (or CODEGEEX_API_KEY) every
+endpoint but /health needs `Authorization: Bearer KEY` (the CodeGeeX endpoints also accept the body's apikey).
+Requests are decoded together up to --batch-size rows; SIGTERM/SIGINT finish in-flight requests, then exit.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", type=Path, help="checkpoint folder (config + weights + tokenizer reference)")
+    src.add_argument("--mindir", type=Path, help="exported folder (python -m codegeex_ms.quantize_export export); "
+                                                 "its batch size is the server's")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--api-key", default=os.environ.get("CODEGEEX_API_KEY"),
+                   help="require this bearer token (default: $CODEGEEX_API_KEY; none = open)")
+    p.add_argument("--batch-size", type=int, default=4, help="rows decoded together (--checkpoint; default 4)")
+    p.add_argument("--batch-wait-ms", type=float, default=20.0,
+                   help="how long a request waits for others to share its batch (default 20)")
+    p.add_argument("--max-prompt-tokens", type=int, default=1024, help="longest prompt accepted (default 1024)")
+    p.add_argument("--max-new-tokens", type=int, default=512, help="largest max_tokens accepted (default 512)")
+    p.add_argument("--max-n", type=int, default=8, help="most samples per request (default 8, capped by the batch)")
+    p.add_argument("--model-name", help="name reported by /v1/models (default: the folder name)")
+    p.add_argument("--device", choices=("CPU", "GPU", "Ascend"), help="MindSpore device (default: its choice)")
+    p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    return p.parse_args(argv)
+
+
+def build_engine(args):
+    import mindspore as ms
+    from codegeex_ms import checkpoint
+    from codegeex_ms.generation import Generator
+    from codegeex_ms.serving import Engine, Limits
+    from codegeex_ms.tokenizer import load as load_tokenizer
+
+    ms.set_context(mode=ms.GRAPH_MODE)
+    if args.device:
+        ms.set_device(args.device)
+    folder = args.checkpoint or args.mindir
+    if args.mindir:
+        from codegeex_ms.quantize_export import load_mindir_generator
+        generator, _ = load_mindir_generator(args.mindir)
+        tokenizer = generator.tokenizer
+    else:
+        ref = checkpoint.tokenizer_path(folder)
+        if ref is None:
+            raise checkpoint.CheckpointError(f"{folder} records no tokenizer (tokenizer.json)")
+        tokenizer = load_tokenizer(ref)
+        model = checkpoint.load(folder)
+        generator = Generator(model, tokenizer, batch_size=args.batch_size,
+                              max_len=model.config.model.max_position_embeddings)
+    generator.warmup(1)        # compile the first prefill bucket and the decode graph before taking requests
+    limits = Limits(args.max_prompt_tokens, args.max_new_tokens, args.max_n)
+    return Engine(generator, tokenizer, args.model_name or Path(folder).resolve().name, limits,
+                  args.batch_wait_ms / 1000)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import uvicorn
+    from codegeex_ms.checkpoint import CheckpointError
+    from codegeex_ms.serving import create_app
+    try:
+        engine = build_engine(args)
+    except (CheckpointError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    app = create_app(engine, args.api_key)
+    print(f"serving {engine.model_name} on http://{args.host}:{args.port} (batch {engine.generator.batch_size}, "
+          f"context {engine.context}, auth {'on' if args.api_key else 'off'})", flush=True)
+    # on SIGTERM/SIGINT uvicorn stops accepting, answers the in-flight requests, runs the app's shutdown (which
+    # drains the engine) and then exits by re-raising the signal
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_graceful_shutdown=120)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,363 @@
+"""An HTTP server for IDE extensions: OpenAI-style completions and the CodeGeeX extension's two endpoints.
+
+One engine thread owns the model. Requests wait in a queue; the engine takes as many as fit the decode batch
+(``batch_size`` rows; a request with ``n`` samples takes ``n`` rows), waiting up to ``batch_wait_s`` for
+company, and decodes them together with ``Generator.generate_rows`` (each row keeps its own prompt, position,
+sampling settings, seed and stop rules, so co-batching does not change any request's output). Rows whose
+client went away are stopped at the next token. Built on FastAPI + uvicorn.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import queue
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Literal
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from .generation import SamplingConfig
+from .languages import UnknownLanguageError, canonical_language
+from .prompts import complete, translate
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_prompt_tokens: int = 1024
+    max_new_tokens: int = 512
+    max_n: int = 8
+
+
+class ClientError(ValueError):
+    """A request the server refuses: HTTP ``status`` with a message naming the field."""
+
+    def __init__(self, message: str, param: str | None = None, status: int = 400):
+        super().__init__(message)
+        self.param, self.status = param, status
+
+
+@dataclass
+class Job:
+    prompt_ids: list[int]
+    cfg: SamplingConfig
+    n: int
+    loop: asyncio.AbstractEventLoop
+    done: asyncio.Future
+    stream: asyncio.Queue | None = None
+    cancelled: bool = False
+    created: float = field(default_factory=time.monotonic)
+
+
+class Engine:
+    """The model behind a queue; ``submit`` from the event loop, results come back as futures."""
+
+    def __init__(self, generator, tokenizer, model_name: str, limits: Limits = Limits(), batch_wait_s: float = 0.02):
+        self.generator, self.tokenizer, self.model_name = generator, tokenizer, model_name
+        self.limits, self.batch_wait_s = limits, batch_wait_s
+        self.context = generator.max_len
+        self.queue: queue.Queue = queue.Queue()
+        self.stats = {"requests": 0, "batches": 0, "rows": 0, "cancelled": 0, "in_flight": 0}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="engine", daemon=True)
+        self._thread.start()
+
+    def check(self, prompt: str, max_new_tokens: int, n: int) -> list[int]:
+        if not prompt:
+            raise ClientError("prompt must not be empty", "prompt")
+        if not 1 <= n <= min(self.limits.max_n, self.generator.batch_size):
+            raise ClientError(f"n must be in 1..{min(self.limits.max_n, self.generator.batch_size)}, got {n}", "n")
+        if not 1 <= max_new_tokens <= self.limits.max_new_tokens:
+            raise ClientError(f"max_tokens must be in 1..{self.limits.max_new_tokens}, got {max_new_tokens}",
+                              "max_tokens")
+        ids = self.tokenizer.encode(prompt)
+        if len(ids) > self.limits.max_prompt_tokens:
+            raise ClientError(f"the prompt is {len(ids)} tokens; this server accepts at most "
+                              f"{self.limits.max_prompt_tokens}", "prompt")
+        if len(ids) + max_new_tokens > self.context:
+            raise ClientError(f"prompt ({len(ids)} tokens) + max_tokens ({max_new_tokens}) exceeds the model's "
+                              f"context of {self.context} tokens", "max_tokens")
+        return ids
+
+    def submit(self, ids: list[int], cfg: SamplingConfig, n: int, stream: bool = False) -> Job:
+        loop = asyncio.get_running_loop()
+        job = Job(ids, cfg, n, loop, loop.create_future(), asyncio.Queue() if stream else None)
+        self.stats["requests"] += 1
+        self.stats["in_flight"] += 1
+        self.queue.put(job)
+        return job
+
+    def _take_batch(self) -> list[Job]:
+        first = self.queue.get()
+        if first is None:
+            return []
+        batch, rows = [first], first.n
+        deadline = time.monotonic() + self.batch_wait_s
+        while rows < self.generator.batch_size:
+            try:
+                job = self.queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if job is None:
+                self.queue.put(None)
+                break
+            if rows + job.n > self.generator.batch_size:
+                self.queue.put(job)      # keeps its place for the next batch (order among the rest may change)
+                break
+            batch.append(job)
+            rows += job.n
+        return batch
+
+    def _run(self):
+        while not self._stop.is_set():
+            batch = [job for job in self._take_batch() if not job.cancelled]
+            if not batch:
+                continue
+            rows = [j for j in batch for _ in range(j.n)]
+            firsts = {}
+            for j in batch:
+                firsts.setdefault(id(j), rows.index(j))
+
+            def on_text(row, text):
+                job = rows[row]
+                if job.stream is not None:
+                    job.loop.call_soon_threadsafe(job.stream.put_nowait, (row - firsts[id(job)], text))
+
+            start = time.monotonic()
+            try:
+                results = self.generator.generate_rows([(j.prompt_ids, j.cfg, j.n) for j in batch], on_text,
+                                                       cancelled=lambda row: rows[row].cancelled)
+                error = None
+            except Exception as e:  # noqa: BLE001 - reported to every waiting client
+                results, error = None, e
+            seconds = time.monotonic() - start
+            self.stats["batches"] += 1
+            self.stats["rows"] += len(rows)
+            for i, job in enumerate(batch):
+                value = error if error is not None else (results[i], seconds)
+                job.loop.call_soon_threadsafe(_settle, job, value)
+
+    def close(self, timeout: float = 60.0):
+        """Finish the queued and running work, then stop the engine thread."""
+        self.queue.put(None)
+        self._stop.set()
+        self._thread.join(timeout)
+
+
+def _settle(job: Job, value):
+    if job.done.done():
+        return
+    if isinstance(value, Exception):
+        job.done.set_exception(value)
+    else:
+        job.done.set_result(value)
+    if job.stream is not None:
+        job.stream.put_nowait(None)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Request bodies (unknown fields are refused with 422)
+
+class CompletionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    prompt: str | list[str]
+    model: str | None = None
+    max_tokens: int = 16
+    temperature: float = Field(1.0, ge=0.0, le=5.0)
+    top_p: float = Field(1.0, ge=0.0, le=1.0)
+    top_k: int = Field(0, ge=0)                     # extension: 0 = off
+    n: int = 1
+    stop: str | list[str] | None = None
+    stream: bool = False
+    seed: int | None = None
+    language: str | None = None                     # extension: the per-language stop rule and cleanup
+    user: str | None = None
+
+
+class CodeGeeXRequest(BaseModel):
+    """The CodeGeeX extension's generation payload (reference/codegeex.md section 7.3)."""
+    model_config = ConfigDict(extra="forbid")
+    prompt: str
+    n: int = 1
+    lang: str
+    temperature: float = Field(0.8, gt=0.0, le=5.0)
+    top_p: float = Field(0.95, ge=0.0, le=1.0)
+    top_k: int = Field(0, ge=0)
+    stop: list[str] = []
+    max_tokens: int = 128
+    seed: int | None = None
+    userid: str | None = None
+    apikey: str | None = None
+    apisecret: str | None = None
+
+
+class CodeGeeXTranslateRequest(CodeGeeXRequest):
+    lang: Literal[None] = None                       # translation names src_lang and dst_lang instead
+    src_lang: str
+    dst_lang: str
+
+
+def _language(name: str, param: str) -> str:
+    try:
+        return canonical_language(name)
+    except UnknownLanguageError as e:
+        raise ClientError(str(e), param) from None
+
+
+def create_app(engine: Engine, api_key: str | None = None) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        yield
+        # uvicorn has stopped accepting and the in-flight requests are answered: drain the engine
+        await asyncio.to_thread(engine.close)
+        print(f"engine stopped after {engine.stats['requests']} requests in {engine.stats['batches']} batches",
+              flush=True)
+
+    app = FastAPI(title="codegeex-ms", version="1", docs_url=None, redoc_url=None, lifespan=lifespan)
+
+    def openai_error(status: int, message: str, param: str | None = None, kind: str = "invalid_request_error"):
+        return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": None}}, status)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        errors = exc.errors()
+        first = errors[0] if errors else {"msg": "invalid request", "loc": ()}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        message = f"{where}: {first['msg']}" if where else first["msg"]
+        status = 400 if first.get("type") == "json_invalid" else 422
+        if request.url.path.startswith("/multilingual"):
+            return JSONResponse({"status": 1, "message": message}, status)
+        return openai_error(status, message, where or None)
+
+    @app.exception_handler(ClientError)
+    async def client_error(request: Request, exc: ClientError):
+        if request.url.path.startswith("/multilingual"):
+            return JSONResponse({"status": 1, "message": str(exc)}, exc.status)
+        return openai_error(exc.status, str(exc), exc.param)
+
+    @app.middleware("http")
+    async def authenticate(request: Request, call_next):
+        if api_key and request.url.path != "/health":
+            header = request.headers.get("authorization", "")
+            body_key = None
+            if request.url.path.startswith("/multilingual"):
+                try:
+                    body_key = json.loads(await request.body() or b"{}").get("apikey")
+                except (ValueError, AttributeError):
+                    body_key = None
+            if header != f"Bearer {api_key}" and body_key != api_key:
+                return openai_error(401, "missing or wrong API key (Authorization: Bearer KEY)", None,
+                                    "authentication_error")
+        return await call_next(request)
+
+    @app.get("/health")
+    async def health():
+        return {"status": "ok", "model": engine.model_name, "queued": engine.queue.qsize(), **engine.stats}
+
+    @app.get("/v1/models")
+    async def models():
+        return {"object": "list", "data": [{"id": engine.model_name, "object": "model", "created": 0,
+                                            "owned_by": "codegeex-ms"}]}
+
+    async def wait(job: Job, request: Request):
+        """The job's result; if the client disconnects first, cancel the job."""
+        try:
+            while True:
+                done, _ = await asyncio.wait({job.done}, timeout=0.1)
+                if done:
+                    return job.done.result()
+                if await request.is_disconnected():
+                    job.cancelled = True
+                    engine.stats["cancelled"] += 1
+                    raise asyncio.CancelledError
+        finally:
+            if job.done.done() or job.cancelled:
+                engine.stats["in_flight"] -= 1
+
+    @app.post("/v1/completions")
+    async def completions(body: CompletionRequest, request: Request):
+        if body.model not in (None, engine.model_name):
+            raise ClientError(f"model {body.model!r} is not served here; GET /v1/models lists {engine.model_name!r}",
+                              "model", 404)
+        prompt = body.prompt
+        if isinstance(prompt, list):
+            if len(prompt) != 1:
+                raise ClientError("a list prompt must hold exactly one string", "prompt")
+            prompt = prompt[0]
+        language = _language(body.language, "language") if body.language else None
+        ids = engine.check(prompt, body.max_tokens, body.n)
+        stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
+        cfg = SamplingConfig(max_new_tokens=body.max_tokens, greedy=body.temperature == 0,
+                             temperature=body.temperature or 1.0, top_p=body.top_p, top_k=body.top_k,
+                             seed=body.seed if body.seed is not None else uuid.uuid4().int % 2**32,
+                             stop=stop, language=language)
+        cid, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+
+        def finish(reason):
+            return "length" if reason == "length" else "stop"
+
+        if body.stream:
+            job = engine.submit(ids, cfg, body.n, stream=True)
+
+            async def events():
+                try:
+                    while True:
+                        item = await job.stream.get()
+                        if item is None:
+                            break
+                        index, text = item
+                        chunk = {"id": cid, "object": "text_completion", "created": created,
+                                 "model": engine.model_name,
+                                 "choices": [{"text": text, "index": index, "logprobs": None, "finish_reason": None}]}
+                        yield f"data: {json.dumps(chunk)}\n\n"
+                    result, _ = job.done.result()
+                    for i, reason in enumerate(result.finish_reasons):
+                        chunk = {"id": cid, "object": "text_completion", "created": created,
+                                 "model": engine.model_name,
+                                 "choices": [{"text": "", "index": i, "logprobs": None, "finish_reason": finish(reason)}]}
+                        yield f"data: {json.dumps(chunk)}\n\n"
+                    yield "data: [DONE]\n\n"
+                finally:
+                    engine.stats["in_flight"] -= 1
+                    if not job.done.done():           # the client went away mid-stream
+                        job.cancelled = True
+                        engine.stats["cancelled"] += 1
+
+            return StreamingResponse(events(), media_type="text/event-stream")
+
+        job = engine.submit(ids, cfg, body.n)
+        result, _ = await wait(job, request)
+        completion_tokens = sum(len(t) for t in result.token_ids)
+        return {"id": cid, "object": "text_completion", "created": created, "model": engine.model_name,
+                "choices": [{"text": text, "index": i, "logprobs": None, "finish_reason": finish(reason)}
+                            for i, (text, reason) in enumerate(zip(result.completions, result.finish_reasons))],
+                "usage": {"prompt_tokens": len(ids), "completion_tokens": completion_tokens,
+                          "total_tokens": len(ids) + completion_tokens}}
+
+    async def codegeex(body: CodeGeeXRequest, prompt: str, language: str, request: Request):
+        ids = engine.check(prompt, body.max_tokens, body.n)
+        cfg = SamplingConfig(max_new_tokens=body.max_tokens, temperature=body.temperature, top_p=body.top_p,
+                             top_k=body.top_k, seed=body.seed if body.seed is not None else uuid.uuid4().int % 2**32,
+                             stop=body.stop, language=language)
+        start = time.monotonic()
+        result, _ = await wait(engine.submit(ids, cfg, body.n), request)
+        return {"status": 0, "message": "success",
+                "result": {"output": {"code": result.completions}, "process_time": round(time.monotonic() - start, 3)}}
+
+    @app.post("/multilingual_code_generate")
+    async def generate(body: CodeGeeXRequest, request: Request):
+        language = _language(body.lang, "lang")
+        return await codegeex(body, complete(body.prompt, language), language, request)
+
+    @app.post("/multilingual_code_translate")
+    async def translation(body: CodeGeeXTranslateRequest, request: Request):
+        src, dst = _language(body.src_lang, "src_lang"), _language(body.dst_lang, "dst_lang")
+        return await codegeex(body, translate(body.prompt, src, dst), dst, request)
+
+    return app

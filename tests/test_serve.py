@@ -1,0 +1,203 @@
+"""serve.py: the real server on a loopback port, talked to with a real HTTP client."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+httpx = pytest.importorskip("httpx")
+REPO = Path(__file__).resolve().parent.parent
+KEY = "test-secret"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tiny_checkpoint, tmp_path_factory):
+    port = _free_port()
+    log = tmp_path_factory.mktemp("serve") / "server.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, str(REPO / "serve.py"), "--checkpoint", str(tiny_checkpoint),
+                                 "--port", str(port), "--batch-size", "4", "--max-new-tokens", "32",
+                                 "--max-prompt-tokens", "100", "--api-key", KEY, "--log-level", "warning"],
+                                stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ, LOG_MF_PATH=str(log.parent)))
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        assert proc.poll() is None, log.read_text()
+        time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("server did not start:\n" + log.read_text())
+    yield url, proc, log
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def client(url, key=KEY):
+    return httpx.Client(base_url=url, timeout=120, headers={"Authorization": f"Bearer {key}"} if key else {})
+
+
+def test_completion_and_models(server):
+    url, _, _ = server
+    with client(url) as c:
+        models = c.get("/v1/models").json()
+        name = models["data"][0]["id"]
+        r = c.post("/v1/completions", json={"prompt": "def add(a, b):", "max_tokens": 8, "temperature": 0,
+                                             "model": name})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["object"] == "text_completion" and len(body["choices"]) == 1
+        assert body["usage"]["prompt_tokens"] > 0 and body["choices"][0]["finish_reason"] in ("stop", "length")
+        again = c.post("/v1/completions", json={"prompt": "def add(a, b):", "max_tokens": 8, "temperature": 0}).json()
+        assert again["choices"][0]["text"] == body["choices"][0]["text"]
+
+
+def test_streaming_matches_the_plain_response(server):
+    url, _, _ = server
+    request = {"prompt": "int main() {", "max_tokens": 12, "temperature": 0.8, "seed": 7, "n": 2}
+    with client(url) as c:
+        plain = c.post("/v1/completions", json=request).json()
+        texts, finished, done = ["", ""], {}, False
+        with c.stream("POST", "/v1/completions", json=dict(request, stream=True)) as r:
+            assert r.headers["content-type"].startswith("text/event-stream")
+            for line in r.iter_lines():
+                if not line.startswith("data: "):
+                    continue
+                if line == "data: [DONE]":
+                    done = True
+                    break
+                choice = json.loads(line[6:])["choices"][0]
+                texts[choice["index"]] += choice["text"]
+                if choice["finish_reason"]:
+                    finished[choice["index"]] = choice["finish_reason"]
+    assert done and len(finished) == 2
+    assert texts == [ch["text"] for ch in plain["choices"]] or \
+        all(t.startswith(ch["text"]) for t, ch in zip(texts, plain["choices"]))   # stop-cut text may be shorter
+
+
+def test_codegeex_endpoints(server):
+    url, _, _ = server
+    with client(url, key=None) as c:
+        r = c.post("/multilingual_code_generate", json={"prompt": "def fib(n):\n", "n": 2, "lang": "Python",
+                                                        "temperature": 0.8, "top_p": 0.95, "top_k": 0, "seed": 1,
+                                                        "apikey": KEY, "max_tokens": 16})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["status"] == 0 and len(body["result"]["output"]["code"]) == 2
+        assert body["result"]["process_time"] >= 0
+        r = c.post("/multilingual_code_translate", json={"prompt": "def add(a, b):\n    return a + b\n",
+                                                         "src_lang": "python", "dst_lang": "cpp", "n": 1,
+                                                         "apikey": KEY, "max_tokens": 16, "seed": 2})
+        assert r.status_code == 200 and r.json()["status"] == 0, r.text
+        r = c.post("/multilingual_code_generate", json={"prompt": "x", "lang": "klingon", "apikey": KEY})
+        assert r.status_code == 400 and r.json()["status"] == 1 and "klingon" in r.json()["message"]
+
+
+@pytest.mark.parametrize("payload, status, needle", [
+    ('{"prompt": "x", ', 400, "JSON"),
+    ({"prompt": 5}, 422, "prompt"),
+    ({"prompt": "x", "max_tokens": "many"}, 422, "max_tokens"),
+    ({"prompt": "x", "bogus": 1}, 422, "bogus"),
+    ({"prompt": ""}, 400, "prompt must not be empty"),
+    ({"prompt": "x", "max_tokens": 1000}, 400, "max_tokens must be in 1..32"),
+    ({"prompt": "x", "n": 9}, 400, "n must be in 1..4"),
+    ({"prompt": "word " * 200}, 400, "at most 100"),
+    ({"prompt": "x", "model": "gpt-4"}, 404, "not served here"),
+    ({"prompt": "x", "temperature": -1}, 422, "temperature"),
+])
+def test_bad_requests_get_clear_errors(server, payload, status, needle):
+    url, _, _ = server
+    with client(url) as c:
+        if isinstance(payload, str):
+            r = c.post("/v1/completions", content=payload, headers={"Content-Type": "application/json"})
+        else:
+            r = c.post("/v1/completions", json=payload)
+    assert r.status_code == status, r.text
+    assert needle in r.json()["error"]["message"]
+
+
+def test_auth(server):
+    url, _, _ = server
+    assert httpx.get(url + "/health").status_code == 200              # health stays open for probes
+    for key in (None, "wrong"):
+        with client(url, key) as c:
+            r = c.post("/v1/completions", json={"prompt": "x", "max_tokens": 2})
+            assert r.status_code == 401 and "API key" in r.json()["error"]["message"]
+            assert c.get("/v1/models").status_code == 401
+
+
+def test_concurrent_requests_get_their_own_results(server):
+    url, _, _ = server
+    requests = [{"prompt": p, "max_tokens": 10, "temperature": 0.9, "seed": s}
+                for p, s in [("def a():", 1), ("class B:", 2), ("int c = ", 3), ("func d() {", 4), ("let e =", 5)]]
+    with client(url) as c:
+        solo = [c.post("/v1/completions", json=r).json()["choices"][0]["text"] for r in requests]
+    together = [None] * len(requests)
+
+    def worker(i):
+        with client(url) as c:
+            together[i] = c.post("/v1/completions", json=requests[i]).json()["choices"][0]["text"]
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(requests))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert together == solo
+    with client(url) as c:
+        assert c.get("/health").json()["batches"] >= 1
+
+
+def test_disconnect_cancels_the_work(server):
+    url, _, _ = server
+    with client(url) as c:
+        before = c.get("/health").json()["cancelled"]
+        with c.stream("POST", "/v1/completions", json={"prompt": "def f():", "max_tokens": 32, "stream": True,
+                                                      "temperature": 0.9, "seed": 3}) as r:
+            for line in r.iter_lines():
+                if line.startswith("data: "):
+                    break                                          # first token arrived: hang up
+        deadline = time.time() + 30
+        while c.get("/health").json()["cancelled"] == before and time.time() < deadline:
+            time.sleep(0.2)
+        health = c.get("/health").json()
+    assert health["cancelled"] == before + 1
+
+
+def test_sigterm_finishes_in_flight_requests(server):
+    url, proc, log = server
+    result = {}
+
+    def worker():
+        with client(url) as c:
+            result["r"] = c.post("/v1/completions", json={"prompt": "def slow():", "max_tokens": 32,
+                                                          "temperature": 0})
+    t = threading.Thread(target=worker)
+    t.start()
+    with client(url) as c:
+        while c.get("/health").json()["in_flight"] == 0 and t.is_alive():
+            time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    t.join(120)
+    assert result["r"].status_code == 200, result["r"].text
+    assert proc.wait(60) in (0, -signal.SIGTERM), log.read_text()   # uvicorn re-raises the signal it caught
+    assert "engine stopped after" in log.read_text()
