@@ -4,7 +4,7 @@ Everything comes from Debian and npm (no crates.io, no Go proxy): ``doctor`` che
 install command for what is missing. Compiled artefacts shared by all samples are built once per run in the
 workspace: a C++ precompiled header of the harness's include set, the Rust crates rand/regex/md5 (from Debian's
 ``librust-*-dev`` sources, offline), and a node_modules with ``js-md5``. Go runs in GOPATH mode against Debian's
-testify, with one warm build cache per worker slot. Toolchains are looked up on the system PATH only
+testify, with one build cache per worker uid that persists in the cache directory. Toolchains are looked up on the system PATH only
 (``/usr/local/bin:/usr/bin:/bin``), because the unprivileged sandbox uid cannot enter ``/root``.
 """
 from __future__ import annotations
@@ -26,6 +26,8 @@ GOPATH = "/usr/share/gocode"
 CARGO_REGISTRY = "/usr/share/cargo/registry"
 JS_MD5 = "js-md5@0.7.3"
 RUST_CRATES = {"rand": "0.8", "regex": "1", "md5": "0.7"}
+GO_WARM_PACKAGES = ("math", "strings", "fmt", "strconv", "time", "bytes", "regexp", "sort", "math/rand",
+                    "crypto/md5", "unicode", "errors", "reflect", "container/heap", "container/list")
 
 
 def which(name: str) -> str | None:
@@ -153,6 +155,7 @@ class Toolchains:
 
     def _make_readable(self):
         for root, dirs, files in os.walk(self.dir):
+            dirs[:] = [d for d in dirs if not d.startswith("gocache-")]    # owned by the sandbox uids
             for name in dirs + files:
                 p = os.path.join(root, name)
                 if not os.path.islink(p):
@@ -199,6 +202,21 @@ class Toolchains:
         self._require("go")
         if not Path(GOPATH, "src/github.com/stretchr/testify/assert").is_dir():
             raise ToolchainError("testify is missing: apt-get install -y golang-github-stretchr-testify-dev")
+        # a build cache with the standard library, testify and every package the harness may import, compiled
+        # once; each worker's cache starts as a copy (a cold cache costs tens of seconds per worker)
+        seed = self.dir / "go-seed"
+        if (seed / "warm").is_file():
+            return
+        shutil.rmtree(seed, ignore_errors=True)
+        (seed / "src").mkdir(parents=True)
+        imports = "".join(f'    _ "{p}"\n' for p in GO_WARM_PACKAGES)
+        (seed / "src" / "warm_test.go").write_text(
+            f'package main\n\nimport (\n    "testing"\n    "github.com/stretchr/testify/assert"\n{imports})\n\n'
+            'func TestWarm(t *testing.T) { assert.New(t).True(true) }\n')
+        self._build(["go", "test", "-c", "-vet=off", "-trimpath", "-o", "warm.test", "warm_test.go"], seed / "src",
+                    "the Go build cache", env={"GO111MODULE": "off", "GOPATH": GOPATH, "GOCACHE": str(seed / "cache"),
+                                               "GOTOOLCHAIN": "local", "CGO_ENABLED": "0"})
+        (seed / "warm").write_text("ok\n")
 
     def _prepare_rust(self):
         self._require("rustc", "cargo")
@@ -252,11 +270,22 @@ class Toolchains:
                                Limits(cpu_seconds=int(rt) + 1, address_space=None),
                                {"NODE_PATH": str(self.dir / "js" / "node_modules")}))
         if lang == "go":
-            cache = self.sandbox.root / f"gocache-{slot}"
+            # one build cache per worker uid, kept between runs: a cold cache compiles the standard library and
+            # testify again (tens of seconds per worker)
+            cache = self.dir / f"gocache-{self.sandbox.uid(slot) if self.sandbox.isolated else 'user'}"
             if not cache.is_dir():
-                cache.mkdir(mode=0o700)
-                if self.sandbox.isolated:
-                    os.chown(cache, self.sandbox.uid(slot), self.sandbox.uid(slot))
+                with open(self.dir / ".lock", "w") as lock:
+                    fcntl.flock(lock, fcntl.LOCK_EX)
+                    if not cache.is_dir():
+                        tmp = cache.with_name(cache.name + ".tmp")
+                        shutil.rmtree(tmp, ignore_errors=True)
+                        shutil.copytree(self.dir / "go-seed" / "cache", tmp)
+                        if self.sandbox.isolated:
+                            uid = self.sandbox.uid(slot)
+                            for root, dirs, files in os.walk(tmp):
+                                for name in [root] + [os.path.join(root, n) for n in dirs + files]:
+                                    os.lchown(name, uid, uid)
+                        tmp.rename(cache)
             env = {"GO111MODULE": "off", "GOPATH": GOPATH, "GOCACHE": str(cache), "GOTOOLCHAIN": "local",
                    "CGO_ENABLED": "0", "GOMEMLIMIT": "2GiB"}
             return Recipe("main_test.go",
