@@ -1,5 +1,6 @@
 """Complete, translate or explain code with a CodeGeeX checkpoint.
 
+    python infer.py --prompt "def fibonacci(n):" --lang python       # the embedded small model
     python infer.py --checkpoint ckpt/codegeex-13b --prompt "def fibonacci(n):" --lang python
     python infer.py --checkpoint DIR --mode translate --src-lang python --tgt-lang cpp --prompt-file f.py
     echo "int add(int a, int b) { return a + b; }" | python infer.py --checkpoint DIR --mode explain --lang cpp
@@ -21,6 +22,10 @@ import time
 from pathlib import Path
 
 
+REPO = Path(__file__).resolve().parent
+DEFAULT_CHECKPOINT = REPO / "checkpoints" / "codegeex-mini"
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description="Complete, translate or explain code with a CodeGeeX checkpoint.",
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -28,7 +33,8 @@ def parse_args(argv=None):
     src = p.add_argument_group("model")
     which = src.add_mutually_exclusive_group()
     which.add_argument("--checkpoint", type=Path,
-                       help="checkpoint folder (config.yaml + model.safetensors), e.g. from python -m codegeex_ms.convert")
+                       help="checkpoint folder (config.yaml + model.safetensors), e.g. from python -m codegeex_ms.convert "
+                            f"(default: the embedded small model, {DEFAULT_CHECKPOINT.relative_to(REPO)})")
     which.add_argument("--mindir", type=Path,
                        help="exported folder from `python -m codegeex_ms.quantize_export export` (runs the MindIR "
                             "graph; --n must not exceed its batch size)")
@@ -113,7 +119,9 @@ def main(args) -> int:
         ms.set_device(args.device)
 
     if args.checkpoint is None and args.mindir is None:
-        raise SystemExit("error: pass --checkpoint DIR or --mindir DIR")
+        if not (DEFAULT_CHECKPOINT / "config.yaml").is_file():
+            raise SystemExit(f"error: the embedded model {DEFAULT_CHECKPOINT} is missing; pass --checkpoint DIR")
+        args.checkpoint = DEFAULT_CHECKPOINT
     folder = args.checkpoint or args.mindir
     tokenizer_dir = args.tokenizer or checkpoint.tokenizer_path(folder)
     if tokenizer_dir is None:

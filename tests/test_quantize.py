@@ -135,3 +135,15 @@ def test_export_replaces_a_folder_whole_and_rejects_bad_input(tiny_checkpoint, t
     assert main(["export", str(no_tok), str(tmp_path / "z")]) == 2
     assert "records no tokenizer" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists() and not (tmp_path / "z").exists()
+
+
+def test_bundled_tokenizer_makes_a_movable_folder(tiny_checkpoint, tmp_path, ms_context):
+    import shutil
+    from codegeex_ms.checkpoint import tokenizer_path
+    from codegeex_ms.tokenizer import load
+    out = tmp_path / "int8"
+    assert main(["quantize", str(tiny_checkpoint), str(out), "--bundle-tokenizer"]) == 0
+    moved = shutil.move(str(out), str(tmp_path / "elsewhere"))
+    tok = load(tokenizer_path(moved))
+    assert tokenizer_path(moved).startswith(str(tmp_path / "elsewhere"))
+    assert tok.identity()["sha256"] == load(tokenizer_path(tiny_checkpoint)).identity()["sha256"]

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from .config import Config, load_config
-from .fileio import atomic_write_text
+from .fileio import atomic_write_bytes, atomic_write_text
 from .layout import parameter_shapes
 from .safetensors_io import SafetensorsReader, write_safetensors
 
@@ -96,9 +96,34 @@ def read_config(path: str | os.PathLike) -> Config:
 
 
 def tokenizer_path(path: str | os.PathLike) -> str | None:
-    """The tokenizer reference recorded in a checkpoint folder, if any."""
+    """The tokenizer directory recorded in a checkpoint folder, if any (a relative path is inside the folder)."""
     ref = Path(path) / TOKENIZER_FILE
-    return json.loads(ref.read_text())["path"] if ref.is_file() else None
+    if not ref.is_file():
+        return None
+    recorded = json.loads(ref.read_text())["path"]
+    return recorded if os.path.isabs(recorded) else str((Path(path) / recorded).resolve())
+
+
+BUNDLED_TOKENIZER_DIR = "tokenizer"
+
+
+def bundle_tokenizer(path: str | os.PathLike) -> Path:
+    """Copy the recorded tokenizer's files into ``folder/tokenizer/`` and record that relative path, so that the
+    folder is self-contained (it can be moved, shipped or cloned elsewhere)."""
+    from .tokenizer import load
+    folder = Path(path)
+    source = tokenizer_path(folder)
+    if source is None:
+        raise CheckpointError(f"{folder} records no tokenizer to bundle")
+    tok = load(source)
+    target = folder / BUNDLED_TOKENIZER_DIR
+    if Path(source).resolve() != target.resolve():
+        target.mkdir(exist_ok=True)
+        for name in tok.files:
+            atomic_write_bytes(target / name, (Path(source) / name).read_bytes())
+    atomic_write_text(folder / TOKENIZER_FILE, json.dumps({"path": BUNDLED_TOKENIZER_DIR,
+                                                           "sha256": tok.identity()["sha256"]}, indent=2) + "\n")
+    return target
 
 
 def load_weights(model, path: str | os.PathLike) -> None:

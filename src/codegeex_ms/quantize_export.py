@@ -31,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import CheckpointError, WEIGHTS_FILE, check_weights, read_config, tokenizer_path, write_folder
+from .checkpoint import (BUNDLED_TOKENIZER_DIR, CheckpointError, WEIGHTS_FILE, bundle_tokenizer, check_weights,
+                         read_config, tokenizer_path, write_folder)
 from .layout import is_quantized_weight, parameter_shapes
 from .safetensors_io import SafetensorsReader
 
@@ -47,7 +48,8 @@ def quantize_rows(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 FLOAT_DTYPES = {"float16": np.float16, "float32": np.float32}
 
 
-def quantize_checkpoint(src: Path, out: Path, progress=None, dtype: str | None = None) -> Path:
+def quantize_checkpoint(src: Path, out: Path, progress=None, dtype: str | None = None,
+                        bundle: bool = False) -> Path:
     """Write an int8 weight-only copy of the checkpoint folder ``src`` to ``out`` (which must not exist);
     ``dtype`` (float16/float32) also casts the floating-point tensors that are not quantized."""
     cfg = read_config(src)
@@ -84,6 +86,8 @@ def quantize_checkpoint(src: Path, out: Path, progress=None, dtype: str | None =
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         write_folder(tmp, quantized_cfg, specs, fetch, tokenizer=tokenizer_path(src), progress=progress)
+        if bundle:
+            bundle_tokenizer(tmp)
         tmp.rename(out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -139,6 +143,8 @@ def export_mindir(src: Path, out: Path, batch_size: int = 1, max_len: int | None
             raise CheckpointError(f"MindSpore wrote no {GRAPH_FILE} into {tmp}")
         shutil.copy(src / "config.yaml", tmp / "config.yaml")
         shutil.copy(src / "tokenizer.json", tmp / "tokenizer.json")
+        if (src / BUNDLED_TOKENIZER_DIR).is_dir():
+            shutil.copytree(src / BUNDLED_TOKENIZER_DIR, tmp / BUNDLED_TOKENIZER_DIR)
         meta = {"format": EXPORT_FORMAT, "graph": GRAPH_FILE, "source_checkpoint": str(src.resolve()),
                 "batch_size": batch_size, "max_len": max_len, "candidates": k, "compute_dtype": dtype,
                 "weight_quant": cfg.precision.weight_quant, "prefill_bucket": 64,
@@ -191,6 +197,8 @@ def parse_args(argv=None):
     q.add_argument("out", type=Path, help="new folder for the int8 checkpoint")
     q.add_argument("--dtype", choices=sorted(FLOAT_DTYPES),
                    help="also cast the tensors that stay floating point (default: keep their dtype)")
+    q.add_argument("--bundle-tokenizer", action="store_true",
+                   help="copy the tokenizer files into OUT/tokenizer/ (a self-contained folder to ship)")
     e = sub.add_parser("export", help="export the cached generation step of a checkpoint to a MindIR folder")
     e.add_argument("src", type=Path, help="checkpoint folder (fp32, fp16 or int8)")
     e.add_argument("out", type=Path, help="output folder (replaced as a whole if it exists)")
@@ -223,7 +231,8 @@ def main(argv=None) -> int:
         return 0
     try:
         with tqdm(desc="quantize", unit="tensor") as bar:
-            quantize_checkpoint(args.src, args.out, progress=lambda _: bar.update(), dtype=args.dtype)
+            quantize_checkpoint(args.src, args.out, progress=lambda _: bar.update(), dtype=args.dtype,
+                                bundle=args.bundle_tokenizer)
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
