@@ -45,46 +45,60 @@ def validation_documents(data_dir: Path, count: int) -> list[str]:
     return docs[1:count] if len(docs) > 1 else docs   # the first may be a tail cut by the window start
 
 
-def loss_per_byte(checkpoint_dir: Path, docs: list[str], batch: int = 2) -> dict:
+def document_scores(model, tokenizer, docs: list[str], batch: int = 2):
+    """Per document: (summed cross entropy in nats, tokens scored, argmax predictions of the scored positions).
+    Each document is scored from an EOD, in windows of the model's context."""
     import mindspore as ms
     from mindspore import Tensor, ops
+    eod, seq = model.config.model.eod_token_id, model.config.model.max_position_embeddings
+
+    @ms.jit
+    def score(inputs, labels, mask):
+        logits = model(inputs)                                                    # [b, s, V]
+        logp = ops.log_softmax(logits, -1)
+        picked = ops.gather_elements(logp, 2, labels.reshape(labels.shape[0], -1, 1)).squeeze(-1)
+        return -(picked * mask).sum(-1), ops.argmax(logits, -1)
+
+    windows, owners = [], []
+    for d, doc in enumerate(docs):
+        ids = [eod] + tokenizer.encode(doc)
+        for start in range(0, len(ids) - 1, seq):
+            piece = ids[start:start + seq + 1]
+            window = np.full(seq + 1, eod, np.int32)
+            window[:len(piece)] = piece
+            windows.append((window, len(piece) - 1))
+            owners.append(d)
+    nats, tokens, argmax = [0.0] * len(docs), [0] * len(docs), [[] for _ in docs]
+    for i in range(0, len(windows), batch):
+        chunk = windows[i:i + batch]
+        chunk = chunk + [(np.full(seq + 1, eod, np.int32), 0)] * (batch - len(chunk))
+        w = np.stack([c[0] for c in chunk])
+        mask = np.zeros((batch, seq), np.float32)
+        for j, (_, n) in enumerate(chunk):
+            mask[j, :n] = 1
+        sums, top = score(Tensor(w[:, :-1]), Tensor(w[:, 1:]), Tensor(mask))
+        sums, top = sums.asnumpy(), top.asnumpy()
+        for j, (_, n) in enumerate(chunk):
+            if i + j < len(windows):
+                d = owners[i + j]
+                nats[d] += float(sums[j])
+                tokens[d] += n
+                argmax[d].append(top[j, :n])
+    return [(nats[d], tokens[d], np.concatenate(argmax[d]) if argmax[d] else np.zeros(0, np.int64))
+            for d in range(len(docs))]
+
+
+def loss_per_byte(checkpoint_dir: Path, docs: list[str], batch: int = 2) -> dict:
+    import mindspore as ms
     from codegeex_ms import checkpoint
     from codegeex_ms.tokenizer import load
 
     ms.set_context(mode=ms.GRAPH_MODE)
     model = checkpoint.load(checkpoint_dir)
-    model.set_train(False)
     tokenizer = load(checkpoint.tokenizer_path(checkpoint_dir))
-    eod, seq = model.config.model.eod_token_id, model.config.model.max_position_embeddings
-
-    @ms.jit
-    def nll_sum(inputs, labels, mask):
-        logits = model(inputs)                                                    # [b, s, V]
-        logp = ops.log_softmax(logits, -1)
-        picked = ops.gather_elements(logp, 2, labels.reshape(labels.shape[0], -1, 1)).squeeze(-1)
-        return -(picked * mask).sum()
-
-    windows, masks = [], []
-    tokens = 0
-    for doc in docs:
-        ids = [eod] + tokenizer.encode(doc)
-        tokens += len(ids) - 1
-        for start in range(0, len(ids) - 1, seq):
-            piece = ids[start:start + seq + 1]
-            window = np.full(seq + 1, eod, np.int32)
-            window[:len(piece)] = piece
-            mask = np.zeros(seq, np.float32)
-            mask[:len(piece) - 1] = 1
-            windows.append(window)
-            masks.append(mask)
-    while len(windows) % batch:
-        windows.append(np.full(seq + 1, eod, np.int32))
-        masks.append(np.zeros(seq, np.float32))
-    total = 0.0
     start = time.perf_counter()
-    for i in range(0, len(windows), batch):
-        w = np.stack(windows[i:i + batch])
-        total += float(nll_sum(Tensor(w[:, :-1]), Tensor(w[:, 1:]), Tensor(np.stack(masks[i:i + batch]))).asnumpy())
+    scores = document_scores(model, tokenizer, docs, batch)
+    total, tokens = sum(s[0] for s in scores), sum(s[1] for s in scores)
     n_bytes = sum(len(d.encode()) for d in docs)
     return {"checkpoint": str(checkpoint_dir), "tokenizer": tokenizer.identity(), "documents": len(docs),
             "bytes": n_bytes, "tokens": tokens, "bytes_per_token": n_bytes / tokens, "nats_per_token": total / tokens,
