@@ -49,7 +49,8 @@ def parse_args(argv=None):
                    help="generation: tag + problem prompt; translation: the original's template from --src-lang")
     g.add_argument("--src-lang", choices=LANGUAGES, help="translation: source language (its canonical solutions)")
     g.add_argument("--n", type=int, default=1, help="samples per problem (default 1)")
-    g.add_argument("--batch-size", type=int, default=1, help="samples decoded together (default 1)")
+    g.add_argument("--batch-size", type=int, default=1,
+                   help="rows decoded together (default 1); several problems share a batch when --n is smaller")
     g.add_argument("--greedy", action="store_true", help="argmax decoding (then --n 1 is enough)")
     g.add_argument("--temperature", type=float, default=0.8, help="default 0.8 (the original's scripts)")
     g.add_argument("--top-p", type=float, default=0.95, help="default 0.95")
@@ -119,44 +120,63 @@ def cmd_generate(args) -> int:
     if args.max_new_tokens >= context:
         raise SystemExit(f"error: --max-new-tokens {args.max_new_tokens} must be below the context ({context})")
     generator = Generator(model, tokenizer, batch_size=args.batch_size, max_len=context)
-    jobs = []
+    # units of work: up to batch-size samples of one problem; units of different problems share a batch
+    units = []
     for lang in langs:
         for task_id in list(problems[lang])[:args.limit]:
-            if done.get(task_id, 0) < args.n:
-                jobs.append((lang, task_id))
-    written = 0
-    with open(args.out, "a", encoding="utf-8") as out:
-        for lang, task_id in tqdm(jobs, desc=f"generating ({args.task})", unit="problem"):
-            problem = problems[lang][task_id]
-            if args.task == "translation":
-                number = task_id.split("/")[1]
-                src_problem = next(p for t, p in problems[args.src_lang].items() if t.split("/")[1] == number)
-                prompt = translation_prompt(src_problem, args.src_lang, problem, lang)
-            else:
-                prompt = generation_prompt(problem, lang)
-            ids = tokenizer.encode(prompt)
-            room = context - args.max_new_tokens
-            truncated = len(ids) > room
-            ids = ids[-room:]
             have = done.get(task_id, 0)
             while have < args.n:
-                # the seed depends on the problem and the batch only, so a resumed run draws the same samples
-                seed = zlib.crc32(f"{args.seed}/{task_id}/{have}".encode())
+                count = min(args.batch_size, args.n - have)
+                units.append((lang, task_id, have, count))
+                have += count
+    batches, current, rows = [], [], 0
+    for unit in units:
+        if rows + unit[3] > args.batch_size:
+            batches.append(current)
+            current, rows = [], 0
+        current.append(unit)
+        rows += unit[3]
+    if current:
+        batches.append(current)
+
+    def prompt_of(lang, task_id):
+        problem = problems[lang][task_id]
+        if args.task == "translation":
+            number = task_id.split("/")[1]
+            src_problem = next(p for t, p in problems[args.src_lang].items() if t.split("/")[1] == number)
+            return translation_prompt(src_problem, args.src_lang, problem, lang)
+        return generation_prompt(problem, lang)
+
+    written = 0
+    room = context - args.max_new_tokens
+    with open(args.out, "a", encoding="utf-8") as out, \
+            tqdm(total=sum(u[3] for u in units), desc=f"generating ({args.task})", unit="sample") as bar:
+        for batch in batches:
+            requests, prompts = [], []
+            for lang, task_id, first, count in batch:
+                prompt = prompt_of(lang, task_id)
+                ids = tokenizer.encode(prompt)
+                # the seed depends on the problem and the sample index only: a resumed or differently batched run
+                # draws the same samples
+                seed = zlib.crc32(f"{args.seed}/{task_id}/{first}".encode())
                 cfg = SamplingConfig(max_new_tokens=args.max_new_tokens, greedy=args.greedy,
                                      temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=seed,
                                      language=CANONICAL[lang])
-                result = generator.generate(ids, cfg)
-                for completion in result.completions[:args.n - have]:
+                requests.append((ids[-room:], cfg, count))
+                prompts.append((prompt, len(ids) > room))
+            results = generator.generate_rows(requests)
+            for (lang, task_id, _, _), (prompt, truncated), result in zip(batch, prompts, results):
+                for completion in result.completions:
                     row = {"task_id": task_id, "prompt": prompt, "generation": completion, "task": args.task}
                     if args.task == "translation":
                         row.update(src_lang=args.src_lang, tgt_lang=lang)
                     if truncated:
                         row["prompt_truncated"] = True
                     out.write(json.dumps(row) + "\n")
-                    have += 1
                     written += 1
-                out.flush()
-                os.fsync(out.fileno())
+            out.flush()
+            os.fsync(out.fileno())
+            bar.update(sum(u[3] for u in batch))
     print(f"wrote {written} samples to {args.out} ({sum(done.values())} were already there)")
     return 0
 
