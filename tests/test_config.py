@@ -90,3 +90,14 @@ def test_replace_and_roundtrip(tmp_path):
     assert load_config(tmp_path / "out.yaml") == changed
     with pytest.raises(ConfigError, match="unknown key"):
         cfg.replace(model={"nope": 1})
+
+
+def test_compiler_switches_are_validated_and_inert_on_cpu(ms_context):
+    from codegeex_ms.config import ConfigError, ParallelConfig, resolve_config
+    from codegeex_ms.parallel import apply_compiler_options
+    cfg = resolve_config("codegeex_13b")
+    assert cfg.parallel.graph_kernel is True and cfg.parallel.aoe_tune_mode == ""
+    with pytest.raises(ConfigError, match="aoe_tune_mode must be"):
+        ParallelConfig(aoe_tune_mode="sometimes")
+    apply_compiler_options(ParallelConfig(graph_kernel=True, aoe_tune_mode="online"), "CPU")   # no effect, no error
+    assert not ms_context.get_context("enable_graph_kernel")

@@ -122,8 +122,14 @@ class ParallelConfig:
     optimizer_shard: bool = False
     recompute: bool = False
     vocab_emb_dp: bool = True      # True: replicate the vocabulary; False: split its rows over model_parallel
+    # Ascend/GPU compiler switches (inert on CPU): graph-kernel fusion and AOE operator auto-tuning
+    graph_kernel: bool = False
+    graph_kernel_flags: str = ""   # e.g. "--opt_level=2"
+    aoe_tune_mode: str = ""        # "" (off), "online" or "offline" (Ascend)
 
     def __post_init__(self):
+        if self.aoe_tune_mode not in ("", "online", "offline"):
+            raise ConfigError(f"parallel.aoe_tune_mode must be '', 'online' or 'offline', got {self.aoe_tune_mode!r}")
         for name in ("data_parallel", "model_parallel", "pipeline_stages", "micro_batches"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"parallel.{name} must be >= 1, got {getattr(self, name)}")

@@ -20,6 +20,17 @@ def launched_by_msrun() -> bool:
     return "MS_WORKER_NUM" in os.environ or os.environ.get("MS_ROLE") == "MS_WORKER"
 
 
+def apply_compiler_options(p, device: str) -> None:
+    """Graph-kernel fusion (Ascend/GPU) and AOE operator tuning (Ascend) from the parallel config; on other
+    devices the switches are inert, like the shard strategies."""
+    import mindspore as ms
+    if p.graph_kernel and device in ("Ascend", "GPU"):
+        ms.set_context(enable_graph_kernel=True, graph_kernel_flags=p.graph_kernel_flags)
+    if p.aoe_tune_mode and device == "Ascend":
+        from mindspore.device_context.ascend.op_tuning import aoe_tune_mode
+        aoe_tune_mode(p.aoe_tune_mode)
+
+
 def init_distributed(cfg: Config) -> tuple[int, int]:
     """Initialise communication when launched by msrun and set the parallel context; returns (rank, world)."""
     import mindspore as ms
@@ -33,6 +44,7 @@ def init_distributed(cfg: Config) -> tuple[int, int]:
     p = cfg.parallel
     cfg.parallel.check(cfg.model, device_num=world)
     device = ms.get_context("device_target")
+    apply_compiler_options(p, device)
     if p.pipeline_stages > 1:
         raise ConfigError(f"parallel.pipeline_stages = {p.pipeline_stages}: pipeline-parallel training is not "
                           f"implemented yet; use model_parallel and data_parallel")
