@@ -6,7 +6,7 @@
     echo "int add(int a, int b) { return a + b; }" | python infer.py --checkpoint DIR --mode explain --lang cpp
 
 Prompt templates (--mode):
-  complete   <language tag line>\\n<prompt>          (the tag line only when --lang is given)
+  complete   <language tag line>\\n<prompt>[\\n]      (tag line and final newline only with --lang; see --no-newline)
   translate  code translation\\n<Src>:\\n<prompt>\\n<Tgt>:\\n<--tgt-declaration>   (the original's template)
   explain    few-shot "Explain the code line by line" prompt (the VS Code extension's template)
 
@@ -56,6 +56,9 @@ def parse_args(argv=None):
     prm.add_argument("--src-lang", help="translate: language of the prompt code")
     prm.add_argument("--tgt-lang", help="translate: language to translate into")
     prm.add_argument("--tgt-declaration", default="", help="translate: target signature to start the answer with")
+    prm.add_argument("--no-newline", action="store_true",
+                     help="complete with --lang: do not end the prompt with a newline (by default one is added, "
+                          "so that the answer starts on the next line as the stop rules expect)")
     prm.add_argument("--truncate-left", action="store_true",
                      help="drop tokens from the start of a prompt that does not fit the context (default: error)")
 
@@ -91,6 +94,10 @@ def build_prompt(args) -> tuple[str, str | None, list[str]]:
     if not code.strip():
         raise SystemExit("error: the prompt is empty")
     if args.mode == "complete":
+        # the stop rules read the completion line by line from a line start (the original's prompts all end with
+        # a newline); a prompt like "def f(x):" would otherwise be judged on its own continuation
+        if args.lang and not args.no_newline and not code.endswith("\n"):
+            code += "\n"
         return prompts.complete(code, args.lang), args.lang, []
     if args.mode == "translate":
         if not args.src_lang or not args.tgt_lang:
