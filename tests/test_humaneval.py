@@ -224,3 +224,21 @@ def test_cli_generate_evaluate_report(tiny_checkpoint, data_dir, toolchains_read
     report = json.loads((tmp_path / "report.json").read_text())
     assert set(report["generation"]) == {"python", "js"} and report["generation"]["python"]["samples"] == 6
     assert report["meta"]["versions"]["python3"].startswith("Python 3")
+
+
+def test_cli_translation_samples(tiny_checkpoint, data_dir, tmp_path):
+    samples = tmp_path / "translation.jsonl"
+    r = _cli("generate", "--checkpoint", str(tiny_checkpoint), "--data-dir", str(data_dir), "--task", "translation",
+             "--src-lang", "python", "--languages", "python,cpp", "--limit", "2", "--batch-size", "2",
+             "--max-new-tokens", "8", "--greedy", "--out", str(samples))
+    assert r.returncode == 0, r.stderr
+    rows = read_jsonl(samples)
+    assert [row["task_id"] for row in rows] == ["CPP/0", "CPP/1"]          # the source language is not a target
+    assert all(row["task"] == "translation" and row["src_lang"] == "python" for row in rows)
+    cpp = load_problems(data_dir, "cpp")
+    assert rows[0]["prompt"].startswith("code translation\nPython:\n") and rows[0]["prompt"].endswith(
+        "\nC++:\n" + cpp["CPP/0"]["declaration"])
+    out = tmp_path / "results.jsonl"
+    evaluate(rows, out, data_dir, EvalOptions(languages=("cpp",)), progress=False)
+    summary = summarize(read_jsonl(out))
+    assert summary["translation"]["python->cpp"]["problems"] == 2 and not summary["generation"]
