@@ -93,7 +93,7 @@ def cmd_generate(args) -> int:
     from codegeex_ms import checkpoint
     from codegeex_ms.generation import Generator, SamplingConfig
     from codegeex_ms.humaneval.dataset import CANONICAL, generation_prompt, load_problems, translation_prompt
-    from codegeex_ms.humaneval.execution import read_jsonl
+    from codegeex_ms.humaneval.execution import completed_rows
     from codegeex_ms.tokenizer import load as load_tokenizer
 
     langs = parse_languages(args.languages)
@@ -105,11 +105,8 @@ def cmd_generate(args) -> int:
         raise SystemExit("error: --n and --batch-size must be >= 1")
     problems = {lang: load_problems(args.data_dir, lang) for lang in set(langs) | {args.src_lang or langs[0]}}
     done: dict[str, int] = {}
-    if args.out.exists():
-        for row in read_jsonl(args.out):
-            done[row["task_id"]] = done.get(row["task_id"], 0) + 1
-        # drop a torn last line before appending
-        args.out.write_text("".join(json.dumps(r) + "\n" for r in read_jsonl(args.out)))
+    for row in completed_rows(args.out):          # also drops a torn last line before appending
+        done[row["task_id"]] = done.get(row["task_id"], 0) + 1
     ms.set_context(mode=ms.GRAPH_MODE)
     model = checkpoint.load(args.checkpoint)
     tok_dir = checkpoint.tokenizer_path(args.checkpoint)

@@ -135,8 +135,8 @@ def canonical_samples(data_dir, languages, negative: bool = False) -> list[dict]
     return rows
 
 
-def _completed(out_path: Path) -> list[dict]:
-    """Result lines already written; rewrites the file without a torn last line."""
+def completed_rows(out_path: Path) -> list[dict]:
+    """Lines already written to an appended-to JSONL file; rewrites it (atomically) without a torn last line."""
     if not out_path.exists():
         return []
     rows = read_jsonl(out_path)
@@ -151,7 +151,7 @@ def evaluate(samples: list[dict], out_path: str | Path, data_dir: str | Path, op
     """Evaluate ``samples`` (dicts in the original's format) into ``out_path``; returns a summary."""
     out_path = Path(out_path)
     problems = {lang: load_problems(data_dir, lang) for lang in options.languages}
-    done_rows = _completed(out_path)
+    done_rows = completed_rows(out_path)
     done = {r["sample_index"] for r in done_rows if "sample_index" in r}
     known = {r["program_sha256"]: r["result"] for r in done_rows if "program_sha256" in r}
     pending: dict[str, list[tuple[int, dict, str, str]]] = defaultdict(list)   # program sha -> samples

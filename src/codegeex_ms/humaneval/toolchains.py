@@ -10,6 +10,7 @@ testify, with one build cache per worker uid that persists in the cache director
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import shutil
 import subprocess
@@ -236,7 +237,9 @@ class Toolchains:
                     env={"CARGO_HOME": str(project / ".cargo-home")})
         (project / "built").write_text("rand regex md5\n")
 
+    @functools.cached_property
     def _rust_externs(self) -> list[str]:
+        """rustc arguments linking the prebuilt crates (looked up once, after ``prepare("rust")``)."""
         deps = self.dir / "rust" / "target" / "debug" / "deps"
         args = ["-L", f"dependency={deps}"]
         for crate in RUST_CRATES:
@@ -296,7 +299,7 @@ class Toolchains:
         if lang == "rust":
             return Recipe("main.rs",
                           Step(["rustc", "--edition", "2021", "--test", "-C", "opt-level=0", "-C", "debuginfo=0",
-                                "--cap-lints", "allow", *self._rust_externs(), "main.rs", "-o", "main"], ct,
+                                "--cap-lints", "allow", *self._rust_externs, "main.rs", "-o", "main"], ct,
                                compiler),
                           Step(["./main", "--test-threads=1"], rt, native))
         raise ValueError(f"unknown HumanEval-X language {lang!r}")
