@@ -230,7 +230,8 @@ def cmd_doctor(args) -> int:
           ("namespaces (net, pid, mount) and an unprivileged uid" if probe.isolated else probe.warning))
     missing = [c for c in checks if not c.ok]
     if missing:
-        print(f"\nto install everything: {APT}\n(js-md5 ({JS_MD5}) is installed into the run's workspace by npm)")
+        print(f"\nto install everything: {APT}\n(plus `apt-get install -y nodejs npm` where there is no Node.js yet; "
+              f"js-md5 ({JS_MD5}) is installed into the run's workspace by npm)")
         return 1
     print("\nall toolchains ready")
     return 0

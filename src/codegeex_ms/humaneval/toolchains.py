@@ -20,7 +20,9 @@ from pathlib import Path
 from .programs import CPP_HEADER
 from .sandbox import MINIMAL_PATH, Limits, Sandbox
 
-APT = ("apt-get install -y --no-install-recommends g++ libboost-dev libssl-dev openjdk-17-jdk-headless nodejs npm "
+# nodejs and npm are left to the doctor's per-tool lines: where Node.js came from NodeSource (which bundles npm),
+# Debian's npm package conflicts with it and apt refuses the whole line
+APT = ("apt-get install -y --no-install-recommends g++ libboost-dev libssl-dev openjdk-17-jdk-headless "
        "golang-go golang-github-stretchr-testify-dev rustc cargo librust-rand-dev librust-regex-dev "
        "'librust-regex+default-dev' librust-md5-dev python3-numpy")
 GOPATH = "/usr/share/gocode"
