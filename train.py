@@ -9,6 +9,8 @@
 Every value of the config (model, precision, parallel, train sections) can be overridden with --set
 section.key=value. The run folder holds config.yaml, metrics.jsonl, loss.png and checkpoints/step-N/
 (weights + config + optimizer state + data position); SIGINT/SIGTERM save a checkpoint before exiting.
+Under semi_auto_parallel (Ascend, model_parallel > 1) every rank saves its own slices into step-N/rank_R/ with the
+strategy file; `python -m codegeex_ms.reshard merge RUN/checkpoints/step-N OUT` makes one single-device folder.
 """
 from __future__ import annotations
 
@@ -60,7 +62,7 @@ def main(args) -> int:
         return 2
 
     import mindspore as ms
-    from codegeex_ms.parallel import init_distributed
+    from codegeex_ms.parallel import init_distributed, strategy_path
     from codegeex_ms.training import train
 
     ms.set_context(mode=ms.PYNATIVE_MODE if args.pynative else ms.GRAPH_MODE)
@@ -68,7 +70,7 @@ def main(args) -> int:
         ms.set_device(args.device)
     try:
         cfg.precision.check_device(ms.get_context("device_target"))
-        rank, world = init_distributed(cfg)
+        rank, world = init_distributed(cfg, run_dir)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -80,9 +82,11 @@ def main(args) -> int:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "run.json").write_text(json.dumps({"data": str(data.resolve()), "command": sys.argv}, indent=2))
     log = print if rank == 0 else (lambda *a, **k: None)
+    mode = ms.get_auto_parallel_context("parallel_mode")
     try:
         result = train(cfg, data, run_dir, tokenizer=tokenizer, resume=bool(args.resume), rank=rank, world=world,
-                       data_parallel_reduce=ms.get_auto_parallel_context("parallel_mode") == "data_parallel", log=log)
+                       data_parallel_reduce=mode == "data_parallel", sharded_checkpoints=mode == "semi_auto_parallel",
+                       strategy=strategy_path(run_dir, 0), log=log)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

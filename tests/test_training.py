@@ -161,3 +161,140 @@ def test_two_process_data_parallel_matches_one_process(corpus, tmp_path):
     assert result.returncode == 0, logs[-3000:]
     losses = lambda run: [json.loads(l)["loss"] for l in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
     np.testing.assert_allclose(losses("dp"), losses("single"), atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Sharded (per-rank) checkpoints: layout, split/merge round trip, resume, the rank-synchronised save
+
+def test_reshard_layout_is_the_models_shard_strategies(tiny_config, ms_context):
+    """The strategy written for a layout says what the Cells' .shard() calls say, parameter by parameter."""
+    from codegeex_ms.model import CodeGeeX, Embedding, Linear
+    from codegeex_ms.reshard import tensor_map
+    cfg = apply_overrides(tiny_config, ["parallel.model_parallel=2", "parallel.vocab_emb_dp=false"])
+    model = CodeGeeX(cfg)
+    as_map = lambda strategy: [0 if d == 2 else -1 for d in strategy]      # split by mp=2 -> device axis 0
+    checked = 0
+    for name, cell in model.cells_and_names():
+        if isinstance(cell, Linear):
+            assert tensor_map(f"{name}.weight", 2, cfg) == as_map(cell.matmul.in_strategy[1]), name
+            assert tensor_map(f"{name}.bias", 1, cfg) == as_map(cell.add_bias.in_strategy[1]), name
+            assert tensor_map(f"adam_v.{name}.weight", 2, cfg) == tensor_map(f"{name}.weight", 2, cfg)
+            checked += 1
+        elif isinstance(cell, Embedding):
+            assert tensor_map(f"{name}.weight", 2, cfg) == as_map(cell.gather.in_strategy[0]), name
+            checked += 1
+    assert checked == 6 * (tiny_config.model.num_layers + 1) + 3
+    assert tensor_map("layers.0.input_layernorm.weight", 1, cfg) == [-1]
+
+
+def _ckpt_arrays(path):
+    import mindspore as ms
+    return {k: v.asnumpy() for k, v in ms.load_checkpoint(str(path)).items()}
+
+
+def test_split_and_merge_round_trip_then_resume(corpus, tiny_config, tmp_path, ms_context):
+    from codegeex_ms import reshard
+    from codegeex_ms.safetensors_io import SafetensorsReader
+    cfg = config(tiny_config, "train.max_steps=4", "train.save_every=2")
+    full = train(cfg, corpus, tmp_path / "run", log=lambda *a: None).losses
+    step2 = tmp_path / "run" / "checkpoints" / "step-00000002"
+    sharded = reshard.split(step2, tmp_path / "sharded", data_parallel=2, model_parallel=2, log=lambda *a: None)
+    ranks = [_ckpt_arrays(reshard.rank_file(sharded, r)) for r in range(4)]
+    weights = SafetensorsReader(step2 / "model.safetensors")
+    moments = _ckpt_arrays(step2 / "optimizer.ckpt")
+    h = tiny_config.model.hidden_size
+    for r in range(4):                 # device matrix [dp, mp]: rank r holds model-parallel slice r % 2
+        half = slice((r % 2) * h // 2, (r % 2 + 1) * h // 2)
+        np.testing.assert_array_equal(ranks[r]["layers.1.attention.query.weight"], weights.get("layers.1.attention.query.weight")[half])
+        np.testing.assert_array_equal(ranks[r]["adam_m.layers.1.attention.query.weight"], moments["adam_m.layers.1.attention.query.weight"][half])
+        np.testing.assert_array_equal(ranks[r]["top_query_layer.attention.dense.weight"], weights.get("top_query_layer.attention.dense.weight")[:, half])
+        np.testing.assert_array_equal(ranks[r]["layers.0.attention.dense.bias"], weights.get("layers.0.attention.dense.bias"))
+    merged = reshard.merge(sharded, tmp_path / "merged", log=lambda *a: None)
+    merged_weights = SafetensorsReader(merged / "model.safetensors")
+    assert sorted(merged_weights.names) == sorted(weights.names)
+    for name in weights.names:
+        np.testing.assert_array_equal(merged_weights.get(name), weights.get(name), err_msg=name)
+    merged_moments = _ckpt_arrays(merged / "optimizer.ckpt")
+    assert sorted(merged_moments) == sorted(moments)
+    for name in moments:
+        np.testing.assert_array_equal(merged_moments[name], moments[name], err_msg=name)
+    # The merged folder is an ordinary run checkpoint: resuming from it continues the run exactly.
+    resumed_dir = tmp_path / "resumed"
+    (resumed_dir / "checkpoints").mkdir(parents=True)
+    shutil.copytree(merged, resumed_dir / "checkpoints" / "step-00000002")
+    assert train(cfg, corpus, resumed_dir, resume=True, log=lambda *a: None).losses == full[2:]
+
+
+def test_merge_names_what_is_missing(corpus, tiny_config, tmp_path, ms_context):
+    from codegeex_ms import reshard
+    cfg = config(tiny_config, "train.max_steps=1", "train.save_every=1")
+    train(cfg, corpus, tmp_path / "run", log=lambda *a: None)
+    sharded = reshard.split(tmp_path / "run" / "checkpoints" / "step-00000001", tmp_path / "sharded", 1, 2,
+                            log=lambda *a: None)
+    shutil.rmtree(sharded / "rank_1")
+    with pytest.raises(reshard.ReshardError, match=r"over 2 ranks but rank_1/checkpoint_1.ckpt is missing"):
+        reshard.merge(sharded, tmp_path / "merged", log=lambda *a: None)
+    (sharded / "strategy.json").unlink()
+    with pytest.raises(reshard.ReshardError, match="no strategy file"):
+        reshard.merge(sharded, tmp_path / "merged", log=lambda *a: None)
+    assert not (tmp_path / "merged").exists() and not (tmp_path / "merged.tmp").exists()
+    result = subprocess.run([sys.executable, "-m", "codegeex_ms.reshard", "merge", str(sharded), str(tmp_path / "m")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "no strategy file" in result.stderr
+
+
+SHARDED_WORKER = """
+import sys
+from pathlib import Path
+import mindspore as ms
+from codegeex_ms.config import apply_overrides, resolve_config
+from codegeex_ms.parallel import init_distributed
+from codegeex_ms.training import train
+ms.set_context(mode=ms.GRAPH_MODE)
+data, run, steps, resume = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], sys.argv[4] == "resume"
+cfg = apply_overrides(resolve_config("codegeex_tiny"), ["train.log_every=100", "train.eval_batches=0",
+      f"train.max_steps={steps}", "train.save_every=2", "parallel.data_parallel=2", "train.micro_batch_size=2"])
+rank, world = init_distributed(cfg, run)
+train(cfg, data, run, resume=resume, rank=rank, world=world, sharded_checkpoints=True, log=print)
+"""
+
+
+@pytest.mark.slow
+def test_sharded_checkpoints_under_msrun_save_resume_and_merge(corpus, tiny_config, tmp_path, ms_context):
+    """Two data-parallel processes write per-rank checkpoints; a rank whose file is corrupt makes both ranks
+    fall back to the previous checkpoint; the continued run equals one process, and so does the merged folder."""
+    from codegeex_ms import reshard
+    from codegeex_ms.safetensors_io import SafetensorsReader
+    cfg = config(tiny_config, "train.max_steps=6", "train.save_every=2")
+    single = train(cfg, corpus, tmp_path / "single", log=lambda *a: None).losses
+    worker = tmp_path / "worker.py"
+    worker.write_text(SHARDED_WORKER)
+    msrun = shutil.which("msrun") or str(Path(sys.executable).parent / "msrun")
+
+    def launch(steps, mode, logs):
+        import socket
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        result = subprocess.run([msrun, "--worker_num=2", "--local_worker_num=2", f"--master_port={port}", "--join=True",
+                                 f"--log_dir={tmp_path / logs}", str(worker), str(corpus), str(tmp_path / "dp"),
+                                 str(steps), mode], capture_output=True, text=True, timeout=900,
+                                env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
+        text = "".join(p.read_text() for p in sorted((tmp_path / logs).glob("*.log")))
+        assert result.returncode == 0, text[-3000:]
+        return text
+
+    launch(4, "fresh", "logs1")
+    step4 = tmp_path / "dp" / "checkpoints" / "step-00000004"
+    assert sorted(p.name for p in step4.iterdir()) == ["config.yaml", "rank_0", "rank_1", "state.json", "strategy.json"]
+    rank1 = reshard.rank_file(step4, 1)
+    rank1.write_bytes(rank1.read_bytes()[:2000])
+    text = launch(6, "resume", "logs2")
+    assert "resumed from" in text and "step-00000002" in text and "unusable on another rank" in text
+    losses = [json.loads(l)["loss"] for l in (tmp_path / "dp" / "metrics.jsonl").read_text().splitlines()]
+    np.testing.assert_allclose(losses, single, atol=1e-5)
+    merged = reshard.merge(tmp_path / "dp" / "checkpoints" / "step-00000006", tmp_path / "merged", log=lambda *a: None)
+    expected = SafetensorsReader(tmp_path / "single" / "checkpoints" / "step-00000006" / "model.safetensors")
+    got = SafetensorsReader(merged / "model.safetensors")
+    for name in expected.names:
+        np.testing.assert_allclose(got.get(name), expected.get(name), atol=1e-5, err_msg=name)

@@ -77,7 +77,7 @@ class Linear(nn.Cell):
     def __init__(self, in_features: int, out_features: int, cfg: Config, split: str, quantized: bool = False):
         super().__init__()
         pdtype = MS_DTYPES[cfg.precision.param_dtype]
-        self.in_features, self.out_features = in_features, out_features
+        self.in_features, self.out_features, self.split = in_features, out_features, split
         self.quantized = quantized
         if quantized:
             self.weight = Parameter(initializer(Zero(), (out_features, in_features), ms.int8), name="weight",

@@ -5,7 +5,8 @@ Launch modes:
   data parallel      msrun --worker_num=N --local_worker_num=N --master_port=8118 --join=True train.py ...
                      (CPU, GPU and Ascend; gradients summed over ranks by DistributedGradReducer)
   Ascend model/optimizer parallel   the same msrun launch on Ascend with model_parallel > 1 or optimizer_shard:
-                     semi_auto_parallel with the Cells' shard strategies. This path cannot be compiled
+                     semi_auto_parallel with the Cells' shard strategies; every rank checkpoints its own
+                     slices (merge them with `python -m codegeex_ms.reshard merge`). This path cannot be compiled
                      without Ascend hardware (MindSpore refuses semi_auto_parallel on CPU) and has not been
                      run by this project's CI.
 """
@@ -31,8 +32,16 @@ def apply_compiler_options(p, device: str) -> None:
         aoe_tune_mode(p.aoe_tune_mode)
 
 
-def init_distributed(cfg: Config) -> tuple[int, int]:
-    """Initialise communication when launched by msrun and set the parallel context; returns (rank, world)."""
+def strategy_path(run_dir, rank: int):
+    """Where MindSpore writes this rank's strategy file (the layout of every parameter and optimizer moment)."""
+    from pathlib import Path
+    return Path(run_dir) / "strategy" / f"rank_{rank}.ckpt"
+
+
+def init_distributed(cfg: Config, run_dir=None) -> tuple[int, int]:
+    """Initialise communication when launched by msrun and set the parallel context; returns (rank, world).
+    Under semi_auto_parallel, MindSpore saves the strategy file to ``strategy_path(run_dir, rank)``: sharded
+    checkpoints carry it, and ``python -m codegeex_ms.reshard merge`` needs it."""
     import mindspore as ms
     from mindspore.communication import get_group_size, get_rank, init
 
@@ -58,6 +67,9 @@ def init_distributed(cfg: Config) -> tuple[int, int]:
         ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.SEMI_AUTO_PARALLEL, device_num=world,
                                      gradients_mean=False, full_batch=False,
                                      enable_parallel_optimizer=p.optimizer_shard)
+        if run_dir is not None:
+            ms.set_auto_parallel_context(strategy_ckpt_config={"save_file": str(strategy_path(run_dir, rank)),
+                                                               "only_trainable_params": False})
     elif world > 1:
         ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, device_num=world,
                                      gradients_mean=False)

@@ -21,16 +21,14 @@ import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.nn.learning_rate_schedule import LearningRateSchedule
 
-from . import checkpoint
+from . import checkpoint, reshard
+from .checkpoint import OPTIMIZER_FILE, STATE_FILE
 from .config import Config, TrainConfig
 from .data.pack import COLUMN, shard_files
 from .fileio import pyplot, save_figure
 from .layout import count_parameters, is_no_decay
 from .masks import eod_reset_masks
 from .model import CodeGeeX
-
-OPTIMIZER_FILE = "optimizer.ckpt"
-STATE_FILE = "state.json"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -222,6 +220,21 @@ class TrainStep:
 
 # ---------------------------------------------------------------------------------------------------------
 # Checkpoints of a run: RUN_DIR/checkpoints/step-00000250/{model.safetensors, config.yaml, optimizer.ckpt, state.json}
+# or, when every rank holds slices (semi_auto_parallel on Ascend), step-N/{rank_R/checkpoint_R.ckpt, strategy file,
+# config.yaml, state.json}; `python -m codegeex_ms.reshard merge` turns the latter into the former.
+
+def _finish_checkpoint(tmp: Path, final: Path, keep: int) -> Path:
+    """fsync every file of the complete temporary folder, rename it into place, keep the last ``keep``."""
+    for f in tmp.rglob("*"):
+        if f.is_file():
+            with open(f, "rb") as handle:
+                os.fsync(handle.fileno())
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    for old in complete_checkpoints(final.parent.parent)[:-keep]:
+        shutil.rmtree(old)
+    return final
+
 
 def save_run_checkpoint(run_dir: Path, model: CodeGeeX, step: TrainStep, state: dict, keep: int,
                         tokenizer: str | None) -> Path:
@@ -234,33 +247,82 @@ def save_run_checkpoint(run_dir: Path, model: CodeGeeX, step: TrainStep, state: 
     checkpoint.save(model, tmp, tokenizer=tokenizer)
     ms.save_checkpoint([{"name": p.name, "data": p} for p in step.state_parameters()], str(tmp / OPTIMIZER_FILE))
     (tmp / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
-    for f in tmp.iterdir():
-        with open(f, "rb") as handle:
-            os.fsync(handle.fileno())
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    for old in sorted(p for p in root.glob("step-*") if not p.name.endswith(".tmp"))[:-keep]:
-        shutil.rmtree(old)
-    return final
+    return _finish_checkpoint(tmp, final, keep)
 
 
-def load_run_checkpoint(folder: Path, model: CodeGeeX, step: TrainStep) -> dict:
-    """Restore weights, optimizer state and loss scale; raises ValueError naming what is wrong."""
+def save_sharded_run_checkpoint(run_dir: Path, model: CodeGeeX, step: TrainStep, state: dict, keep: int,
+                                tokenizer: str | None, rank: int, strategy: Path | None) -> Path | None:
+    """Every rank writes its own slices into the temporary folder; rank 0 adds the config, state and strategy
+    file and renames the folder once all ranks are done (barriers in between), so a crash leaves only ``.tmp``.
+    ``strategy`` is MindSpore's strategy file; without one (data parallel) the config's layout is written."""
+    root = run_dir / "checkpoints"
+    final = root / f"step-{state['step']:08d}"
+    tmp = root / (final.name + ".tmp")
+    if rank == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    _all_ranks_agree(True)
+    path = reshard.rank_file(tmp, rank)
+    params = list(model.get_parameters()) + step.state_parameters()
+    try:
+        path.parent.mkdir()
+        ms.save_checkpoint([{"name": p.name, "data": p} for p in params], str(path))
+        problem = None
+    except (OSError, RuntimeError) as e:
+        problem = f"rank {rank} could not write {path}: {e}"
+    if not _all_ranks_agree(problem is None):       # no rank renames a folder another rank failed to fill
+        raise RuntimeError(problem or f"another rank could not write its part of {tmp}; the previous "
+                                      f"checkpoints are intact")
+    if rank == 0:
+        model.config.save(tmp / checkpoint.CONFIG_FILE)
+        (tmp / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
+        if tokenizer is not None:
+            (tmp / checkpoint.TOKENIZER_FILE).write_text(json.dumps({"path": str(tokenizer)}, indent=2) + "\n")
+        if strategy is not None and strategy.is_file():
+            shutil.copyfile(strategy, tmp / f"strategy{strategy.suffix}")
+        else:
+            shapes = {p.name: tuple(p.shape) for p in params}
+            (tmp / "strategy.json").write_text(json.dumps(reshard.strategy_layout(model.config, shapes)))
+        _finish_checkpoint(tmp, final, keep)
+    _all_ranks_agree(True)
+    return final if rank == 0 else None
+
+
+def load_run_checkpoint(folder: Path, model: CodeGeeX, step: TrainStep, rank: int | None = None) -> dict:
+    """Restore weights, optimizer state and loss scale; raises ValueError naming what is wrong.
+    ``rank``: load that rank's slices from a sharded checkpoint instead of the single-device files."""
     try:
         state = json.loads((folder / STATE_FILE).read_text())
-        checkpoint.load_weights(model, folder)
-        saved = ms.load_checkpoint(str(folder / OPTIMIZER_FILE))
+        if rank is None:
+            checkpoint.load_weights(model, folder)
+            saved = ms.load_checkpoint(str(folder / OPTIMIZER_FILE))
+            wanted = {p.name: p for p in step.state_parameters()}
+        else:
+            saved = ms.load_checkpoint(str(reshard.rank_file(folder, rank)))
+            wanted = {p.name: p for p in list(model.get_parameters()) + step.state_parameters()}
     except Exception as e:  # noqa: BLE001 - any failure means this checkpoint is unusable
         raise ValueError(f"checkpoint {folder} is unreadable: {type(e).__name__}: {str(e)[:300]}") from None
-    wanted = {p.name: p for p in step.state_parameters()}
     missing = sorted(set(wanted) - set(saved))
     if missing:
-        raise ValueError(f"checkpoint {folder} lacks optimizer state {', '.join(missing[:5])}")
+        raise ValueError(f"checkpoint {folder} lacks {', '.join(missing[:5])}")
     for name, param in wanted.items():
         if tuple(saved[name].shape) != tuple(param.shape):
             raise ValueError(f"checkpoint {folder}: {name} has shape {tuple(saved[name].shape)}, expected {tuple(param.shape)}")
         param.set_data(Tensor(saved[name].asnumpy(), param.dtype))
     return state
+
+
+def _all_ranks_agree(ok: bool) -> bool:
+    """True only if ``ok`` holds on every rank (so all ranks resume from the same checkpoint). Also a barrier.
+    A compiled all-reduce sum: on CPU, MindSpore has no Barrier kernel and no eager all-reduce."""
+    from mindspore.communication import get_group_size
+    total = _sum_over_ranks(Tensor(np.array([1.0 if ok else 0.0], np.float32)))
+    return int(round(float(total.asnumpy()[0]))) == get_group_size()
+
+
+@ms.jit
+def _sum_over_ranks(x):
+    return ops.AllReduce()(x)
 
 
 def complete_checkpoints(run_dir: Path) -> list[Path]:
@@ -334,8 +396,12 @@ class RunResult:
 
 
 def train(cfg: Config, data_dir: Path, run_dir: Path, tokenizer: str | None = None, resume: bool = False,
-          rank: int = 0, world: int = 1, data_parallel_reduce: bool = True, log=print) -> RunResult:
-    """Train ``cfg`` on the shards in ``data_dir``, writing checkpoints, metrics.jsonl and loss.png to ``run_dir``."""
+          rank: int = 0, world: int = 1, data_parallel_reduce: bool = True, sharded_checkpoints: bool = False,
+          strategy: Path | None = None, log=print) -> RunResult:
+    """Train ``cfg`` on the shards in ``data_dir``, writing checkpoints, metrics.jsonl and loss.png to ``run_dir``.
+
+    ``sharded_checkpoints``: every rank saves (and resumes from) its own slices, as semi_auto_parallel needs;
+    ``strategy`` is the strategy file MindSpore writes for this rank layout (see parallel.init_distributed)."""
     t = cfg.train
     ms.set_seed(t.seed)
     train_batches = TokenBatches(data_dir, "train", cfg, rank, world)
@@ -355,11 +421,16 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, tokenizer: str | None = No
     if resume:
         for folder in reversed(complete_checkpoints(run_dir)):
             try:
-                state = load_run_checkpoint(folder, model, step_fn)
+                loaded, problem = load_run_checkpoint(folder, model, step_fn, rank if sharded_checkpoints else None), None
+            except ValueError as e:
+                loaded, problem = None, str(e)
+            if sharded_checkpoints and not _all_ranks_agree(problem is None):
+                problem = problem or f"checkpoint {folder} is unusable on another rank"
+            if problem is None:
+                state = loaded
                 log(f"resumed from {folder} at step {state['step']}")
                 break
-            except ValueError as e:
-                log(f"warning: {e}; trying the previous checkpoint")
+            log(f"warning: {problem}; trying the previous checkpoint")
         else:
             log(f"no usable checkpoint in {run_dir}; starting from scratch")
     metrics_path = run_dir / "metrics.jsonl"
@@ -374,14 +445,17 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, tokenizer: str | None = No
     flops_token = flops_per_token(cfg)
     stop = StopSignal()
     batches = train_batches.iterate(skip=state["micro_batches"])
-    losses, last_checkpoint = [], None
+    losses, last_checkpoint, saved_at = [], None, None
 
     def save():
+        if sharded_checkpoints:
+            path = save_sharded_run_checkpoint(run_dir, model, step_fn, state, t.keep_checkpoints, tokenizer, rank,
+                                               strategy)
+        else:
+            path = save_run_checkpoint(run_dir, model, step_fn, state, t.keep_checkpoints, tokenizer) if rank == 0 else None
         if rank == 0:
-            path = save_run_checkpoint(run_dir, model, step_fn, state, t.keep_checkpoints, tokenizer)
             plot_run(metrics, run_dir / "loss.png")
-            return path
-        return None
+        return path
 
     while state["step"] < t.max_steps and stop.received is None:
         start = time.perf_counter()
@@ -423,8 +497,8 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, tokenizer: str | None = No
                     + f" | lr {lr:.2e} | grad {record['grad_norm']:.3f} | scale {record['loss_scale']:.0f}"
                     + f"{' | SKIPPED (overflow)' if not finite else ''} | {record['tokens_per_s']:.0f} tok/s | mfu {record['mfu']:.1%}")
         if state["step"] % t.save_every == 0 or state["step"] == t.max_steps:
-            last_checkpoint = save()
-    if stop.received is not None and (last_checkpoint is None or not last_checkpoint.name.endswith(f"{state['step']:08d}")):
+            last_checkpoint, saved_at = save(), state["step"]
+    if stop.received is not None and saved_at != state["step"]:
         last_checkpoint = save()
         log(f"stopped by {stop.received} at step {state['step']}; continue with --resume")
     return RunResult(state["step"], losses, stop.received, last_checkpoint)
