@@ -64,8 +64,9 @@ def init_distributed(cfg: Config, run_dir=None) -> tuple[int, int]:
                               f"vocab_emb_dp = {p.vocab_emb_dp} need semi_auto_parallel, which MindSpore only "
                               f"compiles on Ascend; on {device} use data parallel only (model_parallel 1, "
                               f"optimizer_shard false, vocab_emb_dp true)")
+        # full_batch: every rank feeds the global batch and is given its slice (training.data_layout)
         ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.SEMI_AUTO_PARALLEL, device_num=world,
-                                     gradients_mean=False, full_batch=False,
+                                     gradients_mean=False, full_batch=True,
                                      enable_parallel_optimizer=p.optimizer_shard)
         if run_dir is not None:
             ms.set_auto_parallel_context(strategy_ckpt_config={"save_file": str(strategy_path(run_dir, rank)),

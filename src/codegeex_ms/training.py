@@ -141,6 +141,10 @@ class TrainStep:
     """Compiled forward/backward/update; holds the optimizer and the dynamic loss scale."""
 
     def __init__(self, model: CodeGeeX, cfg: Config, world: int = 1, data_parallel_reduce: bool = True):
+        # data_parallel_reduce: we sum gradients, tokens and losses over the ranks ourselves (data parallel);
+        # False under semi_auto_parallel, where the graph is written for the global batch and the framework
+        # inserts the reductions (doing them again would count every rank twice)
+        explicit = world > 1 and data_parallel_reduce
         t = cfg.train
         params = model.trainable_params()
         decay = [p for p in params if not is_no_decay(p.name)]
@@ -148,13 +152,12 @@ class TrainStep:
         self.optimizer = nn.AdamWeightDecay(
             [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             learning_rate=WarmupCosineLR(t), beta1=t.beta1, beta2=t.beta2, eps=t.eps)
-        self.loss_net = LanguageModelLoss(model, world)
+        self.loss_net = LanguageModelLoss(model, world if explicit else 1)
         self.grad_clip = t.grad_clip
         self.scaler = (ms.amp.DynamicLossScaler(scale_value=t.loss_scale, scale_factor=int(t.loss_scale_factor),
                                                 scale_window=t.loss_scale_window) if t.loss_scale > 0 else None)
-        self.reducer = (nn.DistributedGradReducer(self.optimizer.parameters, mean=False, degree=world)
-                        if world > 1 and data_parallel_reduce else None)
-        self.world = world
+        self.reducer = nn.DistributedGradReducer(self.optimizer.parameters, mean=False, degree=world) if explicit else None
+        self.explicit_reduce = explicit
         self.grad_fn = ms.value_and_grad(self._scaled_loss, None, self.optimizer.parameters)
         self.step = ms.jit(self._step)
         self.grads = ms.jit(self._grads)
@@ -171,7 +174,7 @@ class TrainStep:
         if self.reducer is not None:
             grads = self.reducer(grads)
         loss = self.scaler.unscale(scaled) if self.scaler is not None else scaled
-        if self.world > 1:
+        if self.explicit_reduce:
             loss = ops.AllReduce()(loss)
         return loss, grads
 
@@ -202,7 +205,7 @@ class TrainStep:
 
     def _evaluate(self, *batch):
         loss = self.loss_net(*batch)
-        if self.world > 1:
+        if self.explicit_reduce:
             loss = ops.AllReduce()(loss)
         return loss
 
@@ -387,6 +390,20 @@ class StopSignal:
         self.received = signal.Signals(signum).name
 
 
+def data_layout(cfg: Config, rank: int, world: int, data_parallel_reduce: bool) -> tuple[Config, int, int]:
+    """Which batches this rank reads: (config with the per-read micro-batch size, data rank, data ranks).
+
+    Data parallel: rank r of N reads every N-th sample, ``micro_batch_size`` of them. Under semi_auto_parallel
+    every rank reads the same global batch (``full_batch``, ``micro_batch_size x data_parallel`` samples) and
+    MindSpore gives each device its slice by the first operators' strategies: ranks of one model-parallel
+    group must see the same samples, which a rank-strided read would not give."""
+    if world == 1 or data_parallel_reduce:
+        return cfg, rank, world
+    from .config import apply_overrides
+    global_batch = cfg.train.micro_batch_size * cfg.parallel.data_parallel
+    return apply_overrides(cfg, [f"train.micro_batch_size={global_batch}"]), 0, 1
+
+
 @dataclass
 class RunResult:
     steps: int
@@ -404,9 +421,11 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, tokenizer: str | None = No
     ``strategy`` is the strategy file MindSpore writes for this rank layout (see parallel.init_distributed)."""
     t = cfg.train
     ms.set_seed(t.seed)
-    train_batches = TokenBatches(data_dir, "train", cfg, rank, world)
+    data_cfg, data_rank, data_world = data_layout(cfg, rank, world, data_parallel_reduce)
+    train_batches = TokenBatches(data_dir, "train", data_cfg, data_rank, data_world)
     try:
-        val_batches = TokenBatches(data_dir, "validation", cfg, rank, world, shuffle=False) if t.eval_batches else None
+        val_batches = (TokenBatches(data_dir, "validation", data_cfg, data_rank, data_world, shuffle=False)
+                       if t.eval_batches else None)
     except (FileNotFoundError, ValueError) as e:
         log(f"note: no validation loss ({e})")
         val_batches = None
@@ -441,7 +460,7 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, tokenizer: str | None = No
         cfg.save(run_dir / "config.yaml")
 
     peak = t.peak_flops or measure_peak_flops()
-    tokens_per_step = t.micro_batch_size * t.grad_accumulation * t.seq_len * world
+    tokens_per_step = t.micro_batch_size * t.grad_accumulation * t.seq_len * (world if data_parallel_reduce else cfg.parallel.data_parallel)
     flops_token = flops_per_token(cfg)
     stop = StopSignal()
     batches = train_batches.iterate(skip=state["micro_batches"])
