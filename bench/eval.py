@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO / "src"))
 from codegeex_ms.humaneval.dataset import LANGUAGES, load_problems, parse_languages  # noqa: E402
 from codegeex_ms.humaneval.execution import EvalOptions, canonical_samples, evaluate, read_jsonl  # noqa: E402
 from codegeex_ms.humaneval.programs import assemble  # noqa: E402
-from codegeex_ms.humaneval.toolchains import CARGO_REGISTRY, GOPATH, RUST_CRATES  # noqa: E402
+from codegeex_ms.humaneval.toolchains import GOPATH, write_offline_cargo_project  # noqa: E402
 
 TIMEOUT = 120
 
@@ -55,15 +55,8 @@ class Upstream:
         self.lang, self.root, self.js_modules = lang, root, js_modules
         self.cargo_lock = threading.Lock()
         if lang == "rust":
-            project = root / "rust"
-            (project / "src" / "bin").mkdir(parents=True)
-            (project / ".cargo").mkdir()
-            deps = "".join(f'{name} = "{version}"\n' for name, version in RUST_CRATES.items())
-            (project / "Cargo.toml").write_text(f'[package]\nname = "rust"\nversion = "0.1.0"\nedition = "2021"\n\n'
-                                               f"[dependencies]\n{deps}")
-            (project / ".cargo" / "config.toml").write_text(
-                f'[source.crates-io]\nreplace-with = "debian"\n\n[source.debian]\ndirectory = "{CARGO_REGISTRY}"\n\n'
-                '[net]\noffline = true\n')
+            write_offline_cargo_project(root / "rust", "rust")
+            (root / "rust" / "src" / "bin").mkdir()
 
     def passed(self, task_id: str, program: str) -> bool:
         lang, number = self.lang, task_id.split("/")[1]

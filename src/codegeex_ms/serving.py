@@ -52,6 +52,7 @@ class Job:
     done: asyncio.Future
     stream: asyncio.Queue | None = None
     cancelled: bool = False
+    released: bool = False
     created: float = field(default_factory=time.monotonic)
 
 
@@ -92,6 +93,17 @@ class Engine:
         self.stats["in_flight"] += 1
         self.queue.put(job)
         return job
+
+    def finish(self, job: Job) -> None:
+        """The client is done with ``job`` (answered, disconnected or failed): if its result is not in yet,
+        its rows stop at the next token. Counted once per job, whatever path the request took."""
+        if job.released:
+            return
+        job.released = True
+        self.stats["in_flight"] -= 1
+        if not job.done.done():
+            job.cancelled = True
+            self.stats["cancelled"] += 1
 
     def _take_batch(self) -> list[Job]:
         first = self.queue.get()
@@ -273,12 +285,9 @@ def create_app(engine: Engine, api_key: str | None = None) -> FastAPI:
                 if done:
                     return job.done.result()
                 if await request.is_disconnected():
-                    job.cancelled = True
-                    engine.stats["cancelled"] += 1
                     raise asyncio.CancelledError
         finally:
-            if job.done.done() or job.cancelled:
-                engine.stats["in_flight"] -= 1
+            engine.finish(job)
 
     @app.post("/v1/completions")
     async def completions(body: CompletionRequest, request: Request):
@@ -324,10 +333,7 @@ def create_app(engine: Engine, api_key: str | None = None) -> FastAPI:
                         yield f"data: {json.dumps(chunk)}\n\n"
                     yield "data: [DONE]\n\n"
                 finally:
-                    engine.stats["in_flight"] -= 1
-                    if not job.done.done():           # the client went away mid-stream
-                        job.cancelled = True
-                        engine.stats["cancelled"] += 1
+                    engine.finish(job)                # also when the client went away mid-stream
 
             return StreamingResponse(events(), media_type="text/event-stream")
 

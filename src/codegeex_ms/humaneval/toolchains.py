@@ -33,6 +33,19 @@ GO_WARM_PACKAGES = ("math", "strings", "fmt", "strconv", "time", "bytes", "regex
                     "crypto/md5", "unicode", "errors", "reflect", "container/heap", "container/list")
 
 
+def write_offline_cargo_project(project: Path, name: str) -> None:
+    """Cargo.toml depending on the HumanEval-X crates, and a cargo config that takes them from Debian's
+    librust-*-dev sources offline (reference/humaneval_x.md 3.1)."""
+    (project / "src").mkdir(parents=True, exist_ok=True)
+    (project / ".cargo").mkdir(exist_ok=True)
+    deps = "".join(f'{crate} = "{version}"\n' for crate, version in RUST_CRATES.items())
+    (project / "Cargo.toml").write_text(f'[package]\nname = "{name}"\nversion = "0.1.0"\nedition = "2021"\n\n'
+                                       f"[dependencies]\n{deps}")
+    (project / ".cargo" / "config.toml").write_text(
+        '[source.crates-io]\nreplace-with = "debian"\n\n[source.debian]\n'
+        f'directory = "{CARGO_REGISTRY}"\n\n[net]\noffline = true\n')
+
+
 def which(name: str) -> str | None:
     return shutil.which(name, path=MINIMAL_PATH)
 
@@ -224,17 +237,10 @@ class Toolchains:
     def _prepare_rust(self):
         self._require("rustc", "cargo")
         project = self.dir / "rust"
-        (project / "src").mkdir(parents=True, exist_ok=True)
-        (project / ".cargo").mkdir(exist_ok=True)
-        deps = "".join(f'{name} = "{version}"\n' for name, version in RUST_CRATES.items())
-        (project / "Cargo.toml").write_text(f'[package]\nname = "hxdeps"\nversion = "0.1.0"\nedition = "2021"\n\n'
-                                           f"[dependencies]\n{deps}")
+        write_offline_cargo_project(project, "hxdeps")
         if (project / "built").is_file():
             return
         (project / "src" / "lib.rs").write_text("")
-        (project / ".cargo" / "config.toml").write_text(
-            '[source.crates-io]\nreplace-with = "debian"\n\n[source.debian]\n'
-            f'directory = "{CARGO_REGISTRY}"\n\n[net]\noffline = true\n')
         self._build(["cargo", "build", "--offline", "--quiet"], project, "the Rust crates rand/regex/md5",
                     env={"CARGO_HOME": str(project / ".cargo-home")})
         (project / "built").write_text("rand regex md5\n")
