@@ -65,6 +65,31 @@ def test_weight_decay_groups(tiny_config, ms_context):
     assert len(decay) == 3 + 6 * 3        # 3 embeddings + 6 linear weights in each of the 3 layers
 
 
+def test_overflow_skips_the_update_and_halves_the_loss_scale(tiny_config, ms_context):
+    from codegeex_ms.model import CodeGeeX
+    from codegeex_ms.training import TrainStep
+    Tensor = ms_context.Tensor
+    step = TrainStep(CodeGeeX(tiny_config), tiny_config)
+    params = step.optimizer.parameters
+    before = [p.asnumpy().copy() for p in params]
+    scale = step.loss_scale
+    grads = [np.full(p.shape, 1e-3 * scale, np.float32) for p in params]       # still loss-scaled
+    grads[5][0] = np.inf
+    finite, _ = step.apply(ms_context.mutable(tuple(Tensor(g) for g in grads)), Tensor(1.0, ms_context.float32))
+    assert not bool(finite.asnumpy()) and step.loss_scale == scale / 2
+    assert all(np.array_equal(b, p.asnumpy()) for b, p in zip(before, params))
+    assert not any(m.asnumpy().any() for m in step.optimizer.moments1)          # the update was skipped
+    grads[5][0] = 1e-3 * scale / 2                                              # the new scale
+    grads = [g / 2 for g in grads]
+    finite, norm = step.apply(ms_context.mutable(tuple(Tensor(g) for g in grads)), Tensor(1.0, ms_context.float32))
+    expected_norm = 1e-3 * math.sqrt(sum(p.size for p in before))
+    assert bool(finite.asnumpy()) and step.loss_scale == scale / 2
+    assert float(norm.asnumpy()) == pytest.approx(expected_norm, rel=1e-4)
+    # applied (the learning rate is 0 at step 0 of the warm-up, so the moments show it): m = (1 - beta1) * g,
+    # g unscaled and clipped to the global norm 1.0
+    np.testing.assert_allclose(step.optimizer.moments1[0].asnumpy(), 0.1 * 1e-3 / max(expected_norm, 1.0), rtol=1e-4)
+
+
 def test_batches_are_rank_shards_of_the_global_batch(corpus, tiny_config):
     cfg = config(tiny_config)
     single = next(TokenBatches(corpus, "train", cfg).iterate())

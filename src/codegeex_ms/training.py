@@ -129,7 +129,13 @@ class LanguageModelLoss(nn.Cell):
 
     def construct(self, input_ids, labels, position_ids, attention_mask, loss_mask):
         logits = self.model(input_ids, position_ids, attention_mask)                       # [b, s, V]
-        ce = ops.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), reduction="none")
+        logits = logits.reshape(-1, logits.shape[-1])                                      # [b*s, V]
+        # cross entropy = logsumexp - the label's logit, written out: ops.cross_entropy also differentiates
+        # through its max shift, which costs 4x the time on CPU (597 vs 150 ms forward + backward for
+        # [512, 52224]); the shift does not change the value or the gradient, so it is a constant here.
+        shifted = logits - ops.stop_gradient(logits.max(axis=-1, keepdims=True))
+        label_logit = ops.gather_elements(shifted, 1, labels.reshape(-1, 1)).reshape(-1)
+        ce = ops.log(ops.exp(shifted).sum(axis=-1)) - label_logit                          # [b*s]
         mask = loss_mask.reshape(-1)
         tokens = mask.sum()
         if self.all_reduce is not None:
@@ -182,19 +188,24 @@ class TrainStep:
         return tuple([a + g for a, g in zip(total, grads)])
 
     def _apply(self, grads, micro_batches):
-        grads = tuple([g / micro_batches for g in grads])
+        """Average over micro-batches, unscale, skip on overflow, clip to the global norm, update.
+        The three rescalings are one multiply: the gradients are read and written once, not three times."""
+        unscale = 1.0 / micro_batches
         if self.scaler is not None:
-            grads = self.scaler.unscale(grads)
-        finite = ms.amp.all_finite(grads)
-        if self.scaler is not None:
-            self.scaler.adjust(finite)
+            unscale = unscale / self.scaler.scale_value
         square_sum = ops.zeros((), ms.float32)
         for g in grads:
             square_sum = square_sum + ops.square(g.astype(ms.float32)).sum()
-        norm = ops.sqrt(square_sum)
+        norm = ops.sqrt(square_sum) * unscale
+        # The overflow check of the loss scale: an inf/nan in any gradient makes the norm inf/nan (and so does a
+        # sum of squares that overflows while scaled), so this is ms.amp.all_finite without a second pass
+        # over the gradients.
+        finite = ops.isfinite(norm)
+        if self.scaler is not None:
+            self.scaler.adjust(finite)
         if finite:
-            scale = self.grad_clip / ops.maximum(norm, self.grad_clip)      # global-norm clipping
-            grads = tuple([g * scale.astype(g.dtype) for g in grads])
+            factor = unscale * self.grad_clip / ops.maximum(norm, self.grad_clip)     # global-norm clipping
+            grads = tuple([g * factor.astype(g.dtype) for g in grads])
             self.optimizer(grads)
         return finite, norm
 
