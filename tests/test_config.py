@@ -22,7 +22,27 @@ def test_13b_matches_the_release():
     assert count_parameters(m) == 12_873_943_040
     assert (p.model_parallel, p.data_parallel, p.device_num) == (8, 192, 1536)
     assert p.optimizer_shard and p.recompute and not p.vocab_emb_dp
+    assert (p.optimizer_shard_size, p.gradient_aggregation_group) == (16, 4)
     assert cfg.precision.compute_dtype == "float16" and cfg.precision.softmax_dtype == "float32"
+
+
+def test_optimizer_shard_size_is_checked(tmp_path):
+    with pytest.raises(ConfigError, match=r"optimizer_shard_size \(16\) needs parallel.optimizer_shard: true"):
+        load_config(_write(tmp_path, "parallel: {data_parallel: 32, optimizer_shard_size: 16}\n"))
+    with pytest.raises(ConfigError, match=r"optimizer_shard_size \(16\) must be >= 2 and divide parallel.data_parallel \(24\)"):
+        load_config(_write(tmp_path, "parallel: {data_parallel: 24, optimizer_shard: true, optimizer_shard_size: 16}\n"))
+    with pytest.raises(ConfigError, match=r"gradient_aggregation_group must be >= 1"):
+        load_config(_write(tmp_path, "parallel: {gradient_aggregation_group: 0}\n"))
+
+
+def test_gradient_aggregation_groups_layers(tiny_config, ms_context):
+    from codegeex_ms.config import apply_overrides
+    from codegeex_ms.model import CodeGeeX
+    model = CodeGeeX(apply_overrides(tiny_config, ["parallel.gradient_aggregation_group=2"]))
+    fusion = {p.name: p.comm_fusion for p in model.trainable_params()}
+    n = tiny_config.model.num_layers
+    groups = [fusion[f"layers.{i}.mlp.dense_h_to_4h.weight"] for i in range(n)] + [fusion["top_query_layer.attention.query.weight"]]
+    assert groups == [i // 2 + 1 for i in range(n + 1)] and len(set(groups)) > 1
 
 
 def test_350m_size():

@@ -120,6 +120,8 @@ class ParallelConfig:
     pipeline_stages: int = 1
     micro_batches: int = 1
     optimizer_shard: bool = False
+    optimizer_shard_size: int = 0  # optimizer state sharded over groups of this many replicas (0: all); 13B: 16
+    gradient_aggregation_group: int = 1  # gradient all-reduce fusion: this many layers per bucket; 13B: 4
     recompute: bool = False
     vocab_emb_dp: bool = True      # True: replicate the vocabulary; False: split its rows over model_parallel
     # Ascend/GPU compiler switches (inert on CPU): graph-kernel fusion and AOE operator auto-tuning
@@ -130,9 +132,16 @@ class ParallelConfig:
     def __post_init__(self):
         if self.aoe_tune_mode not in ("", "online", "offline"):
             raise ConfigError(f"parallel.aoe_tune_mode must be '', 'online' or 'offline', got {self.aoe_tune_mode!r}")
-        for name in ("data_parallel", "model_parallel", "pipeline_stages", "micro_batches"):
+        for name in ("data_parallel", "model_parallel", "pipeline_stages", "micro_batches", "gradient_aggregation_group"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"parallel.{name} must be >= 1, got {getattr(self, name)}")
+        if self.optimizer_shard_size:
+            if not self.optimizer_shard:
+                raise ConfigError(f"parallel.optimizer_shard_size ({self.optimizer_shard_size}) needs "
+                                  f"parallel.optimizer_shard: true")
+            if self.optimizer_shard_size < 2 or self.data_parallel % self.optimizer_shard_size:
+                raise ConfigError(f"parallel.optimizer_shard_size ({self.optimizer_shard_size}) must be >= 2 and "
+                                  f"divide parallel.data_parallel ({self.data_parallel}), or 0 for all replicas")
         if self.pipeline_stages > 1 and self.micro_batches < self.pipeline_stages:
             raise ConfigError(f"parallel.micro_batches ({self.micro_batches}) must be >= "
                               f"parallel.pipeline_stages ({self.pipeline_stages}) to fill the pipeline")

@@ -273,6 +273,8 @@ class CodeGeeX(nn.Cell):
         for i, block in enumerate(blocks):
             if stages > 1:
                 block.pipeline_stage = i * stages // len(blocks)
+            if p.gradient_aggregation_group > 1:    # one fused gradient all-reduce per group of layers (Ascend)
+                block.set_comm_fusion(i // p.gradient_aggregation_group + 1)
             if p.recompute:
                 block.recompute()
 

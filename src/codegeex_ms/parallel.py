@@ -68,6 +68,8 @@ def init_distributed(cfg: Config, run_dir=None) -> tuple[int, int]:
         ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.SEMI_AUTO_PARALLEL, device_num=world,
                                      gradients_mean=False, full_batch=True,
                                      enable_parallel_optimizer=p.optimizer_shard)
+        if p.optimizer_shard and p.optimizer_shard_size:
+            ms.set_auto_parallel_context(parallel_optimizer_config={"optimizer_weight_shard_size": p.optimizer_shard_size})
         if run_dir is not None:
             ms.set_auto_parallel_context(strategy_ckpt_config={"save_file": str(strategy_path(run_dir, rank)),
                                                                "only_trainable_params": False})
