@@ -122,9 +122,12 @@ def _swap_into_place(tmp: Path, out: Path) -> None:
 
 
 def _copy_metadata(src: Path, dst: Path) -> None:
-    for name in (STATE_FILE, checkpoint.TOKENIZER_FILE):
-        if (src / name).is_file():
-            shutil.copyfile(src / name, dst / name)
+    """The run state, and the tokenizer reference as an absolute path (a relative one points into ``src``)."""
+    if (src / STATE_FILE).is_file():
+        shutil.copyfile(src / STATE_FILE, dst / STATE_FILE)
+    tokenizer = checkpoint.tokenizer_path(src)
+    if tokenizer is not None:
+        (dst / checkpoint.TOKENIZER_FILE).write_text(json.dumps({"path": tokenizer}, indent=2) + "\n")
 
 
 def merge(sharded: str | os.PathLike, out: str | os.PathLike, log=print) -> Path:
