@@ -37,6 +37,10 @@ def parse_args(argv=None):
     p.add_argument("--max-prompt-tokens", type=int, default=1024, help="longest prompt accepted (default 1024)")
     p.add_argument("--max-new-tokens", type=int, default=512, help="largest max_tokens accepted (default 512)")
     p.add_argument("--max-n", type=int, default=8, help="most samples per request (default 8, capped by the batch)")
+    p.add_argument("--context", type=int,
+                   help="KV-cache length in tokens (--checkpoint; default: --max-prompt-tokens + --max-new-tokens, "
+                        "at most the model's positions). Every decode step attends over all of it, so a cache "
+                        "no longer than the requests need is faster")
     p.add_argument("--model-name", help="name reported by /v1/models (default: the folder name)")
     p.add_argument("--device", choices=("CPU", "GPU", "Ascend"), help="MindSpore device (default: its choice)")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
@@ -64,8 +68,11 @@ def build_engine(args):
             raise checkpoint.CheckpointError(f"{folder} records no tokenizer (tokenizer.json)")
         tokenizer = load_tokenizer(ref)
         model = checkpoint.load(folder)
-        generator = Generator(model, tokenizer, batch_size=args.batch_size,
-                              max_len=model.config.model.max_position_embeddings)
+        positions = model.config.model.max_position_embeddings
+        context = args.context or min(positions, args.max_prompt_tokens + args.max_new_tokens)
+        if not 1 < context <= positions:
+            raise checkpoint.CheckpointError(f"--context {context}: must be in 2..{positions} (the model's positions)")
+        generator = Generator(model, tokenizer, batch_size=args.batch_size, max_len=context)
     generator.warmup(1)        # compile the first prefill bucket and the decode graph before taking requests
     limits = Limits(args.max_prompt_tokens, args.max_new_tokens, args.max_n)
     return Engine(generator, tokenizer, args.model_name or Path(folder).resolve().name, limits,

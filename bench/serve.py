@@ -47,6 +47,7 @@ def main(argv=None) -> int:
     p.add_argument("--requests-per-client", type=int, default=3)
     p.add_argument("--max-tokens", type=int, default=16)
     p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--context", type=int, help="serve.py --context (default: serve.py's)")
     p.add_argument("--out", type=Path, help="append the results as JSON lines here")
     args = p.parse_args(argv)
 
@@ -58,7 +59,8 @@ def main(argv=None) -> int:
     log = open(tmp / "server.log", "w")
     server = subprocess.Popen([sys.executable, str(REPO / "serve.py"), "--checkpoint", str(folder), "--port", str(port),
                                "--batch-size", str(args.batch_size), "--max-new-tokens", str(args.max_tokens),
-                               "--log-level", "warning"], stdout=log, stderr=subprocess.STDOUT,
+                               "--log-level", "warning"] + (["--context", str(args.context)] if args.context else []),
+                              stdout=log, stderr=subprocess.STDOUT,
                               env=dict(os.environ, LOG_MF_PATH=str(tmp)))
     url = f"http://127.0.0.1:{port}"
     try:
