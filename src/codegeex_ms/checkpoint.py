@@ -68,7 +68,7 @@ def write_folder(out_dir: str | os.PathLike, cfg: Config, shapes_dtypes: list[tu
     write_safetensors(out / WEIGHTS_FILE, shapes_dtypes, fetch, metadata={"format": FORMAT}, progress=progress)
     cfg.save(out / CONFIG_FILE)
     if tokenizer is not None:
-        atomic_write_text(out / TOKENIZER_FILE, json.dumps({"path": str(tokenizer)}, indent=2) + "\n")
+        write_tokenizer_reference(out, tokenizer)
     return out
 
 
@@ -95,6 +95,11 @@ def read_config(path: str | os.PathLike) -> Config:
     if not (folder / CONFIG_FILE).is_file():
         raise CheckpointError(f"{folder} is not a checkpoint folder: {CONFIG_FILE} is missing")
     return load_config(folder / CONFIG_FILE)
+
+
+def write_tokenizer_reference(folder: str | os.PathLike, tokenizer: str | os.PathLike) -> None:
+    """Record where the folder's tokenizer lives (``tokenizer.json``: ``{"path": ...}``)."""
+    atomic_write_text(Path(folder) / TOKENIZER_FILE, json.dumps({"path": str(tokenizer)}, indent=2) + "\n")
 
 
 def tokenizer_path(path: str | os.PathLike) -> str | None:

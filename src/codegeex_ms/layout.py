@@ -51,18 +51,18 @@ QUANTIZED_LINEARS = ("attention.query", "attention.key", "attention.value", "att
                      "mlp.dense_h_to_4h", "mlp.dense_4h_to_h")
 
 
+def module_in_layer(name: str) -> str:
+    """``layers.3.mlp.dense_h_to_4h.weight`` -> ``mlp.dense_h_to_4h`` (also under ``top_query_layer.``);
+    outside the layers, the module name as it is (``word_embeddings``)."""
+    module = name.rsplit(".", 1)[0]
+    if module.startswith("layers."):
+        return module.split(".", 2)[-1]
+    return module[len("top_query_layer."):] if module.startswith("top_query_layer.") else module
+
+
 def is_quantized_weight(name: str) -> bool:
     """True for the weight of one of the six Linears of a layer (``layers.3.mlp.dense_h_to_4h.weight``)."""
-    if not name.endswith(".weight"):
-        return False
-    module = name[:-len(".weight")]
-    if module.startswith("top_query_layer."):
-        module = module[len("top_query_layer."):]
-    elif module.startswith("layers."):
-        module = module.split(".", 2)[-1]
-    else:
-        return False
-    return module in QUANTIZED_LINEARS
+    return name.endswith(".weight") and module_in_layer(name) in QUANTIZED_LINEARS
 
 
 def parameter_shapes(cfg: ModelConfig, weight_quant: str = "none") -> dict[str, tuple[int, ...]]:

@@ -35,8 +35,9 @@ import numpy as np
 
 from . import checkpoint
 from .checkpoint import OPTIMIZER_FILE, STATE_FILE
-from .config import Config, apply_overrides
-from .layout import parameter_shapes
+from .config import Config
+from .fileio import replace_folder
+from .layout import module_in_layer, parameter_shapes
 
 STRATEGY_FILES = ("strategy.ckpt", "strategy.json")
 MOMENT_PREFIXES = ("adam_m.", "adam_v.")
@@ -52,21 +53,16 @@ def rank_file(folder: Path, rank: int) -> Path:
     return folder / f"rank_{rank}" / f"checkpoint_{rank}.ckpt"
 
 
-def _module_in_layer(name: str) -> str:
-    """``layers.3.mlp.dense_h_to_4h.weight`` -> ``mlp.dense_h_to_4h`` (also for ``top_query_layer.``)."""
-    module = name.rsplit(".", 1)[0]
-    if module.startswith("layers."):
-        return module.split(".", 2)[-1]
-    return module[len("top_query_layer."):] if module.startswith("top_query_layer.") else module
+def weight_name(name: str) -> str:
+    """The parameter an optimizer moment belongs to (``adam_m.X`` -> ``X``); other names as they are."""
+    return next((name[len(p):] for p in MOMENT_PREFIXES if name.startswith(p)), name)
 
 
 def tensor_map(name: str, ndim: int, cfg: Config) -> list[int]:
     """MindSpore tensor map of a parameter (or its ``adam_m.``/``adam_v.`` moment) over the device matrix
     ``[data_parallel, model_parallel]``: 0 names the model-parallel axis, -1 a replicated dimension."""
-    for prefix in MOMENT_PREFIXES:
-        if name.startswith(prefix):
-            name = name[len(prefix):]
-    module, kind = _module_in_layer(name), name.rsplit(".", 1)[-1]
+    name = weight_name(name)
+    module, kind = module_in_layer(name), name.rsplit(".", 1)[-1]
     if module in COLUMN_PARALLEL:
         return [0, -1] if kind == "weight" else [0]
     if module in ROW_PARALLEL and kind == "weight":
@@ -111,23 +107,13 @@ def strategy_device_count(path: Path) -> int:
     return counts.pop()
 
 
-def _swap_into_place(tmp: Path, out: Path) -> None:
-    for f in tmp.rglob("*"):
-        if f.is_file():
-            with open(f, "rb") as handle:
-                os.fsync(handle.fileno())
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-
-
 def _copy_metadata(src: Path, dst: Path) -> None:
     """The run state, and the tokenizer reference as an absolute path (a relative one points into ``src``)."""
     if (src / STATE_FILE).is_file():
         shutil.copyfile(src / STATE_FILE, dst / STATE_FILE)
     tokenizer = checkpoint.tokenizer_path(src)
     if tokenizer is not None:
-        (dst / checkpoint.TOKENIZER_FILE).write_text(json.dumps({"path": tokenizer}, indent=2) + "\n")
+        checkpoint.write_tokenizer_reference(dst, tokenizer)
 
 
 def merge(sharded: str | os.PathLike, out: str | os.PathLike, log=print) -> Path:
@@ -149,9 +135,8 @@ def merge(sharded: str | os.PathLike, out: str | os.PathLike, log=print) -> Path
     ms.parallel.transform_checkpoints(str(sharded), str(work), "merged", src_strategy_file=str(strategy),
                                       dst_strategy_file=None)
     merged = ms.load_checkpoint(str(work / "rank_0" / "merged0.ckpt"))
-    single = apply_overrides(cfg, ["parallel.data_parallel=1", "parallel.model_parallel=1",
-                                   "parallel.pipeline_stages=1", "parallel.micro_batches=1",
-                                   "parallel.optimizer_shard=false", "parallel.vocab_emb_dp=true"])
+    single = cfg.replace(parallel={"data_parallel": 1, "model_parallel": 1, "pipeline_stages": 1, "micro_batches": 1,
+                                   "optimizer_shard": False, "optimizer_shard_size": 0, "vocab_emb_dp": True})
     shapes = parameter_shapes(single.model)
     _check_merged(merged, shapes, sharded)
     weights = {name: merged[name].asnumpy() for name in shapes}
@@ -161,14 +146,14 @@ def merge(sharded: str | os.PathLike, out: str | os.PathLike, log=print) -> Path
     ms.save_checkpoint(state, str(tmp / OPTIMIZER_FILE))
     shutil.rmtree(work)
     _copy_metadata(sharded, tmp)
-    _swap_into_place(tmp, out)
+    replace_folder(tmp, out)
     return out
 
 
 def _check_merged(merged: dict, shapes: dict, source: Path) -> None:
     problems = [f"{n} missing" for n in shapes if n not in merged]
     for name, tensor in merged.items():
-        base = next((name[len(p):] for p in MOMENT_PREFIXES if name.startswith(p)), name)
+        base = weight_name(name)
         if base in shapes and tuple(tensor.shape) != shapes[base]:
             problems.append(f"{name} merged to shape {tuple(tensor.shape)}, the config says {shapes[base]}")
     if problems:
@@ -184,7 +169,7 @@ def split(folder: str | os.PathLike, out: str | os.PathLike, data_parallel: int,
     from .safetensors_io import SafetensorsReader
     folder, out = Path(folder), Path(out)
     cfg = checkpoint.read_config(folder)
-    layout = apply_overrides(cfg, [f"parallel.data_parallel={data_parallel}", f"parallel.model_parallel={model_parallel}"])
+    layout = cfg.replace(parallel={"data_parallel": data_parallel, "model_parallel": model_parallel})
     layout.parallel.check(layout.model, device_num=data_parallel * model_parallel)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -206,7 +191,7 @@ def split(folder: str | os.PathLike, out: str | os.PathLike, data_parallel: int,
     shutil.rmtree(tmp / "ranks")
     layout.save(tmp / checkpoint.CONFIG_FILE)
     _copy_metadata(folder, tmp)
-    _swap_into_place(tmp, out)
+    replace_folder(tmp, out)
     return out
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import signal
 import time
@@ -25,7 +24,7 @@ from . import checkpoint, reshard
 from .checkpoint import OPTIMIZER_FILE, STATE_FILE
 from .config import Config, TrainConfig
 from .data.pack import COLUMN, shard_files
-from .fileio import pyplot, save_figure
+from .fileio import pyplot, replace_folder, save_figure
 from .layout import count_parameters, is_no_decay
 from .masks import eod_reset_masks
 from .model import CodeGeeX
@@ -238,13 +237,8 @@ class TrainStep:
 # config.yaml, state.json}; `python -m codegeex_ms.reshard merge` turns the latter into the former.
 
 def _finish_checkpoint(tmp: Path, final: Path, keep: int) -> Path:
-    """fsync every file of the complete temporary folder, rename it into place, keep the last ``keep``."""
-    for f in tmp.rglob("*"):
-        if f.is_file():
-            with open(f, "rb") as handle:
-                os.fsync(handle.fileno())
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
+    """Put the complete temporary folder in place (fsync, rename) and keep the last ``keep``."""
+    replace_folder(tmp, final)
     for old in complete_checkpoints(final.parent.parent)[:-keep]:
         shutil.rmtree(old)
     return final
@@ -291,7 +285,7 @@ def save_sharded_run_checkpoint(run_dir: Path, model: CodeGeeX, step: TrainStep,
         model.config.save(tmp / checkpoint.CONFIG_FILE)
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
         if tokenizer is not None:
-            (tmp / checkpoint.TOKENIZER_FILE).write_text(json.dumps({"path": str(tokenizer)}, indent=2) + "\n")
+            checkpoint.write_tokenizer_reference(tmp, tokenizer)
         if strategy is not None and strategy.is_file():
             shutil.copyfile(strategy, tmp / f"strategy{strategy.suffix}")
         else:
@@ -410,9 +404,7 @@ def data_layout(cfg: Config, rank: int, world: int, data_parallel_reduce: bool) 
     group must see the same samples, which a rank-strided read would not give."""
     if world == 1 or data_parallel_reduce:
         return cfg, rank, world
-    from .config import apply_overrides
-    global_batch = cfg.train.micro_batch_size * cfg.parallel.data_parallel
-    return apply_overrides(cfg, [f"train.micro_batch_size={global_batch}"]), 0, 1
+    return cfg.replace(train={"micro_batch_size": cfg.train.micro_batch_size * cfg.parallel.data_parallel}), 0, 1
 
 
 @dataclass
@@ -471,7 +463,7 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, tokenizer: str | None = No
         cfg.save(run_dir / "config.yaml")
 
     peak = t.peak_flops or measure_peak_flops()
-    tokens_per_step = t.micro_batch_size * t.grad_accumulation * t.seq_len * (world if data_parallel_reduce else cfg.parallel.data_parallel)
+    tokens_per_step = data_cfg.train.micro_batch_size * t.grad_accumulation * t.seq_len * data_world
     flops_token = flops_per_token(cfg)
     stop = StopSignal()
     batches = train_batches.iterate(skip=state["micro_batches"])
