@@ -28,6 +28,9 @@ def parse_args(argv=None):
     p.add_argument("--out", type=Path, help="run folder (created); checkpoints, metrics.jsonl and loss.png go here")
     p.add_argument("--resume", type=Path, metavar="RUN_DIR",
                    help="continue the run in RUN_DIR from its last complete checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="--out names an earlier run: delete it and start again (without this flag an existing run "
+                        "folder is refused, so that no run is lost by a repeated command)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config value, e.g. train.lr=3e-4 or model.hidden_dropout=0.0 (repeatable)")
     p.add_argument("--tokenizer", help="tokenizer folder to record in the checkpoints (default: the data's)")
@@ -39,6 +42,7 @@ def parse_args(argv=None):
 def main(args) -> int:
     import json
     from codegeex_ms.config import ConfigError, apply_overrides, load_config, resolve_config
+    from codegeex_ms.run_folder import check_new_run_folder
 
     try:
         if args.resume:
@@ -52,6 +56,7 @@ def main(args) -> int:
             if not args.config or not args.data or not args.out:
                 raise ConfigError("give --config, --data and --out (or --resume RUN_DIR)")
             cfg, run_dir, data = resolve_config(args.config), args.out, args.data
+            check_new_run_folder(run_dir, args.overwrite)
         cfg = apply_overrides(cfg, args.set) if args.set else cfg
         if data is None or not data.is_dir():
             raise ConfigError(f"--data {data}: no such folder")
@@ -63,7 +68,8 @@ def main(args) -> int:
 
     import mindspore as ms
     from codegeex_ms.parallel import init_distributed, strategy_path
-    from codegeex_ms.training import train
+    from codegeex_ms.run_folder import remove_run_folder
+    from codegeex_ms.training import all_ranks_agree, train
 
     ms.set_context(mode=ms.PYNATIVE_MODE if args.pynative else ms.GRAPH_MODE)
     if args.device:
@@ -78,6 +84,11 @@ def main(args) -> int:
     manifest = data / "manifest.json"
     if tokenizer is None and manifest.is_file():
         tokenizer = json.loads(manifest.read_text())["tokenizer"]["path"]
+    if args.overwrite and not args.resume:
+        if rank == 0:
+            remove_run_folder(run_dir)
+        if world > 1:
+            all_ranks_agree(True)       # a barrier: no rank writes into the folder before it is gone
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "run.json").write_text(json.dumps({"data": str(data.resolve()), "command": sys.argv}, indent=2))

@@ -179,6 +179,36 @@ def test_bad_input_fails_before_compiling(corpus, tmp_path):
         assert result.returncode == 2 and message in result.stderr, (argv, result.stderr[-500:])
 
 
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(f.relative_to(folder)): f.read_bytes() for f in sorted(folder.rglob("*")) if f.is_file()}
+
+
+def test_new_run_on_an_earlier_run_is_refused_and_overwrite_replaces_it(corpus, tmp_path):
+    run = tmp_path / "run"
+    common = ["--config", "codegeex_tiny", "--data", str(corpus), "--out", str(run), "--set", "train.eval_batches=0"]
+    first = _train_cli(*common, "--set", "train.max_steps=4", "--set", "train.save_every=2")
+    assert first.returncode == 0, first.stderr[-2000:]
+    before = _tree(run)
+    again = _train_cli(*common, "--set", "train.max_steps=2", "--set", "train.save_every=1")
+    assert again.returncode == 2 and "Traceback" not in again.stderr
+    first_line = again.stderr.strip().splitlines()[0]
+    assert first_line.startswith("error:") and "earlier run (latest checkpoint step-00000004)" in first_line \
+        and f"--resume {run}" in first_line and "--overwrite" in first_line, again.stderr
+    assert _tree(run) == before                                       # nothing of the first run changed
+    replaced = _train_cli(*common, "--set", "train.max_steps=2", "--set", "train.save_every=1", "--overwrite")
+    assert replaced.returncode == 0, replaced.stderr[-2000:]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step-00000001", "step-00000002"]
+    assert [json.loads(l)["step"] for l in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    assert "max_steps: 2" in (run / "config.yaml").read_text()
+
+
+def test_train_refuses_a_fresh_start_over_checkpoints(corpus, tiny_config, tmp_path, ms_context):
+    cfg = config(tiny_config, "train.max_steps=1", "train.save_every=1")
+    train(cfg, corpus, tmp_path, log=lambda *a: None)
+    with pytest.raises(ValueError, match="checkpoints of an earlier run"):
+        train(cfg, corpus, tmp_path, log=lambda *a: None)
+
+
 @pytest.mark.slow
 def test_two_process_data_parallel_matches_one_process(corpus, tmp_path):
     common = ["--config", "codegeex_tiny", "--data", str(corpus), "--set", "train.max_steps=4",

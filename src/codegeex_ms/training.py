@@ -24,7 +24,7 @@ from . import checkpoint, reshard
 from .checkpoint import OPTIMIZER_FILE, STATE_FILE
 from .config import Config, TrainConfig
 from .data.pack import COLUMN, shard_files
-from .fileio import pyplot, replace_folder, save_figure
+from .fileio import atomic_write_text, pyplot, replace_folder, save_figure
 from .layout import count_parameters, is_no_decay
 from .masks import eod_reset_masks
 from .model import CodeGeeX
@@ -269,7 +269,7 @@ def save_sharded_run_checkpoint(run_dir: Path, model: CodeGeeX, step: TrainStep,
     if rank == 0:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-    _all_ranks_agree(True)
+    all_ranks_agree(True)
     path = reshard.rank_file(tmp, rank)
     params = list(model.get_parameters()) + step.state_parameters()
     try:
@@ -278,7 +278,7 @@ def save_sharded_run_checkpoint(run_dir: Path, model: CodeGeeX, step: TrainStep,
         problem = None
     except (OSError, RuntimeError) as e:
         problem = f"rank {rank} could not write {path}: {e}"
-    if not _all_ranks_agree(problem is None):       # no rank renames a folder another rank failed to fill
+    if not all_ranks_agree(problem is None):       # no rank renames a folder another rank failed to fill
         raise RuntimeError(problem or f"another rank could not write its part of {tmp}; the previous "
                                       f"checkpoints are intact")
     if rank == 0:
@@ -292,7 +292,7 @@ def save_sharded_run_checkpoint(run_dir: Path, model: CodeGeeX, step: TrainStep,
             shapes = {p.name: tuple(p.shape) for p in params}
             (tmp / "strategy.json").write_text(json.dumps(reshard.strategy_layout(model.config, shapes)))
         _finish_checkpoint(tmp, final, keep)
-    _all_ranks_agree(True)
+    all_ranks_agree(True)
     return final if rank == 0 else None
 
 
@@ -320,7 +320,7 @@ def load_run_checkpoint(folder: Path, model: CodeGeeX, step: TrainStep, rank: in
     return state
 
 
-def _all_ranks_agree(ok: bool) -> bool:
+def all_ranks_agree(ok: bool) -> bool:
     """True only if ``ok`` holds on every rank (so all ranks resume from the same checkpoint). Also a barrier.
     A compiled all-reduce sum: on CPU, MindSpore has no Barrier kernel and no eager all-reduce."""
     from mindspore.communication import get_group_size
@@ -436,9 +436,12 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, tokenizer: str | None = No
     model.set_train(True)
     step_fn = TrainStep(model, cfg, world, data_parallel_reduce)
 
-    run_dir.mkdir(parents=True, exist_ok=True)
-    for stale in (run_dir / "checkpoints").glob("*.tmp") if (run_dir / "checkpoints").is_dir() else []:
-        shutil.rmtree(stale)
+    if not resume and complete_checkpoints(run_dir):
+        raise ValueError(f"{run_dir} holds checkpoints of an earlier run; resume it or start in a new folder")
+    if rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for stale in (run_dir / "checkpoints").glob("*.tmp") if (run_dir / "checkpoints").is_dir() else []:
+            shutil.rmtree(stale)
     state = {"step": 0, "micro_batches": 0, "skipped_steps": 0}
     if resume:
         for folder in reversed(complete_checkpoints(run_dir)):
@@ -446,7 +449,7 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, tokenizer: str | None = No
                 loaded, problem = load_run_checkpoint(folder, model, step_fn, rank if sharded_checkpoints else None), None
             except ValueError as e:
                 loaded, problem = None, str(e)
-            if sharded_checkpoints and not _all_ranks_agree(problem is None):
+            if sharded_checkpoints and not all_ranks_agree(problem is None):
                 problem = problem or f"checkpoint {folder} is unusable on another rank"
             if problem is None:
                 state = loaded
@@ -458,8 +461,8 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, tokenizer: str | None = No
     metrics_path = run_dir / "metrics.jsonl"
     metrics = [json.loads(line) for line in metrics_path.read_text().splitlines()] if metrics_path.exists() and resume else []
     metrics = [m for m in metrics if m["step"] <= state["step"]]
-    metrics_path.write_text("".join(json.dumps(m) + "\n" for m in metrics))
     if rank == 0:
+        atomic_write_text(metrics_path, "".join(json.dumps(m) + "\n" for m in metrics))
         cfg.save(run_dir / "config.yaml")
 
     peak = t.peak_flops or measure_peak_flops()
