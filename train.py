@@ -76,7 +76,7 @@ def main(args) -> int:
         ms.set_device(args.device)
     try:
         cfg.precision.check_device(ms.get_context("device_target"))
-        rank, world = init_distributed(cfg, run_dir)
+        layout = init_distributed(cfg, run_dir)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -84,6 +84,7 @@ def main(args) -> int:
     manifest = data / "manifest.json"
     if tokenizer is None and manifest.is_file():
         tokenizer = json.loads(manifest.read_text())["tokenizer"]["path"]
+    rank, world = layout.rank, layout.world
     if args.overwrite and not args.resume:
         if rank == 0:
             remove_run_folder(run_dir)
@@ -93,10 +94,8 @@ def main(args) -> int:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "run.json").write_text(json.dumps({"data": str(data.resolve()), "command": sys.argv}, indent=2))
     log = print if rank == 0 else (lambda *a, **k: None)
-    mode = ms.get_auto_parallel_context("parallel_mode")
     try:
-        result = train(cfg, data, run_dir, tokenizer=tokenizer, resume=bool(args.resume), rank=rank, world=world,
-                       data_parallel_reduce=mode == "data_parallel", sharded_checkpoints=mode == "semi_auto_parallel",
+        result = train(cfg, data, run_dir, tokenizer=tokenizer, resume=bool(args.resume), layout=layout,
                        strategy=strategy_path(run_dir, 0), log=log)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

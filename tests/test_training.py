@@ -316,14 +316,15 @@ import sys
 from pathlib import Path
 import mindspore as ms
 from codegeex_ms.config import apply_overrides, resolve_config
-from codegeex_ms.parallel import init_distributed
+from codegeex_ms.parallel import RankLayout, init_distributed
 from codegeex_ms.training import train
 ms.set_context(mode=ms.GRAPH_MODE)
 data, run, steps, resume = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], sys.argv[4] == "resume"
 cfg = apply_overrides(resolve_config("codegeex_tiny"), ["train.log_every=100", "train.eval_batches=0",
       f"train.max_steps={steps}", "train.save_every=2", "parallel.data_parallel=2", "train.micro_batch_size=2"])
-rank, world = init_distributed(cfg, run)
-train(cfg, data, run, resume=resume, rank=rank, world=world, sharded_checkpoints=True, log=print)
+layout = init_distributed(cfg, run)
+sharded = RankLayout(layout.rank, layout.world, sharded_checkpoints=True)   # the checkpoint format of model parallel
+train(cfg, data, run, resume=resume, layout=sharded, log=print)
 """
 
 

@@ -163,9 +163,9 @@ class ParallelConfig:
         if not self.vocab_emb_dp and model.padded_vocab_size % mp:
             raise ConfigError(f"model.padded_vocab_size ({model.padded_vocab_size}) is not divisible by "
                               f"parallel.model_parallel ({mp}); needed when vocab_emb_dp is false")
-        if (model.num_layers + 1) % pp:
-            raise ConfigError(f"{model.num_layers} layers + 1 top query layer = {model.num_layers + 1} is not "
-                              f"divisible by parallel.pipeline_stages ({pp})")
+        if model.num_layers + 1 < pp:      # stages may differ by one layer (model.CodeGeeX assigns them)
+            raise ConfigError(f"{model.num_layers} layers + 1 top query layer = {model.num_layers + 1} is fewer "
+                              f"than parallel.pipeline_stages ({pp}): every stage needs a layer")
 
 
 @dataclass(frozen=True)

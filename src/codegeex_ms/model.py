@@ -239,6 +239,20 @@ class TransformerLayer(nn.Cell):
         return x + self.mlp_dropout(self.mlp(self.post_attention_layernorm(x)))
 
 
+class TiedHead(nn.Cell):
+    """Logits from the word embedding: ``[tokens, h]`` x ``[V, h]ᵀ`` -> float32 ``[tokens, V]``. A Cell of its own so
+    that pipeline parallelism can place it on the last stage while the embedding it reads lives on the first."""
+
+    def __init__(self, cfg: Config, vocab_parallel: bool):
+        super().__init__()
+        dp, mp = cfg.parallel.data_parallel, cfg.parallel.model_parallel
+        self.matmul = ops.MatMul(transpose_b=True).shard(((dp, 1), ((mp if vocab_parallel else 1), 1)))
+        self.compute_dtype = MS_DTYPES[cfg.precision.compute_dtype]
+
+    def construct(self, x, weight):
+        return cast(self.matmul(cast(x, self.compute_dtype), cast(weight, self.compute_dtype)), ms.float32)
+
+
 class CodeGeeX(nn.Cell):
     """CodeGeeX language model: token ids ``[b, s]`` -> float32 logits ``[b, s, padded_vocab_size]``.
 
@@ -262,7 +276,7 @@ class CodeGeeX(nn.Cell):
         self.layers = nn.CellList([TransformerLayer(cfg) for _ in range(m.num_layers)])
         self.final_layernorm = LayerNorm(cfg)
         self.top_query_layer = TransformerLayer(cfg)
-        self.logits = ops.MatMul(transpose_b=True).shard(((dp, 1), ((mp if vocab_parallel else 1), 1)))
+        self.head = TiedHead(cfg, vocab_parallel)
 
         causal = np.tril(np.ones((m.max_position_embeddings, m.max_position_embeddings), np.float32))
         self.causal_mask = Tensor(causal)
@@ -270,6 +284,11 @@ class CodeGeeX(nn.Cell):
 
         stages = p.pipeline_stages
         blocks = list(self.layers) + [self.top_query_layer]
+        if stages > 1:          # equal numbers of layers per stage; the embeddings first, the head last
+            for cell in (self.word_embeddings, self.position_embeddings, self.embedding_dropout):
+                cell.pipeline_stage = 0
+            for cell in (self.final_layernorm, self.top_query_embeddings, self.head):
+                cell.pipeline_stage = stages - 1
         for i, block in enumerate(blocks):
             if stages > 1:
                 block.pipeline_stage = i * stages // len(blocks)
@@ -309,5 +328,4 @@ class CodeGeeX(nn.Cell):
 
     def lm_head(self, x):
         """Logits tied to the word embedding: ``[tokens, h]`` -> float32 ``[tokens, padded_vocab_size]``."""
-        weight = cast(self.word_embeddings.weight, self.compute_dtype)
-        return cast(self.logits(x, weight), ms.float32)
+        return self.head(x, self.word_embeddings.weight)

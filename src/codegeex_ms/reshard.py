@@ -107,6 +107,20 @@ def strategy_device_count(path: Path) -> int:
     return counts.pop()
 
 
+def merge_pipeline_strategies(files: list[Path], out: Path) -> Path:
+    """One strategy file for all pipeline stages from the per-rank files of the stages (MindSpore's
+    ``merge_pipeline_strategys``, which reads a folder), written atomically to ``out``."""
+    import tempfile
+    import mindspore as ms
+    with tempfile.TemporaryDirectory() as work:
+        for i, f in enumerate(files):
+            shutil.copyfile(f, Path(work) / f"stage_file_{i}{f.suffix}")
+        tmp = out.with_name(out.name + ".tmp")
+        ms.parallel.merge_pipeline_strategys(work, str(tmp))
+    os.replace(tmp, out)
+    return out
+
+
 def _copy_metadata(src: Path, dst: Path) -> None:
     """The run state, and the tokenizer reference as an absolute path (a relative one points into ``src``)."""
     if (src / STATE_FILE).is_file():
@@ -122,7 +136,8 @@ def merge(sharded: str | os.PathLike, out: str | os.PathLike, log=print) -> Path
     sharded, out = Path(sharded), Path(out)
     cfg = checkpoint.read_config(sharded)
     strategy = strategy_file(sharded)
-    devices = strategy_device_count(strategy)
+    # under pipeline stages the (merged) strategy lays each parameter over its stage's devices
+    devices = strategy_device_count(strategy) * cfg.parallel.pipeline_stages
     missing = [r for r in range(devices) if not rank_file(sharded, r).is_file()]
     if missing:
         raise ReshardError(f"{sharded}: the strategy lays parameters over {devices} ranks but "
@@ -162,14 +177,16 @@ def _check_merged(merged: dict, shapes: dict, source: Path) -> None:
 
 
 def split(folder: str | os.PathLike, out: str | os.PathLike, data_parallel: int, model_parallel: int,
-          log=print) -> Path:
+          vocab_parallel: bool = False, log=print) -> Path:
     """Split a single-device run checkpoint into the per-rank files of a ``data_parallel x model_parallel``
-    layout, with our strategy file, config, state and tokenizer reference (atomically)."""
+    layout, with our strategy file, config, state and tokenizer reference (atomically). ``vocab_parallel``:
+    the word embedding's rows are split over model_parallel too (``parallel.vocab_emb_dp: false``)."""
     import mindspore as ms
     from .safetensors_io import SafetensorsReader
     folder, out = Path(folder), Path(out)
     cfg = checkpoint.read_config(folder)
-    layout = cfg.replace(parallel={"data_parallel": data_parallel, "model_parallel": model_parallel})
+    layout = cfg.replace(parallel={"data_parallel": data_parallel, "model_parallel": model_parallel,
+                                   "vocab_emb_dp": not vocab_parallel})
     layout.parallel.check(layout.model, device_num=data_parallel * model_parallel)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -208,13 +225,16 @@ def main(argv=None) -> int:
     s.add_argument("out", type=Path, help="output folder (replaced atomically)")
     s.add_argument("--data-parallel", type=int, default=1, help="data-parallel replicas (default 1)")
     s.add_argument("--model-parallel", type=int, required=True, help="tensor-parallel ranks")
+    s.add_argument("--vocab-parallel", action="store_true",
+                   help="split the word embedding's rows over the model-parallel ranks too (vocab_emb_dp false, "
+                        "as the 13B layout)")
     args = p.parse_args(argv)
     from .config import ConfigError
     try:
         if args.command == "merge":
             path = merge(args.sharded, args.out)
         else:
-            path = split(args.folder, args.out, args.data_parallel, args.model_parallel)
+            path = split(args.folder, args.out, args.data_parallel, args.model_parallel, args.vocab_parallel)
     except (ReshardError, checkpoint.CheckpointError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -28,6 +28,7 @@ from .fileio import atomic_write_text, pyplot, replace_folder, save_figure
 from .layout import count_parameters, is_no_decay
 from .masks import eod_reset_masks
 from .model import CodeGeeX
+from .parallel import RankLayout
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -104,30 +105,32 @@ class TokenBatches:
             epoch, start = epoch + 1, 0
 
     def to_inputs(self, ids: np.ndarray) -> tuple[np.ndarray, ...]:
-        """``[b, s+1]`` windows -> (input_ids, labels, position_ids, attention_mask, loss_mask)."""
-        inputs, labels = ids[:, :-1].astype(np.int32), ids[:, 1:].astype(np.int32)
-        b, s = inputs.shape
-        if self.eod_reset:
-            positions, mask = eod_reset_masks(inputs, self.eod)
-        else:
-            positions = np.broadcast_to(np.arange(s, dtype=np.int32), (b, s)).copy()
-            mask = np.broadcast_to(np.tril(np.ones((s, s), np.uint8)), (b, s, s)).copy()
-        return inputs, labels, positions, mask.astype(np.float32), (inputs != self.eod).astype(np.float32)
+        return batch_inputs(ids, self.eod, self.eod_reset)
+
+
+def batch_inputs(ids: np.ndarray, eod: int, eod_reset: bool) -> tuple[np.ndarray, ...]:
+    """``[b, s+1]`` windows -> (input_ids, labels, position_ids, attention_mask, loss_mask)."""
+    inputs, labels = ids[:, :-1].astype(np.int32), ids[:, 1:].astype(np.int32)
+    b, s = inputs.shape
+    if eod_reset:
+        positions, mask = eod_reset_masks(inputs, eod)
+    else:
+        positions = np.broadcast_to(np.arange(s, dtype=np.int32), (b, s)).copy()
+        mask = np.broadcast_to(np.tril(np.ones((s, s), np.uint8)), (b, s, s)).copy()
+    return inputs, labels, positions, mask.astype(np.float32), (inputs != eod).astype(np.float32)
 
 
 # ---------------------------------------------------------------------------------------------------------
 # The train step
 
-class LanguageModelLoss(nn.Cell):
+class MaskedCrossEntropy(nn.Cell):
     """Sum of token cross entropies (positions whose input is not EOD) / tokens of the whole global batch."""
 
-    def __init__(self, model: CodeGeeX, world: int):
-        super().__init__(auto_prefix=False)
-        self.model = model
+    def __init__(self, world: int):
+        super().__init__()
         self.all_reduce = ops.AllReduce() if world > 1 else None
 
-    def construct(self, input_ids, labels, position_ids, attention_mask, loss_mask):
-        logits = self.model(input_ids, position_ids, attention_mask)                       # [b, s, V]
+    def construct(self, logits, labels, loss_mask):
         logits = logits.reshape(-1, logits.shape[-1])                                      # [b*s, V]
         # cross entropy = logsumexp - the label's logit, written out: ops.cross_entropy also differentiates
         # through its max shift, which costs 4x the time on CPU (597 vs 150 ms forward + backward for
@@ -140,6 +143,53 @@ class LanguageModelLoss(nn.Cell):
         if self.all_reduce is not None:
             tokens = self.all_reduce(tokens)
         return (ce * mask).sum() / ops.stop_gradient(ops.maximum(tokens, 1.0))
+
+
+class LanguageModelLoss(nn.Cell):
+    """The model and its loss: a batch -> the mean token cross entropy (see MaskedCrossEntropy)."""
+
+    def __init__(self, model: CodeGeeX, world: int):
+        super().__init__(auto_prefix=False)
+        self.model = model
+        self.cross_entropy = MaskedCrossEntropy(world)
+        if model.config.parallel.pipeline_stages > 1:
+            self.cross_entropy.pipeline_stage = model.config.parallel.pipeline_stages - 1
+
+    def construct(self, input_ids, labels, position_ids, attention_mask, loss_mask):
+        logits = self.model(input_ids, position_ids, attention_mask)                       # [b, s, V]
+        return self.cross_entropy(logits, labels, loss_mask)
+
+
+class PipelineStageLoss(LanguageModelLoss):
+    """LanguageModelLoss compiled once as a reusable sub-graph (``lazy_inline``), as MindSpore's pipeline pass
+    expects of the network inside ``PipelineCell`` (one call per micro-batch)."""
+
+    @ms.lazy_inline
+    def __init__(self, model: CodeGeeX, world: int):
+        super().__init__(model, world)
+
+
+class PipelineGradients(nn.Cell):
+    """The gradients of a pipeline-parallel step. MindSpore's pipeline pass accumulates each micro-batch's
+    gradients into parameters named ``accu_grads.*`` (one per trainable parameter); this reads them out once per
+    step and zeroes them for the next. With optimizer sharding the pass hands over the reduced gradients
+    directly. (MindSpore 2.9's ``PipelineGradReducer`` does the same but, without optimizer sharding, refers to
+    an undefined name and does not compile.)"""
+
+    def __init__(self, parameters, opt_shard: bool):
+        super().__init__(auto_prefix=False)
+        self.accu_grads = parameters.clone(prefix="accu_grads", init="zeros")
+        self.opt_shard = opt_shard
+
+    def construct(self, grads):
+        if self.opt_shard:
+            return grads
+        out = []
+        for grad, accu in zip(grads, self.accu_grads):
+            accu = ops.depend(accu, grad)
+            value = accu * 1.0
+            out.append(ops.depend(value, ops.assign(accu, ops.zeros_like(accu))))
+        return tuple(out)
 
 
 class TrainStep:
@@ -158,9 +208,23 @@ class TrainStep:
             [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             learning_rate=WarmupCosineLR(t), beta1=t.beta1, beta2=t.beta2, eps=t.eps)
         self.loss_net = LanguageModelLoss(model, world if explicit else 1)
+        # Pipeline stages (semi_auto_parallel): the batch is cut into micro-batches that flow through the stages;
+        # the wrapped loss is the sum of the micro-batch losses and the gradients are accumulated by MindSpore
+        # into the reducer's buffers, read out once per step.
+        self.micro_batches = cfg.parallel.micro_batches if cfg.parallel.pipeline_stages > 1 else 1
+        self.pipeline_reducer = None
+        if cfg.parallel.pipeline_stages > 1:
+            from mindspore.parallel.nn import PipelineCell
+            self.loss_net = PipelineCell(PipelineStageLoss(model, world if explicit else 1), self.micro_batches)
+            self.pipeline_reducer = PipelineGradients(self.optimizer.parameters, cfg.parallel.optimizer_shard)
         self.grad_clip = t.grad_clip
         self.scaler = (ms.amp.DynamicLossScaler(scale_value=t.loss_scale, scale_factor=int(t.loss_scale_factor),
                                                 scale_window=t.loss_scale_window) if t.loss_scale > 0 else None)
+        if self.scaler is not None:
+            # state, not weights: a Parameter with requires_grad used in the forward graph is treated as a
+            # weight by the pipeline pass (it looks for its gradient accumulator and fails)
+            self.scaler.scale_value.requires_grad = False
+            self.scaler.counter.requires_grad = False
         self.reducer = nn.DistributedGradReducer(self.optimizer.parameters, mean=False, degree=world) if explicit else None
         self.explicit_reduce = explicit
         self.grad_fn = ms.value_and_grad(self._scaled_loss, None, self.optimizer.parameters)
@@ -178,6 +242,9 @@ class TrainStep:
         scaled, grads = self.grad_fn(*batch)
         if self.reducer is not None:
             grads = self.reducer(grads)
+        if self.pipeline_reducer is not None:
+            grads = self.pipeline_reducer(grads)
+            scaled = scaled / self.micro_batches
         loss = self.scaler.unscale(scaled) if self.scaler is not None else scaled
         if self.explicit_reduce:
             loss = ops.AllReduce()(loss)
@@ -210,7 +277,7 @@ class TrainStep:
 
     def _step(self, *batch):
         loss, grads = self._grads(*batch)
-        finite, norm = self._apply(grads, 1.0)
+        finite, norm = self._apply(grads, float(self.micro_batches))
         return loss, finite, norm
 
     def _evaluate(self, *batch):
@@ -415,16 +482,25 @@ class RunResult:
     last_checkpoint: Path | None
 
 
+def build_train_step(cfg: Config, layout: RankLayout) -> tuple[CodeGeeX, TrainStep]:
+    """The model (in training mode) and its compiled train step for this rank: what ``train`` runs and what
+    ``codegeex_ms.dryrun`` compiles for one rank of a cluster layout."""
+    ms.set_seed(cfg.train.seed)
+    model = CodeGeeX(cfg)
+    model.set_train(True)
+    return model, TrainStep(model, cfg, layout.world, layout.data_parallel_reduce)
+
+
 def train(cfg: Config, data_dir: Path, run_dir: Path, tokenizer: str | None = None, resume: bool = False,
-          rank: int = 0, world: int = 1, data_parallel_reduce: bool = True, sharded_checkpoints: bool = False,
-          strategy: Path | None = None, log=print) -> RunResult:
+          layout: RankLayout = RankLayout(), strategy: Path | None = None, log=print) -> RunResult:
     """Train ``cfg`` on the shards in ``data_dir``, writing checkpoints, metrics.jsonl and loss.png to ``run_dir``.
 
-    ``sharded_checkpoints``: every rank saves (and resumes from) its own slices, as semi_auto_parallel needs;
+    ``layout`` (from ``parallel.init_distributed``): this process's rank, the world size, who reduces the
+    gradients, and whether every rank saves (and resumes from) its own slices, as semi_auto_parallel needs;
     ``strategy`` is the strategy file MindSpore writes for this rank layout (see parallel.init_distributed)."""
     t = cfg.train
-    ms.set_seed(t.seed)
-    data_cfg, data_rank, data_world = data_layout(cfg, rank, world, data_parallel_reduce)
+    rank, world, sharded_checkpoints = layout.rank, layout.world, layout.sharded_checkpoints
+    data_cfg, data_rank, data_world = data_layout(cfg, rank, world, layout.data_parallel_reduce)
     train_batches = TokenBatches(data_dir, "train", data_cfg, data_rank, data_world)
     try:
         val_batches = (TokenBatches(data_dir, "validation", data_cfg, data_rank, data_world, shuffle=False)
@@ -432,9 +508,7 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, tokenizer: str | None = No
     except (FileNotFoundError, ValueError) as e:
         log(f"note: no validation loss ({e})")
         val_batches = None
-    model = CodeGeeX(cfg)
-    model.set_train(True)
-    step_fn = TrainStep(model, cfg, world, data_parallel_reduce)
+    model, step_fn = build_train_step(cfg, layout)
 
     if not resume and complete_checkpoints(run_dir):
         raise ValueError(f"{run_dir} holds checkpoints of an earlier run; resume it or start in a new folder")
