@@ -67,7 +67,7 @@ def main(args) -> int:
         return 2
 
     import mindspore as ms
-    from codegeex_ms.parallel import init_distributed, strategy_path
+    from codegeex_ms.parallel import init_distributed
     from codegeex_ms.run_folder import remove_run_folder
     from codegeex_ms.training import all_ranks_agree, train
 
@@ -96,7 +96,7 @@ def main(args) -> int:
     log = print if rank == 0 else (lambda *a, **k: None)
     try:
         result = train(cfg, data, run_dir, tokenizer=tokenizer, resume=bool(args.resume), layout=layout,
-                       strategy=strategy_path(run_dir, 0), log=log)
+                       log=log)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -101,16 +101,21 @@ def test_batches_are_rank_shards_of_the_global_batch(corpus, tiny_config):
     np.testing.assert_array_equal(loss_mask, (inputs != 50256))
 
 
-def test_semi_auto_ranks_read_the_global_batch(corpus, tiny_config):
-    """Under semi_auto_parallel (no explicit data-parallel reduce) all 4 ranks of dp 2 x mp 2 read the same
-    global batch of micro_batch_size x data_parallel samples: the single-process batch of that size."""
+def test_semi_auto_replicas_split_the_batch_and_model_parallel_ranks_share_it(corpus, tiny_config):
+    """Under semi_auto_parallel (no explicit data-parallel reduce), dp 2 x mp 2: ranks 0 and 1 (one replica) read
+    the same samples, ranks 2 and 3 the other replica's, and the two replicas together read the single-process
+    batch of micro_batch_size x data_parallel samples."""
     from codegeex_ms.training import data_layout
     cfg = config(tiny_config, "parallel.data_parallel=2", "parallel.model_parallel=2", "train.micro_batch_size=2")
     single = next(TokenBatches(corpus, "train", config(tiny_config, "train.micro_batch_size=4")).iterate())
+    reads = []
     for rank in range(4):
         data_cfg, data_rank, data_world = data_layout(cfg, rank, 4, data_parallel_reduce=False)
-        assert (data_cfg.train.micro_batch_size, data_rank, data_world) == (4, 0, 1)
-        np.testing.assert_array_equal(next(TokenBatches(corpus, "train", data_cfg, data_rank, data_world).iterate())[0], single[0])
+        assert (data_cfg.train.micro_batch_size, data_rank, data_world) == (2, rank // 2, 2)
+        reads.append(next(TokenBatches(corpus, "train", data_cfg, data_rank, data_world).iterate())[0])
+    np.testing.assert_array_equal(reads[0], reads[1])
+    np.testing.assert_array_equal(reads[2], reads[3])
+    np.testing.assert_array_equal(np.concatenate([reads[0], reads[2]])[[0, 2, 1, 3]], single[0])
     assert data_layout(cfg, 1, 2, data_parallel_reduce=True)[1:] == (1, 2)
 
 

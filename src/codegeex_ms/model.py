@@ -69,9 +69,10 @@ class Linear(nn.Cell):
 
     ``split`` picks the Megatron strategy: "column" splits the output features over model_parallel,
     "row" splits the input features (its partial sums are all-reduced by the framework).
-    ``quantized``: W is int8 with a per-output-row scale (weight-only int8, reference/codegeex.md section 4.1);
-    the matmul runs on the int8 values cast to the compute dtype and the row scale is applied to its output,
-    which equals ``x @ (W_int8 * scale)ᵀ`` without materialising the dequantized matrix.
+    ``quantized``: W is int8 with a per-output-row scale (weight-only int8, as the original's quantization); on
+    CPU with float32 compute a C++ kernel (``codegeex_ms.kernels``) reads the int8 rows and dequantises them in
+    registers; elsewhere the int8 matrix is cast to the compute dtype (a full-size temporary) and the row scale is
+    applied to the matmul's output. Both equal ``x @ (W_int8 * scale)ᵀ``.
     """
 
     def __init__(self, in_features: int, out_features: int, cfg: Config, split: str, quantized: bool = False):
@@ -90,6 +91,10 @@ class Linear(nn.Cell):
         self.bias = Parameter(initializer(Zero(), (out_features,), pdtype), name="bias")
         self.compute_dtype = MS_DTYPES[cfg.precision.compute_dtype]
         dp, mp = cfg.parallel.data_parallel, cfg.parallel.model_parallel
+        self.int8_kernel = None
+        if quantized and cfg.precision.compute_dtype == "float32":
+            from . import kernels
+            self.int8_kernel = kernels.int8_linear_op() if kernels.enabled() else None
         self.matmul = ops.MatMul(transpose_b=True)
         self.add_bias = ops.Add()
         if split == "column":
@@ -104,9 +109,12 @@ class Linear(nn.Cell):
     def construct(self, x):
         shape = x.shape
         x = x.reshape(-1, self.in_features)                                       # [b*s, in]
-        y = self.matmul(cast(x, self.compute_dtype), cast(self.weight, self.compute_dtype))
-        if self.quantized:
-            y = y * cast(self.weight_scale, self.compute_dtype)                   # per output row
+        if self.int8_kernel is not None:
+            y = self.int8_kernel(cast(x, ms.float32), self.weight, self.weight_scale)
+        else:
+            y = self.matmul(cast(x, self.compute_dtype), cast(self.weight, self.compute_dtype))
+            if self.quantized:
+                y = y * cast(self.weight_scale, self.compute_dtype)               # per output row
         y = self.add_bias(y, cast(self.bias, self.compute_dtype))                # [b*s, out]
         return y.reshape(shape[:-1] + (self.out_features,))
 

@@ -115,9 +115,12 @@ def init_distributed(cfg: Config, run_dir=None) -> RankLayout:
                               f"semi_auto_parallel, which MindSpore only compiles on Ascend (python -m "
                               f"codegeex_ms.dryrun compiles it here); on {device} use data parallel only "
                               f"(model_parallel 1, pipeline_stages 1, optimizer_shard false, vocab_emb_dp true)")
-        # full_batch: every rank feeds the global batch and is given its slice (training.data_layout)
+        # every replica feeds its own samples, the model-parallel ranks of a replica the same ones
+        # (training.data_layout): the five train-step inputs are split over data_parallel along the batch
+        dp = p.data_parallel
         ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.SEMI_AUTO_PARALLEL, device_num=world,
-                                     gradients_mean=False, full_batch=True,
+                                     gradients_mean=False, full_batch=False,
+                                     dataset_strategy=((dp, 1), (dp, 1), (dp, 1), (dp, 1, 1), (dp, 1)),
                                      enable_parallel_optimizer=p.optimizer_shard)
         if p.pipeline_stages > 1:
             ms.set_auto_parallel_context(pipeline_stages=p.pipeline_stages)

@@ -123,7 +123,9 @@ def export_mindir(src: Path, out: Path, batch_size: int = 1, max_len: int | None
     max_len = max_len or cfg.model.max_position_embeddings
     if batch_size < 1:
         raise CheckpointError(f"--batch-size must be >= 1, got {batch_size}")
-    model = checkpoint.load(src, precision={"compute_dtype": dtype} if compute_dtype else None)
+    from . import kernels
+    with kernels.disabled():        # the CPU kernels are a library of this machine: not part of a portable graph
+        model = checkpoint.load(src, precision={"compute_dtype": dtype} if compute_dtype else None)
     step = CachedCodeGeeX(model, batch_size, max_len, candidates)
     k = step.sampler.candidates
     b = batch_size

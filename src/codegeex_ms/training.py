@@ -28,7 +28,7 @@ from .fileio import atomic_write_text, pyplot, replace_folder, save_figure
 from .layout import count_parameters, is_no_decay
 from .masks import eod_reset_masks
 from .model import CodeGeeX
-from .parallel import RankLayout
+from .parallel import RankLayout, stage_parameter_names, strategy_path
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -160,6 +160,36 @@ class LanguageModelLoss(nn.Cell):
         return self.cross_entropy(logits, labels, loss_mask)
 
 
+# Per-gradient maths as MultitypeFuncGraphs applied with HyperMap (MindSpore's optimizer idiom): a Python loop or
+# comprehension over the 13B model's 642 gradients unrolls into a call chain deeper than the compiler's limit.
+_square_sum = ops.MultitypeFuncGraph("square_sum")
+_scaled = ops.MultitypeFuncGraph("scaled")
+_added = ops.MultitypeFuncGraph("added")
+_read_and_zero = ops.MultitypeFuncGraph("read_and_zero")
+
+
+@_square_sum.register("Tensor")
+def _square_sum_tensor(g):
+    return ops.square(g.astype(ms.float32)).sum()
+
+
+@_scaled.register("Tensor", "Tensor")
+def _scaled_tensor(factor, g):
+    return g * factor.astype(g.dtype)
+
+
+@_added.register("Tensor", "Tensor")
+def _added_tensor(a, b):
+    return a + b
+
+
+@_read_and_zero.register("Tensor", "Tensor")
+def _read_and_zero_tensor(grad, accu):
+    accu = ops.depend(accu, grad)                   # after this step's accumulation into it
+    value = accu * 1.0
+    return ops.depend(value, ops.assign(accu, ops.zeros_like(accu)))
+
+
 class PipelineStageLoss(LanguageModelLoss):
     """LanguageModelLoss compiled once as a reusable sub-graph (``lazy_inline``), as MindSpore's pipeline pass
     expects of the network inside ``PipelineCell`` (one call per micro-batch)."""
@@ -180,16 +210,12 @@ class PipelineGradients(nn.Cell):
         super().__init__(auto_prefix=False)
         self.accu_grads = parameters.clone(prefix="accu_grads", init="zeros")
         self.opt_shard = opt_shard
+        self.hyper_map = ops.HyperMap()
 
     def construct(self, grads):
         if self.opt_shard:
             return grads
-        out = []
-        for grad, accu in zip(grads, self.accu_grads):
-            accu = ops.depend(accu, grad)
-            value = accu * 1.0
-            out.append(ops.depend(value, ops.assign(accu, ops.zeros_like(accu))))
-        return tuple(out)
+        return self.hyper_map(_read_and_zero, grads, self.accu_grads)
 
 
 class TrainStep:
@@ -228,6 +254,7 @@ class TrainStep:
         self.reducer = nn.DistributedGradReducer(self.optimizer.parameters, mean=False, degree=world) if explicit else None
         self.explicit_reduce = explicit
         self.grad_fn = ms.value_and_grad(self._scaled_loss, None, self.optimizer.parameters)
+        self.hyper_map = ops.HyperMap()
         self.step = ms.jit(self._step)
         self.grads = ms.jit(self._grads)
         self.accumulate = ms.jit(self._accumulate)
@@ -251,7 +278,7 @@ class TrainStep:
         return loss, grads
 
     def _accumulate(self, total, grads):
-        return tuple([a + g for a, g in zip(total, grads)])
+        return self.hyper_map(_added, total, grads)
 
     def _apply(self, grads, micro_batches):
         """Average over micro-batches, unscale, skip on overflow, clip to the global norm, update.
@@ -259,9 +286,7 @@ class TrainStep:
         unscale = 1.0 / micro_batches
         if self.scaler is not None:
             unscale = unscale / self.scaler.scale_value
-        square_sum = ops.zeros((), ms.float32)
-        for g in grads:
-            square_sum = square_sum + ops.square(g.astype(ms.float32)).sum()
+        square_sum = ops.addn(self.hyper_map(_square_sum, grads))
         norm = ops.sqrt(square_sum) * unscale
         # The overflow check of the loss scale: an inf/nan in any gradient makes the norm inf/nan (and so does a
         # sum of squares that overflows while scaled), so this is ms.amp.all_finite without a second pass
@@ -271,7 +296,7 @@ class TrainStep:
             self.scaler.adjust(finite)
         if finite:
             factor = unscale * self.grad_clip / ops.maximum(norm, self.grad_clip)     # global-norm clipping
-            grads = tuple([g * factor.astype(g.dtype) for g in grads])
+            grads = self.hyper_map(ops.partial(_scaled, factor), grads)
             self.optimizer(grads)
         return finite, norm
 
@@ -326,10 +351,15 @@ def save_run_checkpoint(run_dir: Path, model: CodeGeeX, step: TrainStep, state: 
 
 
 def save_sharded_run_checkpoint(run_dir: Path, model: CodeGeeX, step: TrainStep, state: dict, keep: int,
-                                tokenizer: str | None, rank: int, strategy: Path | None) -> Path | None:
+                                tokenizer: str | None, rank: int) -> Path | None:
     """Every rank writes its own slices into the temporary folder; rank 0 adds the config, state and strategy
     file and renames the folder once all ranks are done (barriers in between), so a crash leaves only ``.tmp``.
-    ``strategy`` is MindSpore's strategy file; without one (data parallel) the config's layout is written."""
+    The strategy file is the one MindSpore wrote for the run (``parallel.strategy_path``; under pipeline stages,
+    one rank's file per stage merged into one); without one (data parallel) the config's layout is written.
+    Under pipeline stages a rank saves only its stage's parameters."""
+    cfg = model.config
+    ranks_per_stage = cfg.parallel.data_parallel * cfg.parallel.model_parallel
+    strategy = strategy_path(run_dir, rank)
     root = run_dir / "checkpoints"
     final = root / f"step-{state['step']:08d}"
     tmp = root / (final.name + ".tmp")
@@ -339,6 +369,8 @@ def save_sharded_run_checkpoint(run_dir: Path, model: CodeGeeX, step: TrainStep,
     all_ranks_agree(True)
     path = reshard.rank_file(tmp, rank)
     params = list(model.get_parameters()) + step.state_parameters()
+    held = stage_parameter_names(cfg, strategy)
+    params = [p for p in params if held is None or p.name in held]
     try:
         path.parent.mkdir()
         ms.save_checkpoint([{"name": p.name, "data": p} for p in params], str(path))
@@ -353,7 +385,10 @@ def save_sharded_run_checkpoint(run_dir: Path, model: CodeGeeX, step: TrainStep,
         (tmp / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
         if tokenizer is not None:
             checkpoint.write_tokenizer_reference(tmp, tokenizer)
-        if strategy is not None and strategy.is_file():
+        if cfg.parallel.pipeline_stages > 1:
+            stage_files = [strategy_path(run_dir, s * ranks_per_stage) for s in range(cfg.parallel.pipeline_stages)]
+            reshard.merge_pipeline_strategies(stage_files, tmp / "strategy.ckpt")
+        elif strategy.is_file():
             shutil.copyfile(strategy, tmp / f"strategy{strategy.suffix}")
         else:
             shapes = {p.name: tuple(p.shape) for p in params}
@@ -363,9 +398,11 @@ def save_sharded_run_checkpoint(run_dir: Path, model: CodeGeeX, step: TrainStep,
     return final if rank == 0 else None
 
 
-def load_run_checkpoint(folder: Path, model: CodeGeeX, step: TrainStep, rank: int | None = None) -> dict:
+def load_run_checkpoint(folder: Path, model: CodeGeeX, step: TrainStep, rank: int | None = None,
+                        held: set[str] | None = None) -> dict:
     """Restore weights, optimizer state and loss scale; raises ValueError naming what is wrong.
-    ``rank``: load that rank's slices from a sharded checkpoint instead of the single-device files."""
+    ``rank``: load that rank's slices from a sharded checkpoint instead of the single-device files;
+    ``held``: the parameters this rank holds (its pipeline stage's; None: all)."""
     try:
         state = json.loads((folder / STATE_FILE).read_text())
         if rank is None:
@@ -374,7 +411,10 @@ def load_run_checkpoint(folder: Path, model: CodeGeeX, step: TrainStep, rank: in
             wanted = {p.name: p for p in step.state_parameters()}
         else:
             saved = ms.load_checkpoint(str(reshard.rank_file(folder, rank)))
-            wanted = {p.name: p for p in list(model.get_parameters()) + step.state_parameters()}
+            if held is None and model.config.parallel.pipeline_stages > 1:
+                held = set(saved)          # no strategy file of this run yet: the stage's file says what it holds
+            wanted = {p.name: p for p in list(model.get_parameters()) + step.state_parameters()
+                      if held is None or p.name in held}
     except Exception as e:  # noqa: BLE001 - any failure means this checkpoint is unusable
         raise ValueError(f"checkpoint {folder} is unreadable: {type(e).__name__}: {str(e)[:300]}") from None
     missing = sorted(set(wanted) - set(saved))
@@ -463,15 +503,18 @@ class StopSignal:
 
 
 def data_layout(cfg: Config, rank: int, world: int, data_parallel_reduce: bool) -> tuple[Config, int, int]:
-    """Which batches this rank reads: (config with the per-read micro-batch size, data rank, data ranks).
+    """Which batches this rank reads: (config, data rank, data ranks).
 
-    Data parallel: rank r of N reads every N-th sample, ``micro_batch_size`` of them. Under semi_auto_parallel
-    every rank reads the same global batch (``full_batch``, ``micro_batch_size x data_parallel`` samples) and
-    MindSpore gives each device its slice by the first operators' strategies: ranks of one model-parallel
-    group must see the same samples, which a rank-strided read would not give."""
+    Data parallel: rank r of N reads every N-th sample, ``micro_batch_size`` of them. Under semi_auto_parallel the
+    ``data_parallel`` replicas split the samples the same way, and the ``model_parallel`` ranks of one replica
+    (consecutive ranks: the device matrix is ``[data_parallel, model_parallel]``, per pipeline stage) read the
+    same samples, as the dataset strategy of ``parallel.init_distributed`` tells MindSpore. (Feeding every rank
+    the global batch instead would build the ``[global batch, s, s]`` attention mask on every host: 51 GB per
+    step for the 13B layout.)"""
     if world == 1 or data_parallel_reduce:
         return cfg, rank, world
-    return cfg.replace(train={"micro_batch_size": cfg.train.micro_batch_size * cfg.parallel.data_parallel}), 0, 1
+    p = cfg.parallel
+    return cfg, (rank % (p.data_parallel * p.model_parallel)) // p.model_parallel, p.data_parallel
 
 
 @dataclass
@@ -492,12 +535,12 @@ def build_train_step(cfg: Config, layout: RankLayout) -> tuple[CodeGeeX, TrainSt
 
 
 def train(cfg: Config, data_dir: Path, run_dir: Path, tokenizer: str | None = None, resume: bool = False,
-          layout: RankLayout = RankLayout(), strategy: Path | None = None, log=print) -> RunResult:
+          layout: RankLayout = RankLayout(), log=print) -> RunResult:
     """Train ``cfg`` on the shards in ``data_dir``, writing checkpoints, metrics.jsonl and loss.png to ``run_dir``.
 
     ``layout`` (from ``parallel.init_distributed``): this process's rank, the world size, who reduces the
-    gradients, and whether every rank saves (and resumes from) its own slices, as semi_auto_parallel needs;
-    ``strategy`` is the strategy file MindSpore writes for this rank layout (see parallel.init_distributed)."""
+    gradients, and whether every rank saves (and resumes from) its own slices, as semi_auto_parallel needs (with
+    the strategy files MindSpore writes to ``parallel.strategy_path(run_dir, rank)``)."""
     t = cfg.train
     rank, world, sharded_checkpoints = layout.rank, layout.world, layout.sharded_checkpoints
     data_cfg, data_rank, data_world = data_layout(cfg, rank, world, layout.data_parallel_reduce)
@@ -517,10 +560,14 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, tokenizer: str | None = No
         for stale in (run_dir / "checkpoints").glob("*.tmp") if (run_dir / "checkpoints").is_dir() else []:
             shutil.rmtree(stale)
     state = {"step": 0, "micro_batches": 0, "skipped_steps": 0}
+    held = None
+    if resume and sharded_checkpoints and strategy_path(run_dir, rank).is_file():
+        held = stage_parameter_names(cfg, strategy_path(run_dir, rank))
     if resume:
         for folder in reversed(complete_checkpoints(run_dir)):
             try:
-                loaded, problem = load_run_checkpoint(folder, model, step_fn, rank if sharded_checkpoints else None), None
+                loaded, problem = load_run_checkpoint(folder, model, step_fn, rank if sharded_checkpoints else None,
+                                                      held), None
             except ValueError as e:
                 loaded, problem = None, str(e)
             if sharded_checkpoints and not all_ranks_agree(problem is None):
@@ -548,8 +595,7 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, tokenizer: str | None = No
 
     def save():
         if sharded_checkpoints:
-            path = save_sharded_run_checkpoint(run_dir, model, step_fn, state, t.keep_checkpoints, tokenizer, rank,
-                                               strategy)
+            path = save_sharded_run_checkpoint(run_dir, model, step_fn, state, t.keep_checkpoints, tokenizer, rank)
         else:
             path = save_run_checkpoint(run_dir, model, step_fn, state, t.keep_checkpoints, tokenizer) if rank == 0 else None
         if rank == 0:

@@ -1,0 +1,118 @@
+"""CPU matmul kernels (``linear.cc``) run inside MindSpore graphs through ``ops.Custom(func_type="aot")``.
+
+MindSpore 2.9 has no CPU int8 matmul (int8 x int8 wraps mod 256, fp32 x int8 is a TypeError, the quantized
+matmul ops are Ascend-only), so the weight-only int8 Linear used to cast its weight to float32 for every call:
+more bytes per token than the fp32 model. ``linear_int8`` reads the int8 weight and dequantises in registers.
+
+The C++ source ships in the package and is compiled with g++ -O3 on first use into a per-user cache keyed by the
+source's hash and this CPU's vector features (``~/.cache/codegeex-ms/kernels/``); MindSpore's own build of a
+``.cc`` passes no -O flag. Without g++ (or if the build fails) ``library()`` returns None after one warning and
+the model keeps its MindSpore-only path. ``CODEGEEX_KERNELS=0`` switches the kernels off.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import subprocess
+import warnings
+from functools import lru_cache
+from pathlib import Path
+
+SOURCE = Path(__file__).with_name("linear.cc")
+PATHS = ("avx512", "avx2", "portable")
+FEATURES = ("avx512f", "avx512bw", "avx512_vnni", "avx2", "fma")
+
+
+_disabled = 0
+
+
+@contextlib.contextmanager
+def disabled():
+    """Build models without the custom kernels inside this block (MindIR export: an exported graph must not name
+    a shared library of this machine's cache)."""
+    global _disabled
+    _disabled += 1
+    try:
+        yield
+    finally:
+        _disabled -= 1
+
+
+def enabled() -> bool:
+    """Whether models built now use the kernels: CPU device, not switched off, and the library builds."""
+    import mindspore as ms
+    return not _disabled and ms.get_context("device_target") == "CPU" and library() is not None
+
+
+def cpu_features() -> tuple[str, ...]:
+    try:
+        flags = next((line.split(":", 1)[1].split() for line in open("/proc/cpuinfo") if line.startswith("flags")), [])
+    except OSError:
+        flags = []
+    return tuple(f for f in FEATURES if f in flags)
+
+
+def best_path() -> str:
+    """The fastest path this CPU runs (the one the ``_auto`` entry points take)."""
+    f = set(cpu_features())
+    return "avx512" if {"avx512f", "avx512bw"} <= f else "avx2" if {"avx2", "fma"} <= f else "portable"
+
+
+def supported_paths() -> list[str]:
+    order = PATHS[PATHS.index(best_path()):]
+    return list(order)
+
+
+def cache_dir() -> Path:
+    base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(cpu_features()).encode()).hexdigest()[:16]
+    return base / "codegeex-ms" / "kernels" / key
+
+
+@lru_cache(maxsize=1)
+def library() -> Path | None:
+    """The compiled kernel library (built on first use), or None with one warning when it cannot be built."""
+    if os.environ.get("CODEGEEX_KERNELS", "1") == "0":
+        return None
+    target = cache_dir() / "libcodegeex_linear.so"
+    if target.is_file():
+        return target
+    compiler = shutil.which(os.environ.get("CXX", "g++"))
+    if compiler is None:
+        warnings.warn("codegeex_ms.kernels: g++ not found, so int8 Linears run on MindSpore's cast-then-matmul path "
+                      "(slower); install g++ to build the CPU kernels", RuntimeWarning, stacklevel=2)
+        return None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
+    result = subprocess.run([compiler, "-O3", "-std=c++17", "-shared", "-fPIC", "-pthread", str(SOURCE), "-o", str(tmp)],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        tmp.unlink(missing_ok=True)
+        warnings.warn(f"codegeex_ms.kernels: building {SOURCE.name} failed, so int8 Linears run on MindSpore's "
+                      f"cast-then-matmul path: {result.stderr[-500:]}", RuntimeWarning, stacklevel=2)
+        return None
+    os.replace(tmp, target)
+    return target
+
+
+def _custom(function: str):
+    import mindspore as ms
+    from mindspore import ops
+    lib = library()
+    if lib is None:
+        return None
+    return ops.Custom(f"{lib}:{function}", out_shape=lambda x, w, *rest: (x[0], w[0]),
+                      out_dtype=lambda *dtypes: ms.float32, func_type="aot")
+
+
+def int8_linear_op(path: str = "auto"):
+    """``ops.Custom``: (x [M, K] float32, w [N, K] int8, scale [N] float32) -> x @ (w * scale)ᵀ [M, N] float32,
+    or None when the kernels are not available. ``path``: "auto" or one of PATHS (tests)."""
+    return _custom(f"linear_int8_{path}")
+
+
+def f32_linear_op(path: str = "auto"):
+    """``ops.Custom``: (x [M, K] float32, w [N, K] float32) -> x @ wᵀ [M, N] float32, or None."""
+    return _custom(f"linear_f32_{path}")

@@ -1,0 +1,283 @@
+// CPU matmul kernels for MindSpore's ops.Custom(func_type="aot"): y = x @ W^T for the Linears of CodeGeeX.
+//
+//   linear_int8_*(x [M, K] float32, w [N, K] int8, scale [N] float32) -> y [M, N] float32
+//       y[m, n] = scale[n] * sum_k x[m, k] * w[n, k]     (weight-only int8, dequantised in registers)
+//   linear_f32_*(x [M, K] float32, w [N, K] float32) -> y [M, N] float32
+//
+// Each exists as _avx512 (AVX-512F/BW), _avx2 (AVX2 + FMA) and _portable (plain C++); the unsuffixed name picks
+// the best path this CPU supports at run time. Every path is exact up to float summation order.
+//
+// Batch-1 decoding reads every weight once per token, so the kernels are written for bandwidth: weights are
+// streamed row by row and never expanded to float32 in memory. Below 4 rows of x each weight row is one dot
+// product per row of x with four independent accumulators; from 4 rows on (prefill) a tile of x (MT rows, kept
+// in L2) is multiplied with NR=4 weight rows at a time in registers (MR x NR accumulators).
+//
+// Threads: MindSpore calls the kernel from its own worker threads and may run independent kernels (q, k, v)
+// concurrently, so a kernel spinning up threads of its own would fight its pool. With CODEGEEX_KERNEL_THREADS
+// = T > 1 the weight rows are split over T threads started for the call (std::thread, no spin-waiting).
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+#include <vector>
+#include <immintrin.h>
+
+namespace {
+
+constexpr int64_t NR = 4;     // weight rows per register block
+constexpr int64_t MT = 16;    // rows of x per tile
+
+// ---------------------------------------------------------------------------------------------------------
+// portable
+
+template <typename W>
+void rows_portable(const float *x, const W *w, const float *scale, float *y, int64_t M, int64_t N, int64_t K,
+                   int64_t n_begin, int64_t n_end) {
+  for (int64_t m = 0; m < M; ++m) {
+    const float *xm = x + m * K;
+    for (int64_t n = n_begin; n < n_end; ++n) {
+      const W *wn = w + n * K;
+      float acc = 0.0f;
+      for (int64_t k = 0; k < K; ++k) acc += xm[k] * static_cast<float>(wn[k]);
+      y[m * N + n] = scale ? acc * scale[n] : acc;
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// AVX-512: 16 floats per vector
+
+__attribute__((target("avx512f,avx512bw"))) inline __m512 load16(const float *p) { return _mm512_loadu_ps(p); }
+__attribute__((target("avx512f,avx512bw"))) inline __m512 load16(const int8_t *p) {
+  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p))));
+}
+
+// one weight row with one row of x: four independent accumulators over 64 elements per step, so that the
+// loads and conversions of the next step overlap the FMAs of this one (a chain per row would be latency-bound)
+template <typename W>
+__attribute__((target("avx512f,avx512bw")))
+float dot_avx512(const float *x, const W *w, int64_t K) {
+  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  int64_t k = 0;
+  for (; k + 64 <= K; k += 64) {
+    a0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + k), load16(w + k), a0);
+    a1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + k + 16), load16(w + k + 16), a1);
+    a2 = _mm512_fmadd_ps(_mm512_loadu_ps(x + k + 32), load16(w + k + 32), a2);
+    a3 = _mm512_fmadd_ps(_mm512_loadu_ps(x + k + 48), load16(w + k + 48), a3);
+  }
+  for (; k + 16 <= K; k += 16) a0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + k), load16(w + k), a0);
+  float sum = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+  for (; k < K; ++k) sum += x[k] * static_cast<float>(w[k]);
+  return sum;
+}
+
+template <typename W, int MR>
+__attribute__((target("avx512f,avx512bw")))
+void block_avx512(const float *x, const W *w, const float *scale, float *y, int64_t N, int64_t K, int64_t m0,
+                  int64_t n0, int64_t nr) {
+  __m512 acc[MR][NR];
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_setzero_ps();
+  const W *wr[NR];
+  for (int j = 0; j < NR; ++j) wr[j] = w + (n0 + std::min<int64_t>(j, nr - 1)) * K;
+  int64_t k = 0;
+  for (; k + 16 <= K; k += 16) {
+    __m512 wv[NR];
+    for (int j = 0; j < NR; ++j) wv[j] = load16(wr[j] + k);
+    for (int i = 0; i < MR; ++i) {
+      __m512 xv = _mm512_loadu_ps(x + (m0 + i) * K + k);
+      for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]);
+    }
+  }
+  for (int i = 0; i < MR; ++i) {
+    const float *xm = x + (m0 + i) * K;
+    for (int j = 0; j < nr; ++j) {
+      float s = _mm512_reduce_add_ps(acc[i][j]);
+      for (int64_t t = k; t < K; ++t) s += xm[t] * static_cast<float>(wr[j][t]);
+      y[(m0 + i) * N + n0 + j] = scale ? s * scale[n0 + j] : s;
+    }
+  }
+}
+
+template <typename W>
+__attribute__((target("avx512f,avx512bw")))
+void rows_avx512(const float *x, const W *w, const float *scale, float *y, int64_t M, int64_t N, int64_t K,
+                 int64_t n_begin, int64_t n_end) {
+  if (M < 4) {                  // decoding: stream each weight row once, for every row of x
+    for (int64_t n = n_begin; n < n_end; ++n)
+      for (int64_t m = 0; m < M; ++m) {
+        float v = dot_avx512<W>(x + m * K, w + n * K, K);
+        y[m * N + n] = scale ? v * scale[n] : v;
+      }
+    return;
+  }
+  for (int64_t mt = 0; mt < M; mt += MT) {
+    int64_t mt_end = std::min(M, mt + MT);
+    for (int64_t n0 = n_begin; n0 < n_end; n0 += NR) {
+      int64_t nr = std::min(NR, n_end - n0);
+      int64_t m = mt;
+      for (; m + 4 <= mt_end; m += 4) block_avx512<W, 4>(x, w, scale, y, N, K, m, n0, nr);
+      for (; m < mt_end; ++m) block_avx512<W, 1>(x, w, scale, y, N, K, m, n0, nr);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// AVX2 + FMA: 8 floats per vector
+
+__attribute__((target("avx2,fma"))) inline __m256 load8(const float *p) { return _mm256_loadu_ps(p); }
+__attribute__((target("avx2,fma"))) inline __m256 load8(const int8_t *p) {
+  return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i *>(p))));
+}
+
+__attribute__((target("avx2,fma"))) inline float hsum8(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+  return _mm_cvtss_f32(s);
+}
+
+template <typename W>
+__attribute__((target("avx2,fma")))
+float dot_avx2(const float *x, const W *w, int64_t K) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  int64_t k = 0;
+  for (; k + 32 <= K; k += 32) {
+    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k), load8(w + k), a0);
+    a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k + 8), load8(w + k + 8), a1);
+    a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k + 16), load8(w + k + 16), a2);
+    a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k + 24), load8(w + k + 24), a3);
+  }
+  for (; k + 8 <= K; k += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k), load8(w + k), a0);
+  float sum = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+  for (; k < K; ++k) sum += x[k] * static_cast<float>(w[k]);
+  return sum;
+}
+
+template <typename W, int MR>
+__attribute__((target("avx2,fma")))
+void block_avx2(const float *x, const W *w, const float *scale, float *y, int64_t N, int64_t K, int64_t m0,
+                int64_t n0, int64_t nr) {
+  __m256 acc[MR][NR];
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) acc[i][j] = _mm256_setzero_ps();
+  const W *wr[NR];
+  for (int j = 0; j < NR; ++j) wr[j] = w + (n0 + std::min<int64_t>(j, nr - 1)) * K;
+  int64_t k = 0;
+  for (; k + 8 <= K; k += 8) {
+    __m256 wv[NR];
+    for (int j = 0; j < NR; ++j) wv[j] = load8(wr[j] + k);
+    for (int i = 0; i < MR; ++i) {
+      __m256 xv = _mm256_loadu_ps(x + (m0 + i) * K + k);
+      for (int j = 0; j < NR; ++j) acc[i][j] = _mm256_fmadd_ps(xv, wv[j], acc[i][j]);
+    }
+  }
+  for (int i = 0; i < MR; ++i) {
+    const float *xm = x + (m0 + i) * K;
+    for (int j = 0; j < nr; ++j) {
+      float s = hsum8(acc[i][j]);
+      for (int64_t t = k; t < K; ++t) s += xm[t] * static_cast<float>(wr[j][t]);
+      y[(m0 + i) * N + n0 + j] = scale ? s * scale[n0 + j] : s;
+    }
+  }
+}
+
+template <typename W>
+__attribute__((target("avx2,fma")))
+void rows_avx2(const float *x, const W *w, const float *scale, float *y, int64_t M, int64_t N, int64_t K,
+               int64_t n_begin, int64_t n_end) {
+  if (M < 4) {
+    for (int64_t n = n_begin; n < n_end; ++n)
+      for (int64_t m = 0; m < M; ++m) {
+        float v = dot_avx2<W>(x + m * K, w + n * K, K);
+        y[m * N + n] = scale ? v * scale[n] : v;
+      }
+    return;
+  }
+  for (int64_t mt = 0; mt < M; mt += MT) {
+    int64_t mt_end = std::min(M, mt + MT);
+    for (int64_t n0 = n_begin; n0 < n_end; n0 += NR) {
+      int64_t nr = std::min(NR, n_end - n0);
+      int64_t m = mt;
+      for (; m + 2 <= mt_end; m += 2) block_avx2<W, 2>(x, w, scale, y, N, K, m, n0, nr);
+      for (; m < mt_end; ++m) block_avx2<W, 1>(x, w, scale, y, N, K, m, n0, nr);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// dispatch, threads, MindSpore's aot interface
+
+enum class Path { portable, avx2, avx512 };
+
+Path best_path() {
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) return Path::avx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Path::avx2;
+  return Path::portable;
+}
+
+int kernel_threads() {
+  const char *v = std::getenv("CODEGEEX_KERNEL_THREADS");
+  int t = v ? std::atoi(v) : 1;
+  return std::max(1, std::min(t, 64));
+}
+
+template <typename W>
+void run(Path path, const float *x, const W *w, const float *scale, float *y, int64_t M, int64_t N, int64_t K) {
+  auto rows = [=](int64_t begin, int64_t end) {
+    if (path == Path::avx512) rows_avx512<W>(x, w, scale, y, M, N, K, begin, end);
+    else if (path == Path::avx2) rows_avx2<W>(x, w, scale, y, M, N, K, begin, end);
+    else rows_portable<W>(x, w, scale, y, M, N, K, begin, end);
+  };
+  int threads = kernel_threads();
+  if (threads == 1 || N < 64 * threads) {
+    rows(0, N);
+    return;
+  }
+  std::vector<std::thread> pool;
+  int64_t per = (N / threads + NR - 1) / NR * NR;
+  for (int t = 1; t < threads; ++t) {
+    int64_t begin = std::min(N, t * per), end = std::min(N, (t + 1) * per);
+    if (begin < end) pool.emplace_back(rows, begin, end);
+  }
+  rows(0, std::min(N, per));
+  for (auto &th : pool) th.join();
+}
+
+// params: inputs then outputs. int8: x, w, scale, y; f32: x, w, y. Returns non-zero on a shape it cannot take.
+int linear_int8(Path path, int nparam, void **params, int *ndims, int64_t **shapes) {
+  if (nparam != 4 || ndims[0] != 2 || ndims[1] != 2 || ndims[2] != 1 || shapes[0][1] != shapes[1][1] ||
+      shapes[2][0] != shapes[1][0])
+    return 1;
+  run<int8_t>(path, static_cast<const float *>(params[0]), static_cast<const int8_t *>(params[1]),
+              static_cast<const float *>(params[2]), static_cast<float *>(params[3]), shapes[0][0], shapes[1][0],
+              shapes[0][1]);
+  return 0;
+}
+
+int linear_f32(Path path, int nparam, void **params, int *ndims, int64_t **shapes) {
+  if (nparam != 3 || ndims[0] != 2 || ndims[1] != 2 || shapes[0][1] != shapes[1][1]) return 1;
+  run<float>(path, static_cast<const float *>(params[0]), static_cast<const float *>(params[1]), nullptr,
+             static_cast<float *>(params[2]), shapes[0][0], shapes[1][0], shapes[0][1]);
+  return 0;
+}
+
+const Path kBest = best_path();
+
+}  // namespace
+
+#define AOT_ARGS int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *stream, void *extra
+extern "C" {
+int linear_int8_avx512(AOT_ARGS) { return linear_int8(Path::avx512, nparam, params, ndims, shapes); }
+int linear_int8_avx2(AOT_ARGS) { return linear_int8(Path::avx2, nparam, params, ndims, shapes); }
+int linear_int8_portable(AOT_ARGS) { return linear_int8(Path::portable, nparam, params, ndims, shapes); }
+int linear_int8_auto(AOT_ARGS) { return linear_int8(kBest, nparam, params, ndims, shapes); }
+int linear_f32_avx512(AOT_ARGS) { return linear_f32(Path::avx512, nparam, params, ndims, shapes); }
+int linear_f32_avx2(AOT_ARGS) { return linear_f32(Path::avx2, nparam, params, ndims, shapes); }
+int linear_f32_portable(AOT_ARGS) { return linear_f32(Path::portable, nparam, params, ndims, shapes); }
+int linear_f32_auto(AOT_ARGS) { return linear_f32(kBest, nparam, params, ndims, shapes); }
+// which path the _auto functions take on this CPU: 0 portable, 1 avx2, 2 avx512
+int best_kernel_path() { return static_cast<int>(kBest); }
+}

@@ -1,0 +1,97 @@
+"""The CPU matmul kernels (codegeex_ms/kernels/linear.cc) inside MindSpore graphs: every path this CPU runs against
+numpy, the int8 Linear of the model with and without them, and the fallback when they cannot be built."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from codegeex_ms import kernels
+
+pytestmark = pytest.mark.skipif(kernels.library() is None, reason="the kernels could not be built here (g++?)")
+
+# odd and even sizes, batch 1 (decode) and > 1 (prefill, with and without a partial 4-row tile), K not a multiple
+# of the vector widths (8, 16) or of the 64-element step, N not a multiple of the 4-row block
+SHAPES = [(1, 1, 1), (1, 7, 13), (1, 64, 64), (1, 130, 200), (2, 33, 37), (3, 5, 71), (4, 8, 16), (5, 64, 48),
+          (9, 17, 129), (17, 130, 100), (64, 96, 1024)]
+
+
+@pytest.mark.parametrize("path", kernels.supported_paths())
+@pytest.mark.parametrize("m, n, k", SHAPES)
+def test_int8_kernel_equals_numpy(path, m, n, k, ms_context):
+    from mindspore import Tensor
+    rng = np.random.default_rng(m * 1000 + n + k)
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    w = rng.integers(-127, 128, (n, k)).astype(np.int8)
+    scale = (rng.random(n) * 0.02 + 1e-3).astype(np.float32)
+    expected = x.astype(np.float64) @ (w.astype(np.float64) * scale[:, None]).T
+    got = kernels.int8_linear_op(path)(Tensor(x), Tensor(w), Tensor(scale)).asnumpy()
+    assert got.shape == (m, n) and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("path", kernels.supported_paths())
+@pytest.mark.parametrize("m, n, k", SHAPES[::2])
+def test_f32_kernel_equals_numpy(path, m, n, k, ms_context):
+    from mindspore import Tensor
+    rng = np.random.default_rng(m + n * 7 + k)
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    w = rng.standard_normal((n, k)).astype(np.float32)
+    got = kernels.f32_linear_op(path)(Tensor(x), Tensor(w)).asnumpy()
+    np.testing.assert_allclose(got, x.astype(np.float64) @ w.T.astype(np.float64), rtol=1e-5, atol=1e-4)
+
+
+def test_threads_give_the_same_result(ms_context):
+    code = ("import numpy as np; from mindspore import Tensor; from codegeex_ms import kernels; "
+            "r = np.random.default_rng(0); x = r.standard_normal((2, 300)).astype(np.float32); "
+            "w = r.integers(-127, 128, (1000, 300)).astype(np.int8); s = np.ones(1000, np.float32); "
+            "np.save('/dev/stdout', kernels.int8_linear_op()(Tensor(x), Tensor(w), Tensor(s)).asnumpy())")
+    outs = []
+    for threads in ("1", "2"):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True,
+                             env={**os.environ, "CODEGEEX_KERNEL_THREADS": threads}).stdout
+        outs.append(out[-2 * 1000 * 4:])
+    assert outs[0] == outs[1]
+
+
+def test_quantized_model_same_logits_and_greedy_tokens_with_and_without_kernels(tiny_config, ms_context):
+    """The int8 model with the kernel equals the int8 model on MindSpore's cast-then-matmul path."""
+    import mindspore as ms
+    from mindspore import Tensor
+    from codegeex_ms.model import CodeGeeX
+    cfg = tiny_config.replace(precision={"weight_quant": "int8"})
+    ms.set_seed(3)
+    fast = CodeGeeX(cfg)
+    with kernels.disabled():
+        plain = CodeGeeX(cfg)
+    assert fast.layers[0].attention.query.int8_kernel is not None
+    assert plain.layers[0].attention.query.int8_kernel is None
+    rng = np.random.default_rng(0)
+    for p_fast, p_plain in zip(fast.get_parameters(), plain.get_parameters()):
+        if p_fast.dtype == ms.int8:
+            value = rng.integers(-127, 128, p_fast.shape).astype(np.int8)
+        elif p_fast.name.endswith("weight_scale"):
+            value = (rng.random(p_fast.shape) * 0.002).astype(np.float32)
+        else:
+            value = (rng.standard_normal(p_fast.shape) * 0.02).astype(np.float32)
+        p_fast.set_data(Tensor(value))
+        p_plain.set_data(Tensor(value))
+    fast.set_train(False)
+    plain.set_train(False)
+    ids = Tensor(rng.integers(0, 50000, (2, 24)).astype(np.int32))
+    a, b = fast(ids).asnumpy(), plain(ids).asnumpy()
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    assert (a.argmax(-1) == b.argmax(-1)).all()
+
+
+def test_no_compiler_falls_back_with_one_warning(tmp_path):
+    code = ("import warnings; warnings.simplefilter('always'); from codegeex_ms import kernels; "
+            "print(kernels.library()); print(kernels.library())")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            env={**os.environ, "CXX": "no-such-compiler", "XDG_CACHE_HOME": str(tmp_path)})
+    assert result.returncode == 0
+    assert result.stdout.split() == ["None", "None"]
+    assert result.stderr.count("g++ not found") == 1
