@@ -95,3 +95,35 @@ def test_no_compiler_falls_back_with_one_warning(tmp_path):
     assert result.returncode == 0
     assert result.stdout.split() == ["None", "None"]
     assert result.stderr.count("g++ not found") == 1
+
+
+def test_int8_embedding_model_matches_the_dequantized_model(tiny_config, tmp_path, ms_context):
+    """quantize --embedding int8: the lookup and the tied head use the int8 table and its row scales; the model
+    equals an fp32 model whose word embedding is the dequantised table (same Linears), with and without the
+    kernels."""
+    import mindspore as ms
+    from mindspore import Tensor
+    from codegeex_ms import checkpoint
+    from codegeex_ms.model import CodeGeeX
+    from codegeex_ms.quantize_export import quantize_checkpoint
+    from codegeex_ms.safetensors_io import SafetensorsReader
+    ms.set_seed(5)
+    checkpoint.save(CodeGeeX(tiny_config), tmp_path / "fp32")
+    quantize_checkpoint(tmp_path / "fp32", tmp_path / "int8", embedding=True)
+    q = checkpoint.load(tmp_path / "int8")
+    assert q.config.precision.embedding_quant == "int8" and q.word_embeddings.weight.dtype == ms.int8
+    reader = SafetensorsReader(tmp_path / "int8" / checkpoint.WEIGHTS_FILE)
+    table = reader.get("word_embeddings.weight").astype(np.float32) * reader.get("word_embeddings.weight_scale")[:, None]
+    with kernels.disabled():
+        plain_q = checkpoint.load(tmp_path / "int8")
+        reference = CodeGeeX(q.config.replace(precision={"embedding_quant": "none"}))
+    for p in reference.get_parameters():
+        p.set_data(Tensor(table) if p.name == "word_embeddings.weight" else dict(
+            (x.name, x) for x in plain_q.get_parameters())[p.name].value())
+    ids = Tensor(np.random.default_rng(1).integers(0, 50000, (2, 16)).astype(np.int32))
+    want = reference(ids).asnumpy()
+    for model in (q, plain_q):
+        model.set_train(False)
+        np.testing.assert_allclose(model(ids).asnumpy(), want, rtol=1e-5, atol=1e-5)
+    fp32_bytes = (tmp_path / "fp32" / checkpoint.WEIGHTS_FILE).stat().st_size
+    assert (tmp_path / "int8" / checkpoint.WEIGHTS_FILE).stat().st_size < 0.3 * fp32_bytes

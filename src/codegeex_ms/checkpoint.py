@@ -38,7 +38,7 @@ class CheckpointError(ValueError):
 
 def check_weights(reader: SafetensorsReader, cfg: Config) -> None:
     """Raise CheckpointError unless the file holds exactly the parameters of ``cfg`` with the right shapes."""
-    expected = parameter_shapes(cfg.model, cfg.precision.weight_quant)
+    expected = parameter_shapes(cfg.model, cfg.precision.weight_quant, cfg.precision.embedding_quant)
     missing = [n for n in expected if n not in reader.names]
     unexpected = [n for n in reader.names if n not in expected]
     problems = []
@@ -59,7 +59,7 @@ def write_folder(out_dir: str | os.PathLike, cfg: Config, shapes_dtypes: list[tu
     """Write a checkpoint folder from a tensor source (``fetch(name) -> np.ndarray``), one tensor at a time."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    expected = parameter_shapes(cfg.model, cfg.precision.weight_quant)
+    expected = parameter_shapes(cfg.model, cfg.precision.weight_quant, cfg.precision.embedding_quant)
     names = [n for n, _, _ in shapes_dtypes]
     if sorted(names) != sorted(expected):
         raise CheckpointError(f"the tensors to write do not match the config's parameters: "

@@ -87,13 +87,14 @@ class PrecisionConfig:
     softmax_dtype: str = "float32"
     layernorm_dtype: str = "float32"
     weight_quant: str = "none"            # "int8": the six Linear weights of every layer stored as int8 + row scales
+    embedding_quant: str = "none"         # "int8": the word embedding (and so the tied head) as int8 + row scales
 
     def __post_init__(self):
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name == "weight_quant":
+            if f.name in ("weight_quant", "embedding_quant"):
                 if value not in ("none", "int8"):
-                    raise ConfigError(f"precision.weight_quant must be none or int8, got {value!r}")
+                    raise ConfigError(f"precision.{f.name} must be none or int8, got {value!r}")
             elif value not in DTYPES:
                 raise ConfigError(f"precision.{f.name} must be one of {', '.join(DTYPES)}, got {value!r}")
 

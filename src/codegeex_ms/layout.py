@@ -51,6 +51,10 @@ QUANTIZED_LINEARS = ("attention.query", "attention.key", "attention.value", "att
                      "mlp.dense_h_to_4h", "mlp.dense_4h_to_h")
 
 
+# The tensor that embedding quantization replaces: the word embedding, which is also the output head's weight.
+EMBEDDING = "word_embeddings.weight"
+
+
 def module_in_layer(name: str) -> str:
     """``layers.3.mlp.dense_h_to_4h.weight`` -> ``mlp.dense_h_to_4h`` (also under ``top_query_layer.``);
     outside the layers, the module name as it is (``word_embeddings``)."""
@@ -65,9 +69,10 @@ def is_quantized_weight(name: str) -> bool:
     return name.endswith(".weight") and module_in_layer(name) in QUANTIZED_LINEARS
 
 
-def parameter_shapes(cfg: ModelConfig, weight_quant: str = "none") -> dict[str, tuple[int, ...]]:
+def parameter_shapes(cfg: ModelConfig, weight_quant: str = "none", embedding_quant: str = "none") -> dict[str, tuple[int, ...]]:
     """Our parameter name -> shape, in forward order. With ``weight_quant="int8"`` each quantized Linear weight
-    (stored int8) is followed by its per-output-row ``weight_scale``."""
+    (stored int8) is followed by its per-output-row ``weight_scale``; with ``embedding_quant="int8"`` the word
+    embedding (stored int8) by its per-row ``word_embeddings.weight_scale``."""
     h = cfg.hidden_size
     shapes = {
         "word_embeddings.weight": (cfg.padded_vocab_size, h),
@@ -80,14 +85,12 @@ def parameter_shapes(cfg: ModelConfig, weight_quant: str = "none") -> dict[str, 
     shapes["final_layernorm.weight"] = (h,)
     shapes["final_layernorm.bias"] = (h,)
     shapes.update({f"top_query_layer.{k}": v for k, v in per_layer.items()})
-    if weight_quant == "int8":
-        with_scales = {}
-        for name, shape in shapes.items():
-            with_scales[name] = shape
-            if is_quantized_weight(name):
-                with_scales[name + "_scale"] = shape[:1]
-        shapes = with_scales
-    return shapes
+    with_scales = {}
+    for name, shape in shapes.items():
+        with_scales[name] = shape
+        if (weight_quant == "int8" and is_quantized_weight(name)) or (embedding_quant == "int8" and name == EMBEDDING):
+            with_scales[name + "_scale"] = shape[:1]
+    return with_scales
 
 
 def count_parameters(cfg: ModelConfig) -> int:

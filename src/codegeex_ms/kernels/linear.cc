@@ -8,14 +8,17 @@
 // the best path this CPU supports at run time. Every path is exact up to float summation order.
 //
 // Batch-1 decoding reads every weight once per token, so the kernels are written for bandwidth: weights are
-// streamed row by row and never expanded to float32 in memory. Below 4 rows of x each weight row is one dot
-// product per row of x with four independent accumulators; from 4 rows on (prefill) a tile of x (MT rows, kept
+// streamed row by row and never expanded to float32 in memory. Below 16 rows of x each weight row is one dot
+// product per row of x with four independent accumulators; from 16 rows on (prefill) a tile of x (MT rows, kept
 // in L2) is multiplied with NR=4 weight rows at a time in registers (MR x NR accumulators).
 //
-// Threads: MindSpore calls the kernel from its own worker threads and may run independent kernels (q, k, v)
-// concurrently, so a kernel spinning up threads of its own would fight its pool. With CODEGEEX_KERNEL_THREADS
-// = T > 1 the weight rows are split over T threads started for the call (std::thread, no spin-waiting).
+// Threads: MindSpore calls the kernel from its own worker threads, so a kernel whose threads spin-wait (OpenMP's
+// default) fights MindSpore's pool. With CODEGEEX_KERNEL_THREADS = T > 1 the weight rows are split over the
+// calling thread and T-1 pool threads that sleep on a condition variable between calls.
 #include <algorithm>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -104,7 +107,7 @@ template <typename W>
 __attribute__((target("avx512f,avx512bw")))
 void rows_avx512(const float *x, const W *w, const float *scale, float *y, int64_t M, int64_t N, int64_t K,
                  int64_t n_begin, int64_t n_end) {
-  if (M < 4) {                  // decoding: stream each weight row once, for every row of x
+  if (M < 16) {                 // decoding: stream each weight row once, for every row of x
     for (int64_t n = n_begin; n < n_end; ++n)
       for (int64_t m = 0; m < M; ++m) {
         float v = dot_avx512<W>(x + m * K, w + n * K, K);
@@ -187,7 +190,7 @@ template <typename W>
 __attribute__((target("avx2,fma")))
 void rows_avx2(const float *x, const W *w, const float *scale, float *y, int64_t M, int64_t N, int64_t K,
                int64_t n_begin, int64_t n_end) {
-  if (M < 4) {
+  if (M < 16) {
     for (int64_t n = n_begin; n < n_end; ++n)
       for (int64_t m = 0; m < M; ++m) {
         float v = dot_avx2<W>(x + m * K, w + n * K, K);
@@ -224,6 +227,73 @@ int kernel_threads() {
   return std::max(1, std::min(t, 64));
 }
 
+// A persistent pool: workers sleep on a condition variable between calls (no spinning, so they never compete
+// with MindSpore's own threads for a core), a call hands each worker a range of weight rows and runs the first
+// range itself. Calls are serialised by a mutex: MindSpore may run two kernels at once, and they then share the
+// pool one after the other.
+class Pool {
+ public:
+  explicit Pool(int workers) : busy_(workers, false) {
+    for (int i = 0; i < workers; ++i) threads_.emplace_back([this, i] { loop(i); });
+  }
+  ~Pool() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    for (auto &t : threads_) t.join();
+  }
+  int size() const { return static_cast<int>(threads_.size()) + 1; }
+  // job(part) for part = 0 .. size()-1; part 0 on the calling thread
+  void run(const std::function<void(int)> &job) {
+    std::lock_guard<std::mutex> call(call_mutex_);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      job_ = &job;
+      std::fill(busy_.begin(), busy_.end(), true);
+      ++generation_;
+    }
+    wake_.notify_all();
+    job(0);
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_.wait(lock, [this] { return std::none_of(busy_.begin(), busy_.end(), [](bool b) { return b; }); });
+  }
+
+ private:
+  void loop(int index) {
+    uint64_t seen = 0;
+    for (;;) {
+      const std::function<void(int)> *job;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
+        if (stop_) return;
+        seen = generation_;
+        job = job_;
+      }
+      (*job)(index + 1);
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        busy_[index] = false;
+      }
+      done_.notify_one();
+    }
+  }
+  std::vector<std::thread> threads_;
+  std::vector<bool> busy_;
+  std::mutex mutex_, call_mutex_;
+  std::condition_variable wake_, done_;
+  const std::function<void(int)> *job_ = nullptr;
+  uint64_t generation_ = 0;
+  bool stop_ = false;
+};
+
+Pool &pool() {
+  static Pool instance(kernel_threads() - 1);
+  return instance;
+}
+
 template <typename W>
 void run(Path path, const float *x, const W *w, const float *scale, float *y, int64_t M, int64_t N, int64_t K) {
   auto rows = [=](int64_t begin, int64_t end) {
@@ -231,19 +301,13 @@ void run(Path path, const float *x, const W *w, const float *scale, float *y, in
     else if (path == Path::avx2) rows_avx2<W>(x, w, scale, y, M, N, K, begin, end);
     else rows_portable<W>(x, w, scale, y, M, N, K, begin, end);
   };
-  int threads = kernel_threads();
-  if (threads == 1 || N < 64 * threads) {
+  int parts = kernel_threads() > 1 ? pool().size() : 1;
+  if (parts == 1 || N < 64 * parts) {
     rows(0, N);
     return;
   }
-  std::vector<std::thread> pool;
-  int64_t per = (N / threads + NR - 1) / NR * NR;
-  for (int t = 1; t < threads; ++t) {
-    int64_t begin = std::min(N, t * per), end = std::min(N, (t + 1) * per);
-    if (begin < end) pool.emplace_back(rows, begin, end);
-  }
-  rows(0, std::min(N, per));
-  for (auto &th : pool) th.join();
+  int64_t per = (N / parts + NR - 1) / NR * NR;
+  pool().run([&](int part) { rows(std::min(N, part * per), part == parts - 1 ? N : std::min(N, (part + 1) * per)); });
 }
 
 // params: inputs then outputs. int8: x, w, scale, y; f32: x, w, y. Returns non-zero on a shape it cannot take.
