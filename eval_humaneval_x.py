@@ -23,6 +23,8 @@ import sys
 import zlib
 from pathlib import Path
 
+from codegeex_ms.cli import ArgumentParser, UsageError, non_negative_float, non_negative_int, positive_float, positive_int
+
 from codegeex_ms.humaneval.dataset import LANGUAGES, DatasetError, parse_languages
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent / "shared" / "datasets" / "humaneval-x"
@@ -37,7 +39,7 @@ def add_common(p, languages=True):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    p = ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -48,16 +50,16 @@ def parse_args(argv=None):
     g.add_argument("--task", choices=("generation", "translation"), default="generation",
                    help="generation: tag + problem prompt; translation: the original's template from --src-lang")
     g.add_argument("--src-lang", choices=LANGUAGES, help="translation: source language (its canonical solutions)")
-    g.add_argument("--n", type=int, default=1, help="samples per problem (default 1)")
-    g.add_argument("--batch-size", type=int, default=1,
+    g.add_argument("--n", type=positive_int, default=1, help="samples per problem (default 1)")
+    g.add_argument("--batch-size", type=positive_int, default=1,
                    help="rows decoded together (default 1); several problems share a batch when --n is smaller")
     g.add_argument("--greedy", action="store_true", help="argmax decoding (then --n 1 is enough)")
-    g.add_argument("--temperature", type=float, default=0.8, help="default 0.8 (the original's scripts)")
-    g.add_argument("--top-p", type=float, default=0.95, help="default 0.95")
-    g.add_argument("--top-k", type=int, default=0, help="default 0 (off)")
-    g.add_argument("--max-new-tokens", type=int, default=512, help="default 512")
-    g.add_argument("--seed", type=int, default=0, help="base seed; each problem's seed derives from it")
-    g.add_argument("--limit", type=int, help="only the first N problems of each language")
+    g.add_argument("--temperature", type=positive_float, default=0.8, help="default 0.8 (the original's scripts)")
+    g.add_argument("--top-p", type=non_negative_float, default=0.95, help="default 0.95")
+    g.add_argument("--top-k", type=non_negative_int, default=0, help="default 0 (off)")
+    g.add_argument("--max-new-tokens", type=positive_int, default=512, help="default 512")
+    g.add_argument("--seed", type=non_negative_int, default=0, help="base seed; each problem's seed derives from it")
+    g.add_argument("--limit", type=positive_int, help="only the first N problems of each language")
 
     e = sub.add_parser("evaluate", help="run samples against the hidden tests")
     add_common(e)
@@ -67,9 +69,9 @@ def parse_args(argv=None):
     src.add_argument("--negative-control", action="store_true",
                      help="self-test: a body that throws, for every problem (must fail)")
     e.add_argument("--out", type=Path, required=True, help="results JSONL (appended to; resumes)")
-    e.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel programs (default: all cores)")
-    e.add_argument("--compile-timeout", type=float, default=60.0, help="seconds per compilation (default 60)")
-    e.add_argument("--run-timeout", type=float, default=15.0, help="seconds per test run (default 15)")
+    e.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, help="parallel programs (default: all cores)")
+    e.add_argument("--compile-timeout", type=positive_float, default=60.0, help="seconds per compilation (default 60)")
+    e.add_argument("--run-timeout", type=positive_float, default=15.0, help="seconds per test run (default 15)")
     e.add_argument("--upstream", action="store_true",
                    help="strict upstream program assembly and verdicts (no Go import / Rust rand fixes)")
     e.add_argument("--no-isolation", action="store_true",
@@ -87,6 +89,41 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def generation_settings(args) -> dict:
+    """What the samples of a file depend on. Languages, --limit and --n only add samples (sample i of a problem is
+    drawn with a seed of the problem and i alone, so a larger --n continues the same draw), so they may change."""
+    weights = Path(args.checkpoint) / "model.safetensors"
+    stat = weights.stat() if weights.is_file() else None
+    return {"checkpoint": str(Path(args.checkpoint).resolve()),
+            "weights": {"bytes": stat.st_size, "mtime": int(stat.st_mtime)} if stat else None,
+            "task": args.task, "src_lang": args.src_lang, "max_new_tokens": args.max_new_tokens,
+            "greedy": args.greedy, "temperature": args.temperature, "top_p": args.top_p, "top_k": args.top_k,
+            "seed": args.seed}
+
+
+def settings_path(out: Path) -> Path:
+    return out.with_name(out.name + ".settings.json")
+
+
+def check_generation_settings(args) -> None:
+    """A samples file continues only with the settings it was started with (recorded next to it); a new file
+    records them before its first sample."""
+    from codegeex_ms.fileio import atomic_write_text
+    settings, record = generation_settings(args), settings_path(args.out)
+    has_samples = args.out.is_file() and args.out.stat().st_size > 0
+    if has_samples:
+        if not record.is_file():
+            raise UsageError(f"--out {args.out} holds samples but no record of the settings they were generated "
+                             f"with ({record.name}); choose a new --out")
+        old = json.loads(record.read_text())
+        changed = [f"{k} {old.get(k)!r} -> {v!r}" for k, v in settings.items() if old.get(k) != v]
+        if changed:
+            raise UsageError(f"--out {args.out} was generated with other settings ({'; '.join(changed)}); continue "
+                             f"it with the same ones or choose a new --out")
+    else:
+        atomic_write_text(record, json.dumps(settings, indent=2) + "\n")
+
+
 def cmd_generate(args) -> int:
     import mindspore as ms
     from tqdm import tqdm
@@ -99,10 +136,10 @@ def cmd_generate(args) -> int:
     langs = parse_languages(args.languages)
     if args.task == "translation":
         if not args.src_lang:
-            raise SystemExit("error: --task translation needs --src-lang")
+            raise UsageError("--task translation needs --src-lang")
         langs = tuple(lang for lang in langs if lang != args.src_lang)
     if args.n < 1 or args.batch_size < 1:
-        raise SystemExit("error: --n and --batch-size must be >= 1")
+        raise UsageError("--n and --batch-size must be >= 1")
     problems = {lang: load_problems(args.data_dir, lang) for lang in set(langs) | {args.src_lang or langs[0]}}
     done: dict[str, int] = {}
     for row in completed_rows(args.out):          # also drops a torn last line before appending
@@ -111,11 +148,12 @@ def cmd_generate(args) -> int:
     model = checkpoint.load(args.checkpoint)
     tok_dir = checkpoint.tokenizer_path(args.checkpoint)
     if tok_dir is None:
-        raise SystemExit(f"error: {args.checkpoint} records no tokenizer")
+        raise UsageError(f"{args.checkpoint} records no tokenizer")
     tokenizer = load_tokenizer(tok_dir)
     context = model.config.model.max_position_embeddings
     if args.max_new_tokens >= context:
-        raise SystemExit(f"error: --max-new-tokens {args.max_new_tokens} must be below the context ({context})")
+        raise UsageError(f"--max-new-tokens {args.max_new_tokens} must be below the context ({context})")
+    check_generation_settings(args)
     generator = Generator(model, tokenizer, batch_size=args.batch_size, max_len=context)
     # units of work: up to batch-size samples of one problem; units of different problems share a batch
     units = []
@@ -183,8 +221,10 @@ def cmd_evaluate(args) -> int:
     langs = parse_languages(args.languages)
     if args.samples:
         if not args.samples.is_file():
-            raise SystemExit(f"error: --samples {args.samples} not found")
+            raise UsageError(f"--samples {args.samples} not found")
         samples = read_jsonl(args.samples)
+        if not samples:
+            raise UsageError(f"--samples {args.samples} holds no samples")
     else:
         samples = canonical_samples(args.data_dir, langs, negative=args.negative_control)
     options = EvalOptions(languages=langs, workers=max(1, args.workers), compile_timeout=args.compile_timeout,
@@ -204,13 +244,13 @@ def cmd_report(args) -> int:
     rows, meta = [], None
     for path in args.results:
         if not path.is_file():
-            raise SystemExit(f"error: --results {path} not found")
+            raise UsageError(f"--results {path} not found")
         rows += read_jsonl(path)
         meta_path = path.with_name(path.name + ".meta.json")
         if meta is None and meta_path.is_file():
             meta = json.loads(meta_path.read_text())
     if not rows:
-        raise SystemExit("error: no results in " + ", ".join(map(str, args.results)))
+        raise UsageError("no results in " + ", ".join(map(str, args.results)))
     summary = summarize(rows)
     paths = write_report(summary, args.out, meta)
     print(paths[0].read_text())
@@ -256,4 +296,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from codegeex_ms.cli import run
+    sys.exit(run(main))

@@ -21,13 +21,15 @@ import sys
 import time
 from pathlib import Path
 
+from codegeex_ms.cli import ArgumentParser, UsageError, non_negative_float, non_negative_int, positive_float, positive_int
+
 
 REPO = Path(__file__).resolve().parent
 DEFAULT_CHECKPOINT = REPO / "checkpoints" / "codegeex-mini"
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description="Complete, translate or explain code with a CodeGeeX checkpoint.",
+    p = ArgumentParser(description="Complete, translate or explain code with a CodeGeeX checkpoint.",
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n", 1)[1])
     src = p.add_argument_group("model")
@@ -63,15 +65,15 @@ def parse_args(argv=None):
                      help="drop tokens from the start of a prompt that does not fit the context (default: error)")
 
     smp = p.add_argument_group("sampling")
-    smp.add_argument("--max-new-tokens", type=int, default=128, help="most tokens to generate (default 128)")
+    smp.add_argument("--max-new-tokens", type=positive_int, default=128, help="most tokens to generate (default 128)")
     smp.add_argument("--greedy", action="store_true", help="always take the most likely token")
-    smp.add_argument("--temperature", type=float, default=0.8, help="softmax temperature (default 0.8)")
-    smp.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling mass, 0 or 1 = off (default 0.95)")
-    smp.add_argument("--top-k", type=int, default=0, help="sample among the k most likely tokens, 0 = off (default 0)")
-    smp.add_argument("--candidates", type=int, default=1024,
+    smp.add_argument("--temperature", type=positive_float, default=0.8, help="softmax temperature (default 0.8)")
+    smp.add_argument("--top-p", type=non_negative_float, default=0.95, help="nucleus sampling mass, 0 or 1 = off (default 0.95)")
+    smp.add_argument("--top-k", type=non_negative_int, default=0, help="sample among the k most likely tokens, 0 = off (default 0)")
+    smp.add_argument("--candidates", type=positive_int, default=1024,
                      help="sampling considers only this many most likely tokens (default 1024)")
-    smp.add_argument("--n", type=int, default=1, help="number of samples, decoded together as one batch (default 1)")
-    smp.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same output")
+    smp.add_argument("--n", type=positive_int, default=1, help="number of samples, decoded together as one batch (default 1)")
+    smp.add_argument("--seed", type=non_negative_int, default=0, help="random seed: the same seed gives the same output")
     smp.add_argument("--stop", action="append", default=[], help="extra stop string (repeatable)")
 
     out = p.add_argument_group("output")
@@ -90,9 +92,9 @@ def build_prompt(args) -> tuple[str, str | None, list[str]]:
     elif not sys.stdin.isatty():
         code = sys.stdin.read()
     else:
-        raise SystemExit("error: give a prompt with --prompt, --prompt-file or on stdin")
+        raise UsageError("give a prompt with --prompt, --prompt-file or on stdin")
     if not code.strip():
-        raise SystemExit("error: the prompt is empty")
+        raise UsageError("the prompt is empty")
     if args.mode == "complete":
         # the stop rules read the completion line by line from a line start (the original's prompts all end with
         # a newline); a prompt like "def f(x):" would otherwise be judged on its own continuation
@@ -101,10 +103,10 @@ def build_prompt(args) -> tuple[str, str | None, list[str]]:
         return prompts.complete(code, args.lang), args.lang, []
     if args.mode == "translate":
         if not args.src_lang or not args.tgt_lang:
-            raise SystemExit("error: --mode translate needs --src-lang and --tgt-lang")
+            raise UsageError("--mode translate needs --src-lang and --tgt-lang")
         return prompts.translate(code, args.src_lang, args.tgt_lang, args.tgt_declaration), args.tgt_lang, []
     if not args.lang:
-        raise SystemExit("error: --mode explain needs --lang")
+        raise UsageError("--mode explain needs --lang")
     return prompts.explain(code, args.lang), None, ["\n\n"]
 
 
@@ -116,23 +118,23 @@ def main(args) -> int:
     from codegeex_ms.tokenizer import load as load_tokenizer
 
     if args.stream and args.n != 1:
-        raise SystemExit("error: --stream prints one sample; use --n 1 (or --json for several)")
+        raise UsageError("--stream prints one sample; use --n 1 (or --json for several)")
     try:
         prompt, language, extra_stop = build_prompt(args)
     except UnknownLanguageError as e:
-        raise SystemExit(f"error: {e}") from None
+        raise UsageError(f"{e}") from None
     ms.set_context(mode=ms.PYNATIVE_MODE if args.pynative else ms.GRAPH_MODE)
     if args.device:
         ms.set_device(args.device)
 
     if args.checkpoint is None and args.mindir is None:
         if not (DEFAULT_CHECKPOINT / "config.yaml").is_file():
-            raise SystemExit(f"error: the embedded model {DEFAULT_CHECKPOINT} is missing; pass --checkpoint DIR")
+            raise UsageError(f"the embedded model {DEFAULT_CHECKPOINT} is missing; pass --checkpoint DIR")
         args.checkpoint = DEFAULT_CHECKPOINT
     folder = args.checkpoint or args.mindir
     tokenizer_dir = args.tokenizer or checkpoint.tokenizer_path(folder)
     if tokenizer_dir is None:
-        raise SystemExit(f"error: {folder} records no tokenizer; pass --tokenizer DIR")
+        raise UsageError(f"{folder} records no tokenizer; pass --tokenizer DIR")
     tokenizer = load_tokenizer(tokenizer_dir)
     t0 = time.perf_counter()
     if args.mindir:
@@ -140,9 +142,9 @@ def main(args) -> int:
         try:
             generator, meta = load_mindir_generator(args.mindir, tokenizer)
         except checkpoint.CheckpointError as e:
-            raise SystemExit(f"error: {e}") from None
+            raise UsageError(f"{e}") from None
         if args.n > generator.batch_size:
-            raise SystemExit(f"error: --n {args.n} exceeds the batch size {generator.batch_size} the graph was "
+            raise UsageError(f"--n {args.n} exceeds the batch size {generator.batch_size} the graph was "
                              f"exported with (re-export with --batch-size {args.n})")
         context = meta["max_len"]
     else:
@@ -154,11 +156,11 @@ def main(args) -> int:
     ids = tokenizer.encode(prompt)
     room = context - args.max_new_tokens
     if room < 1:
-        raise SystemExit(f"error: --max-new-tokens {args.max_new_tokens} leaves no room for a prompt in the "
+        raise UsageError(f"--max-new-tokens {args.max_new_tokens} leaves no room for a prompt in the "
                          f"{context}-token context")
     if len(ids) > room:
         if not args.truncate_left:
-            raise SystemExit(f"error: the prompt is {len(ids)} tokens; with --max-new-tokens {args.max_new_tokens} "
+            raise UsageError(f"the prompt is {len(ids)} tokens; with --max-new-tokens {args.max_new_tokens} "
                              f"only {room} fit the {context}-token context (use --truncate-left to keep its end)")
         ids = ids[-room:]
     try:
@@ -166,7 +168,7 @@ def main(args) -> int:
                              top_k=args.top_k, top_p=args.top_p, seed=args.seed, stop=args.stop + extra_stop,
                              language=language)
     except ValueError as e:
-        raise SystemExit(f"error: {e}") from None
+        raise UsageError(f"{e}") from None
     if not args.mindir:
         max_len = min(context, -(-(len(ids) + args.max_new_tokens) // 64) * 64)
         generator = Generator(model, tokenizer, batch_size=args.n, max_len=max_len, candidates=args.candidates)
@@ -199,4 +201,5 @@ def main(args) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(parse_args()))
+    from codegeex_ms.cli import run
+    sys.exit(run(main, parse_args()))

@@ -1,6 +1,7 @@
 """Serve a CodeGeeX checkpoint (or exported MindIR folder) over HTTP for IDE extensions and OpenAI-style clients.
 
-    python serve.py --checkpoint ckpt/codegeex-mini                 # http://127.0.0.1:8000
+    python serve.py                                                 # the embedded checkpoints/codegeex-mini, http://127.0.0.1:8000
+    python serve.py --checkpoint ckpt/codegeex-13b-int8
     python serve.py --mindir mindir/codegeex-13b-int8 --port 9000 --api-key SECRET
     curl -s localhost:8000/v1/completions -H 'Content-Type: application/json' \\
         -d '{"prompt": "# language: Python\\ndef fib(n):", "max_tokens": 64, "temperature": 0}'
@@ -19,25 +20,28 @@ import os
 import sys
 from pathlib import Path
 
+from codegeex_ms.cli import ArgumentParser, non_negative_float, port, positive_int
+
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    p = ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", type=Path, help="checkpoint folder (config + weights + tokenizer reference)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--checkpoint", type=Path, help="checkpoint folder (config + weights + tokenizer reference; "
+                                                     "default: the embedded checkpoints/codegeex-mini)")
     src.add_argument("--mindir", type=Path, help="exported folder (python -m codegeex_ms.quantize_export export); "
                                                  "its batch size is the server's")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    p.add_argument("--port", type=port, default=8000, help="port (default 8000)")
     p.add_argument("--api-key", default=os.environ.get("CODEGEEX_API_KEY"),
                    help="require this bearer token (default: $CODEGEEX_API_KEY; none = open)")
-    p.add_argument("--batch-size", type=int, default=4, help="rows decoded together (--checkpoint; default 4)")
-    p.add_argument("--batch-wait-ms", type=float, default=20.0,
+    p.add_argument("--batch-size", type=positive_int, default=4, help="rows decoded together (--checkpoint; default 4)")
+    p.add_argument("--batch-wait-ms", type=non_negative_float, default=20.0,
                    help="how long a request waits for others to share its batch (default 20)")
-    p.add_argument("--max-prompt-tokens", type=int, default=1024, help="longest prompt accepted (default 1024)")
-    p.add_argument("--max-new-tokens", type=int, default=512, help="largest max_tokens accepted (default 512)")
-    p.add_argument("--max-n", type=int, default=8, help="most samples per request (default 8, capped by the batch)")
-    p.add_argument("--context", type=int,
+    p.add_argument("--max-prompt-tokens", type=positive_int, default=1024, help="longest prompt accepted (default 1024)")
+    p.add_argument("--max-new-tokens", type=positive_int, default=512, help="largest max_tokens accepted (default 512)")
+    p.add_argument("--max-n", type=positive_int, default=8, help="most samples per request (default 8, capped by the batch)")
+    p.add_argument("--context", type=positive_int,
                    help="KV-cache length in tokens (--checkpoint; default: --max-prompt-tokens + --max-new-tokens, "
                         "at most the model's positions). Every decode step attends over all of it, so a cache "
                         "no longer than the requests need is faster")
@@ -79,8 +83,13 @@ def build_engine(args):
                   args.batch_wait_ms / 1000)
 
 
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "codegeex-mini"
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.checkpoint is None and args.mindir is None:
+        args.checkpoint = DEFAULT_CHECKPOINT
     import uvicorn
     from codegeex_ms.checkpoint import CheckpointError
     from codegeex_ms.serving import create_app
@@ -99,4 +108,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from codegeex_ms.cli import run
+    sys.exit(run(main))

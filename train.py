@@ -20,7 +20,7 @@ from pathlib import Path
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--config", help="model config YAML or shipped name (codegeex_tiny, codegeex_125m, ...); "
                                     "with --resume, the run's own config is used")
@@ -107,4 +107,5 @@ def main(args) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(parse_args()))
+    from codegeex_ms.cli import ArgumentParser, run
+    sys.exit(run(main, parse_args()))

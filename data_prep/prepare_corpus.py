@@ -15,6 +15,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from codegeex_ms.cli import ArgumentParser
+
 from codegeex_ms.data.collect import TRAINING_LANGUAGES
 from codegeex_ms.data.filters import FilterConfig
 from codegeex_ms.data.pipeline import PrepareError, PrepareOptions, prepare, summary_table
@@ -23,7 +25,7 @@ from codegeex_ms.tokenizer import TokenizerError, load
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    p = ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--input", type=Path, action="append", required=True,
                    help="a directory, a .tar/.tar.gz/.zip archive or a file; repeat for several")

@@ -17,6 +17,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from codegeex_ms.cli import ArgumentParser
+
 from tqdm import tqdm
 
 from codegeex_ms.fileio import atomic_write_text
@@ -63,7 +65,7 @@ def sample_source_files(roots: list[Path], max_bytes: int) -> list[SourceFile]:
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+    p = ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--corpus", type=Path, action="append", required=True,
                    help="a directory (searched recursively), a source file, or the manifest.json of a "

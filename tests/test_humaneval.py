@@ -227,6 +227,16 @@ def test_cli_generate_evaluate_report(tiny_checkpoint, data_dir, toolchains_read
     assert r.returncode == 0, r.stderr
     rows = read_jsonl(samples)
     assert len(rows) == 12 and rows[:8] == first
+    # other sampling settings on the same file are refused and the file stays as it was
+    before = samples.read_bytes()
+    r = _cli("generate", "--checkpoint", str(tiny_checkpoint), *common, "--limit", "2", "--n", "3",
+             "--batch-size", "2", "--max-new-tokens", "16", "--temperature", "0.2", "--out", str(samples))
+    assert r.returncode == 2 and r.stderr.startswith("error:") and "temperature 0.8 -> 0.2" in r.stderr, r.stderr
+    assert samples.read_bytes() == before
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    r = _cli("evaluate", "--samples", str(empty), *common, "--out", str(tmp_path / "r0.jsonl"))
+    assert r.returncode == 2 and "holds no samples" in r.stderr
     r = _cli("evaluate", "--samples", str(samples), *common, "--out", str(results))
     assert r.returncode == 0, r.stderr
     r = _cli("report", "--results", str(results), "--out", str(tmp_path / "report"))

@@ -90,10 +90,29 @@ def _numpy_dtype(param) -> np.dtype:
     return np.dtype(dtypes[param.dtype])
 
 
+def check_folder(path: str | os.PathLike) -> Path:
+    """``path`` as a checkpoint folder, or a CheckpointError that says what it is instead: missing, a file, or a
+    training run folder (naming its latest checkpoint)."""
+    folder = Path(path)
+    if not folder.exists():
+        raise CheckpointError(f"checkpoint folder {folder} does not exist")
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder} is a file, not a checkpoint folder")
+    if not (folder / CONFIG_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
+        steps = sorted(p for p in (folder / "checkpoints").glob("step-*") if not p.name.endswith(".tmp")) \
+            if (folder / "checkpoints").is_dir() else []
+        if steps:
+            raise CheckpointError(f"{folder} is a training run folder, not a checkpoint folder; its latest "
+                                  f"checkpoint is {steps[-1]}")
+        missing = CONFIG_FILE if not (folder / CONFIG_FILE).is_file() else WEIGHTS_FILE
+        raise CheckpointError(f"{folder} is not a checkpoint folder: {missing} is missing")
+    return folder
+
+
 def read_config(path: str | os.PathLike) -> Config:
     folder = Path(path)
-    if not (folder / CONFIG_FILE).is_file():
-        raise CheckpointError(f"{folder} is not a checkpoint folder: {CONFIG_FILE} is missing")
+    if not (folder / CONFIG_FILE).is_file() or (folder / "checkpoints").is_dir():
+        check_folder(folder)
     return load_config(folder / CONFIG_FILE)
 
 
@@ -104,6 +123,8 @@ def write_tokenizer_reference(folder: str | os.PathLike, tokenizer: str | os.Pat
 
 def tokenizer_path(path: str | os.PathLike) -> str | None:
     """The tokenizer directory recorded in a checkpoint folder, if any (a relative path is inside the folder)."""
+    if not (Path(path) / CONFIG_FILE).is_file() or (Path(path) / "checkpoints").is_dir():
+        check_folder(path)                      # missing, a file, or a run folder: say which
     ref = Path(path) / TOKENIZER_FILE
     if not ref.is_file():
         return None

@@ -190,7 +190,7 @@ class TrainConfig:
     eps: float = 1e-8
     grad_clip: float = 1.0                # global norm
     loss_scale: float = 4294967296.0      # initial dynamic loss scale (2^32); 0 = no loss scaling
-    loss_scale_factor: float = 2.0
+    loss_scale_factor: int = 2            # MindSpore's DynamicLossScaler takes an integer factor
     loss_scale_window: int = 1000
     eod_reset: bool = True                # reset attention and positions after each EOD (packed samples)
     seed: int = 1
@@ -211,12 +211,16 @@ class TrainConfig:
                 raise ConfigError(f"train.{name} must be >= 0, got {getattr(self, name)}")
         if self.decay_steps < 1:
             raise ConfigError(f"train.decay_steps must be >= 1, got {self.decay_steps}")
+        if self.lr <= 0:
+            raise ConfigError(f"train.lr must be > 0, got {self.lr}")
         if not 0 < self.min_lr <= self.lr:
             raise ConfigError(f"train.min_lr ({self.min_lr}) must be in (0, train.lr ({self.lr})]")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise ConfigError(f"train.beta1/beta2 must be in [0, 1), got {self.beta1}, {self.beta2}")
-        if self.loss_scale < 0 or self.loss_scale_factor <= 1:
-            raise ConfigError("train.loss_scale must be >= 0 and train.loss_scale_factor > 1")
+        if self.loss_scale < 0:
+            raise ConfigError(f"train.loss_scale must be >= 0 (0: off), got {self.loss_scale}")
+        if self.loss_scale_factor < 2:
+            raise ConfigError(f"train.loss_scale_factor must be an integer >= 2, got {self.loss_scale_factor}")
         if self.weight_decay < 0 or self.grad_clip <= 0 or self.eps <= 0:
             raise ConfigError("train.weight_decay must be >= 0, train.grad_clip and train.eps > 0")
 
@@ -239,13 +243,14 @@ class Config:
         return dataclasses.asdict(self)
 
     def replace(self, **sections: dict[str, Any]) -> "Config":
-        """A copy with some fields changed, e.g. ``cfg.replace(model={"hidden_dropout": 0.0})``."""
+        """A copy with some fields changed, e.g. ``cfg.replace(model={"hidden_dropout": 0.0})``; an error names
+        the field, with no source prefix."""
         merged = self.to_dict()
         for section, values in sections.items():
             if section not in merged:
                 raise ConfigError(f"unknown config section {section!r}; known: {', '.join(merged)}")
             merged[section].update(values)
-        return config_from_dict(merged, source="<replace>")
+        return config_from_dict(merged, source="")
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the config as YAML atomically."""
@@ -260,6 +265,8 @@ def _check_type(value: Any, annotation: str, where: str) -> Any:
         if not isinstance(value, bool):
             raise ConfigError(f"{where} must be true or false, got {value!r}")
     elif annotation == "int":
+        if isinstance(value, float) and value.is_integer():     # "2.0" in YAML: older files wrote some ints so
+            value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{where} must be an integer, got {value!r}")
     elif annotation == "float":
@@ -278,7 +285,16 @@ def _check_type(value: Any, annotation: str, where: str) -> Any:
 
 
 def config_from_dict(data: Any, source: str = "<dict>") -> Config:
-    """Build a validated Config from nested dicts; errors name ``source`` and the offending key."""
+    """Build a validated Config from nested dicts; errors name ``source`` (if not empty) and the offending key."""
+    try:
+        return _config_from_dict(data, source or "\0")
+    except ConfigError as e:
+        if source:
+            raise
+        raise ConfigError(str(e).replace("\0: ", "").replace("\0", "")) from None
+
+
+def _config_from_dict(data: Any, source: str) -> Config:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping with sections {', '.join(_SECTIONS)}, got {type(data).__name__}")
     unknown = sorted(set(data) - set(_SECTIONS))

@@ -71,6 +71,11 @@ def _flatten(tree, prefix=""):
             yield name, value
 
 
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:300] if text else type(error).__name__
+
+
 class TorchSource(TensorSource):
     """A PyTorch CodeGeeX file: nested released layout or a flat state_dict."""
     kind = "torch"
@@ -108,8 +113,18 @@ class TorchSource(TensorSource):
             if not trust_pickle and "weights_only" in str(e):
                 raise ConversionError(f"{path} contains Python objects besides tensors; if you trust the file, "
                                       f"re-run with --trust-pickle") from None
-            raise ConversionError(f"{path}: cannot read: {e}") from None
-        return torch.load(path, **kwargs)                      # legacy format: read into memory
+            raise ConversionError(f"{path}: cannot read: {_first_line(e)}") from None
+        try:
+            return torch.load(path, **kwargs)                  # legacy format: read into memory
+        except Exception as e:  # noqa: BLE001 - garbage raises UnpicklingError, EOFError, ValueError, ...
+            if not trust_pickle and "Unsupported global" in str(e):
+                raise ConversionError(f"{path} contains Python objects besides tensors; if you trust the file, "
+                                      f"re-run with --trust-pickle") from None
+            # torch's message is a paragraph; its "Unsupported ..." line says what was found
+            detail = next((line.strip() for line in str(e).splitlines() if line.strip().startswith("Unsupported")),
+                          _first_line(e))
+            raise ConversionError(f"{path} is not a PyTorch checkpoint (torch.load: {type(e).__name__}: "
+                                  f"{detail[:200]})") from None
 
     def shape(self, name):
         return tuple(self.tensors[name].shape)
@@ -397,7 +412,7 @@ def from_ours(folder: Path, out: Path, layout: str, dtype: str | None = None, pr
 # Command line.
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="python -m codegeex_ms.convert",
         description="Convert CodeGeeX weights between the PyTorch release, the original MindSpore names and "
                     "this project's checkpoint folders (config.yaml + model.safetensors).",
@@ -454,4 +469,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from .cli import ArgumentParser, run
+    sys.exit(run(main))

@@ -30,6 +30,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import cli
+from .cli import ArgumentParser, non_negative_int, positive_float, positive_int
 from .config import Config, ConfigError, apply_overrides, resolve_config
 
 DTYPE_BYTES = {"Float32": 4, "Float16": 2, "BFloat16": 2, "Int32": 4, "Int64": 8, "Int8": 1, "UInt8": 1, "Bool": 1,
@@ -255,20 +257,20 @@ def summary(cfg: Config, rep: dict) -> str:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m codegeex_ms.dryrun", description=__doc__.split("\n\n")[0],
+    p = ArgumentParser(prog="python -m codegeex_ms.dryrun", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--config", help="model config YAML or shipped name (codegeex_13b, codegeex_tiny, ...)")
-    p.add_argument("--world", type=int, required=True, help="devices of the job (data x model x pipeline parallel)")
-    p.add_argument("--rank", type=int, default=0, help="the rank whose graph is compiled (default 0)")
+    p.add_argument("--world", type=positive_int, required=True, help="devices of the job (data x model x pipeline parallel)")
+    p.add_argument("--rank", type=non_negative_int, default=0, help="the rank whose graph is compiled (default 0)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config value, e.g. parallel.model_parallel=2 (repeatable)")
     p.add_argument("--out", type=Path, help="folder for the strategy file and the compile record "
                                             "(default: a new temporary folder, printed)")
     p.add_argument("--json", type=Path, help="also write the report (parameters, shapes, bytes, memory) as JSON")
-    p.add_argument("--device-memory-gib", type=float, default=32.0,
+    p.add_argument("--device-memory-gib", type=positive_float, default=32.0,
                    help="device memory the estimate is checked against (default 32, the Ascend 910's HBM)")
-    p.add_argument("--timeout", type=float, default=3600, help="seconds the compile may take (default 3600)")
+    p.add_argument("--timeout", type=positive_float, default=3600, help="seconds the compile may take (default 3600)")
     p.add_argument("--save-checkpoint", action="store_true",
                    help="also save the rank's slices of the initial weights and optimizer state to "
                         "OUT/checkpoint/rank_R/checkpoint_R.ckpt (merge all ranks' files with "
@@ -303,4 +305,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main))

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .cli import ArgumentParser, positive_int, run
 from .checkpoint import (BUNDLED_TOKENIZER_DIR, CheckpointError, WEIGHTS_FILE, bundle_tokenizer, check_weights,
                          read_config, tokenizer_path, write_folder)
 from .layout import EMBEDDING, is_quantized_weight, parameter_shapes
@@ -197,7 +198,7 @@ def load_mindir_generator(folder: Path, tokenizer=None):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m codegeex_ms.quantize_export", description=__doc__.split("\n\n")[0],
+    p = ArgumentParser(prog="python -m codegeex_ms.quantize_export", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     sub = p.add_subparsers(dest="command", required=True)
     q = sub.add_parser("quantize", help="write an int8 weight-only copy of a checkpoint folder")
@@ -213,10 +214,10 @@ def parse_args(argv=None):
     e = sub.add_parser("export", help="export the cached generation step of a checkpoint to a MindIR folder")
     e.add_argument("src", type=Path, help="checkpoint folder (fp32, fp16 or int8)")
     e.add_argument("out", type=Path, help="output folder (replaced as a whole if it exists)")
-    e.add_argument("--batch-size", type=int, default=1, help="sequences decoded together (default 1)")
-    e.add_argument("--max-len", type=int, help="KV-cache length = longest prompt + completion (default: the "
+    e.add_argument("--batch-size", type=positive_int, default=1, help="sequences decoded together (default 1)")
+    e.add_argument("--max-len", type=positive_int, help="KV-cache length = longest prompt + completion (default: the "
                                                 "model's context)")
-    e.add_argument("--candidates", type=int, default=1024, help="logits kept for sampling (default 1024)")
+    e.add_argument("--candidates", type=positive_int, default=1024, help="logits kept for sampling (default 1024)")
     e.add_argument("--compute-dtype", choices=("float32", "float16", "bfloat16"),
                    help="override the checkpoint's compute dtype (bfloat16 only on Ascend)")
     e.add_argument("--device", choices=("CPU", "GPU", "Ascend"), help="MindSpore device (default: its choice)")
@@ -240,13 +241,22 @@ def main(argv=None) -> int:
         size = (args.out / GRAPH_FILE).stat().st_size
         print(f"exported {args.src} -> {args.out}/{GRAPH_FILE} ({size / 1e6:.1f} MB) in {time.time() - start:.1f}s")
         return 0
+    bars = []                   # the bar starts with the first tensor, after the checks (a bad input prints one line)
+
+    def progress(_):
+        if not bars:
+            bars.append(tqdm(desc="quantize", unit="tensor"))
+        bars[0].update()
+
     try:
-        with tqdm(desc="quantize", unit="tensor") as bar:
-            quantize_checkpoint(args.src, args.out, progress=lambda _: bar.update(), dtype=args.dtype,
-                                bundle=args.bundle_tokenizer, embedding=args.embedding == "int8")
+        quantize_checkpoint(args.src, args.out, progress=progress, dtype=args.dtype, bundle=args.bundle_tokenizer,
+                            embedding=args.embedding == "int8")
     except CheckpointError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    finally:
+        for bar in bars:
+            bar.close()
     before = (args.src / WEIGHTS_FILE).stat().st_size
     after = (args.out / WEIGHTS_FILE).stat().st_size
     print(f"quantized {args.src} -> {args.out}: {before / 1e6:.1f} MB -> {after / 1e6:.1f} MB "
@@ -255,4 +265,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .cli import ArgumentParser, positive_int, run
 from . import checkpoint
 from .checkpoint import OPTIMIZER_FILE, STATE_FILE
 from .config import Config
@@ -213,7 +214,7 @@ def split(folder: str | os.PathLike, out: str | os.PathLike, data_parallel: int,
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m codegeex_ms.reshard", description=__doc__.split("\n\n")[0],
+    p = ArgumentParser(prog="python -m codegeex_ms.reshard", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n", 1)[1])
     sub = p.add_subparsers(dest="command", required=True)
@@ -223,8 +224,8 @@ def main(argv=None) -> int:
     s = sub.add_parser("split", help="single-device run checkpoint -> per-rank files for a dp x mp layout")
     s.add_argument("folder", type=Path, help="a checkpoint folder (model.safetensors + config.yaml [+ optimizer.ckpt])")
     s.add_argument("out", type=Path, help="output folder (replaced atomically)")
-    s.add_argument("--data-parallel", type=int, default=1, help="data-parallel replicas (default 1)")
-    s.add_argument("--model-parallel", type=int, required=True, help="tensor-parallel ranks")
+    s.add_argument("--data-parallel", type=positive_int, default=1, help="data-parallel replicas (default 1)")
+    s.add_argument("--model-parallel", type=positive_int, required=True, help="tensor-parallel ranks")
     s.add_argument("--vocab-parallel", action="store_true",
                    help="split the word embedding's rows over the model-parallel ranks too (vocab_emb_dp false, "
                         "as the 13B layout)")
@@ -243,4 +244,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

@@ -57,12 +57,20 @@ def write_safetensors(path: str | os.PathLike, specs: Iterable[tuple[str, tuple[
     os.replace(tmp, path)
 
 
+class SafetensorsFileError(ValueError):
+    """A safetensors file is missing, truncated or corrupt."""
+
+
 class SafetensorsReader:
     """Lazy, memory-mapped access to a safetensors file: ``names``, ``shape(name)``, ``get(name)``."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self._file = safe_open(str(self.path), framework="numpy")
+        try:
+            self._file = safe_open(str(self.path), framework="numpy")
+        except Exception as e:  # noqa: BLE001 - safetensors raises its own error types (SafetensorError) and OSError
+            raise SafetensorsFileError(f"{self.path} is not a readable safetensors file ({type(e).__name__}: "
+                                       f"{str(e)[:200]}): it is truncated or corrupt; write it again") from None
         self.names = list(self._file.keys())
         self.metadata = self._file.metadata() or {}
 
@@ -74,4 +82,8 @@ class SafetensorsReader:
         return {v: k for k, v in _DTYPE_CODES.items()}[code]
 
     def get(self, name: str) -> np.ndarray:
-        return self._file.get_tensor(name)
+        try:
+            return self._file.get_tensor(name)
+        except Exception as e:  # noqa: BLE001 - a tensor whose bytes are missing or damaged
+            raise SafetensorsFileError(f"{self.path}: tensor {name} cannot be read ({type(e).__name__}: "
+                                       f"{str(e)[:200]}): the file is truncated or corrupt") from None

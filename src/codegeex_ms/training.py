@@ -244,7 +244,7 @@ class TrainStep:
             self.loss_net = PipelineCell(PipelineStageLoss(model, world if explicit else 1), self.micro_batches)
             self.pipeline_reducer = PipelineGradients(self.optimizer.parameters, cfg.parallel.optimizer_shard)
         self.grad_clip = t.grad_clip
-        self.scaler = (ms.amp.DynamicLossScaler(scale_value=t.loss_scale, scale_factor=int(t.loss_scale_factor),
+        self.scaler = (ms.amp.DynamicLossScaler(scale_value=t.loss_scale, scale_factor=t.loss_scale_factor,
                                                 scale_window=t.loss_scale_window) if t.loss_scale > 0 else None)
         if self.scaler is not None:
             # state, not weights: a Parameter with requires_grad used in the forward graph is treated as a
