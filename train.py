@@ -39,6 +39,26 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def check_data_fits_model(data: Path, cfg) -> None:
+    """The data's tokenizer (from its manifest) against the model: every id must be a row of the embedding and
+    EOD must be the model's, or step 1 fails inside the graph (a Gather index error) with a half-made run folder."""
+    import json
+    from codegeex_ms.config import ConfigError
+    manifest = data / "manifest.json"
+    if not manifest.is_file():
+        return
+    tok = json.loads(manifest.read_text()).get("tokenizer", {})
+    vocab, eos = tok.get("vocab_size"), tok.get("eos_id")
+    m = cfg.model
+    if vocab is not None and vocab > m.padded_vocab_size:
+        raise ConfigError(f"--data {data}: tokenized with {tok.get('path')} ({vocab} tokens), more than the model's "
+                          f"model.padded_vocab_size ({m.padded_vocab_size}); use a config with a vocabulary that size "
+                          f"or re-tokenize the data")
+    if eos is not None and eos != m.eod_token_id:
+        raise ConfigError(f"--data {data}: its tokenizer's EOD id is {eos}, the model's model.eod_token_id is "
+                          f"{m.eod_token_id}")
+
+
 def main(args) -> int:
     import json
     from codegeex_ms.config import ConfigError, apply_overrides, load_config, resolve_config
@@ -62,6 +82,7 @@ def main(args) -> int:
             raise ConfigError(f"--data {data}: no such folder")
         if not list(data.glob("train-*.mindrecord")):
             raise ConfigError(f"--data {data}: no train-*.mindrecord shards (run data_prep/prepare_corpus.py first)")
+        check_data_fits_model(data, cfg)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

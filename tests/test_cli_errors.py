@@ -37,6 +37,10 @@ def broken(tmp_path_factory):
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     (root / "garbage.pt").write_bytes(b"this is not a pickle")
     (root / "empty.jsonl").write_text("")
+    small_vocab = root / "small_vocab_data"
+    small_vocab.mkdir()
+    (small_vocab / "train-00000.mindrecord").write_bytes(b"")
+    (small_vocab / "manifest.json").write_text('{"tokenizer": {"path": "/t", "vocab_size": 60000, "eos_id": 50256}}')
     return root
 
 
@@ -84,6 +88,8 @@ CASES = [
                      "--set", "parallel.model_parallel=2"], "--rank 5 is not a rank of a 2-device job"),
     ("train-lr", ["train.py", "--config", "codegeex_tiny", "--data", "{root}", "--out", "{root}/t", "--set",
                   "train.lr=-1.0"], "train.lr must be > 0, got -1.0"),
+    ("train-vocab", ["train.py", "--config", "codegeex_tiny", "--data", "{root}/small_vocab_data", "--out",
+                     "{root}/t"], "(60000 tokens), more than the model's model.padded_vocab_size (52224)"),
     ("train-scale-factor", ["train.py", "--config", "codegeex_tiny", "--data", "{root}", "--out", "{root}/t", "--set",
                             "train.loss_scale_factor=1.5"], "train.loss_scale_factor must be an integer, got 1.5"),
 ]

@@ -135,6 +135,22 @@ def test_bad_requests_get_clear_errors(server, payload, status, needle):
     assert needle in r.json()["error"]["message"]
 
 
+def test_body_errors_name_no_field_and_codegeex_errors_keep_their_shape(server):
+    url, _, _ = server
+    with client(url) as c:
+        r = c.post("/v1/completions", content='{"prompt": "x", ', headers={"Content-Type": "application/json"})
+        assert r.status_code == 400 and r.json()["error"]["param"] is None
+        assert r.json()["error"]["message"].startswith("the request body is not valid JSON")
+        r = c.post("/v1/completions", content="", headers={"Content-Type": "application/json"})
+        assert r.status_code == 400 and "the request body is empty" in r.json()["error"]["message"], r.text
+        # the extension sends no max_tokens: 128 is clamped to this server's --max-new-tokens (32)
+        r = c.post("/multilingual_code_generate", json={"prompt": "def f():\n", "lang": "Python", "n": 1, "seed": 3})
+        assert r.status_code == 200 and r.json()["status"] == 0, r.text
+    with client(url, key="wrong") as c:
+        r = c.post("/multilingual_code_generate", json={"prompt": "x", "lang": "Python", "apikey": "wrong"})
+        assert r.status_code == 401 and r.json()["status"] == 1 and "API key" in r.json()["message"]
+
+
 def test_auth(server):
     url, _, _ = server
     assert httpx.get(url + "/health").status_code == 200              # health stays open for probes

@@ -8,7 +8,7 @@ A folder holds everything needed to rebuild the model::
 
 Weights are loaded by exact name, tensor by tensor from a memory map; a missing, unexpected or
 mis-shaped tensor is an error that names it. (MindSpore's own loader strips name prefixes and does not
-raise on missing keys even with ``strict_load``; see reference/mindspore_cpu.md section 7.)
+raise on missing keys even with ``strict_load`` in MindSpore 2.9.)
 """
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """The CodeGeeX architecture (reference/codegeex.md section 1.1).
+    """The CodeGeeX architecture; the defaults are the released 13B model's.
 
     ``num_layers`` counts the ordinary pre-LN layers only; every CodeGeeX model has one more
     "top query layer" on top (the original MindSpore config counts 40 for the 13B model, we say 39 + 1).
@@ -77,7 +77,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class PrecisionConfig:
-    """Which dtype each part of the network runs in (reference/codegeex.md section 1.4).
+    """Which dtype each part of the network runs in.
 
     The released run kept fp32 master weights, ran matmuls in fp16 and LayerNorm/softmax in fp32.
     bfloat16 is an Ascend-only option: MindSpore has no bf16 CPU kernels for matmul, softmax or gather.
@@ -110,7 +110,7 @@ class PrecisionConfig:
 
 @dataclass(frozen=True)
 class ParallelConfig:
-    """How the model is laid out over devices (reference/codegeex.md sections 3.3-3.4).
+    """How the model is laid out over devices (the 13B run: 8-way model x 192-way data parallel).
 
     Megatron-style tensor parallelism over ``model_parallel`` devices, data parallelism over
     ``data_parallel`` replicas, optional pipeline stages. In stand-alone mode (one CPU process)
@@ -171,7 +171,7 @@ class ParallelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The training recipe; the defaults are the 13B run's (reference/codegeex.md section 3.2).
+    """The training recipe; the defaults are the released 13B run's.
 
     lr(t) = lr * t / warmup_steps during warm-up, then
     min_lr + (lr - min_lr) * (1 + cos(pi * min(t, decay_steps) / decay_steps)) / 2 (the cosine counts from step 0).

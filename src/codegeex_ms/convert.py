@@ -5,7 +5,7 @@
     python -m codegeex_ms.convert ckpt/codegeex-13b codegeex_13b.pt --to torch   # ours -> PyTorch release
     python -m codegeex_ms.convert ckpt/codegeex-13b code-13B.ckpt  --to mindspore
 
-Sources (reference/codegeex.md sections 1.7-1.8):
+Sources (the two released layouts):
   torch      ``torch.load(f)["module"]["language_model"]`` nested dict (or a flat ``state_dict()``), with
              separate q/k/v or the fused ``query_key_value`` / top-layer ``key_value`` variant.
   mindspore  the original MindSpore names (``backbone.blocks.{i}.attention.dense1`` ...; ``projection``,
@@ -276,7 +276,7 @@ assert set(_MS_LAYER) == set(LAYER_PARAMS)
 
 
 def mindspore_rules(cfg: Config, source_names=()) -> dict[str, Rule]:
-    """Rules for the original MindSpore names (reference/codegeex.md section 1.8)."""
+    """Rules for the parameter names of the original MindSpore CodeGeeX checkpoints."""
     rules = {
         "word_embeddings.weight": Rule("backbone.embedding.word_embedding.embedding_table"),
         "position_embeddings.weight": Rule("backbone.embedding.position_embedding.embedding_table"),
@@ -438,6 +438,8 @@ def parse_args(argv=None):
 def main(argv=None) -> int:
     from tqdm import tqdm
     args = parse_args(argv)
+    if args.tokenizer:          # recorded as given, a relative path would be read against the output folder
+        args.tokenizer = str(Path(args.tokenizer).resolve())
     start = time.time()
     try:
         source = open_source(args.src, args.src_kind, args.trust_pickle)

@@ -1,7 +1,7 @@
 """Language names, CodeGeeX language-tag lines and file extensions.
 
 Pre-training prefixed every file with ``LANGUAGE_TAG[lang] + "\\n"`` and HumanEval-X prompts start with the
-same line (reference/codegeex.md section 2.3). The tag strings below are the original ones verbatim,
+same line (as the original CodeGeeX). The tag strings below are the original ones verbatim,
 including their irregular spellings (``// language: swift``, ``<!--language: HTML-->``, ``!language: Fortran``).
 """
 from __future__ import annotations

@@ -46,7 +46,7 @@ def layer_prefixes(cfg: ModelConfig) -> list[str]:
     return [f"layers.{i}" for i in range(cfg.num_layers)] + ["top_query_layer"]
 
 
-# The Linear weights that int8 weight-only quantization replaces (reference/codegeex.md section 4.1).
+# The Linear weights that int8 weight-only quantization replaces (as the original CodeGeeX).
 QUANTIZED_LINEARS = ("attention.query", "attention.key", "attention.value", "attention.dense",
                      "mlp.dense_h_to_4h", "mlp.dense_4h_to_h")
 
@@ -99,5 +99,5 @@ def count_parameters(cfg: ModelConfig) -> int:
 
 
 def is_no_decay(name: str) -> bool:
-    """LayerNorm parameters and biases get no weight decay (reference/codegeex.md section 3.2)."""
+    """LayerNorm parameters and biases get no weight decay (as the original CodeGeeX)."""
     return name.endswith(".bias") or "layernorm" in name

@@ -1,4 +1,4 @@
-"""Attention masks and position ids for packed pre-training samples (reference/codegeex.md section 1.6).
+"""Attention masks and position ids for packed pre-training samples (as the original CodeGeeX).
 
 Pure numpy, shared by data preparation, training and the tests.
 """

@@ -5,7 +5,7 @@
                                                                         │ keys/values
     pos [b, s] ──top-query emb (queries)──────────────────> TopQueryLayer ─> x @ word_embᵀ ─> logits [b, s, V]
 
-Everything here matches reference/codegeex.md sections 1.1-1.7: separate q/k/v/out projections with
+Everything here matches the released CodeGeeX-13B (its PyTorch code and checkpoints): separate q/k/v/out projections with
 biases, fast GELU, LayerNorm eps 1e-5, learned absolute positions, a top query layer whose queries come
 from a second learned position table, no LayerNorm after it, logits tied to the word embedding.
 

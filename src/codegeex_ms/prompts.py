@@ -1,6 +1,6 @@
 """Prompt templates for the three modes of ``infer.py``: completion, translation, explanation.
 
-Completion and translation follow the original exactly (reference/codegeex.md section 5):
+Completion and translation follow the original exactly:
 completion prefixes the language-tag line; translation is
 ``code translation\\n<Src>:\\n<source code>\\n<Tgt>:\\n<optional target declaration>`` with the original's
 language spellings (``C++``, ``JavaScript``, otherwise the capitalised name). Explanation follows the VS Code

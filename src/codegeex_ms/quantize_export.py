@@ -4,7 +4,7 @@
     python -m codegeex_ms.quantize_export export ckpt/codegeex-13b-int8 mindir/codegeex-13b-int8 --batch-size 1
     python infer.py --mindir mindir/codegeex-13b-int8 --prompt "def f(x):" --lang python
 
-Symmetric per-output-row absmax, as the original (reference/codegeex.md section 4.1): for each of the six
+Symmetric per-output-row absmax, as the original CodeGeeX's quantization: for each of the six
 Linear weights of every layer (q, k, v, out-proj, MLP in, MLP out), ``scale[o] = max_i |W[o, i]| / 127`` and
 ``W_int8 = round(W / scale)``. Embeddings, LayerNorms, biases and the tied head keep their dtype. The output is
 a new self-describing folder whose config records ``precision.weight_quant: int8``; ``infer.py --checkpoint``

@@ -12,7 +12,7 @@ moments, so a run checkpoint is one file per rank plus the strategy file that sa
 state.json + config.yaml with a one-device layout) that ``infer.py`` loads and ``train.py --resume`` continues.
 ``split`` does the reverse, from a single-device checkpoint to the per-rank files of a given layout.
 Both go through MindSpore's ``transform_checkpoints`` and write ``.ckpt`` (its safetensors-to-safetensors
-column split is wrong: reference/mindspore_cpu.md section 7).
+column split is wrong in MindSpore 2.9).
 
 ``strategy_layout`` writes the layout that the model's ``.shard()`` strategies imply (column-parallel q, k, v
 and MLP-in split their output rows, row-parallel dense and MLP-out their input columns, the vocabulary rows

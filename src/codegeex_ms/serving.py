@@ -193,7 +193,7 @@ class CompletionRequest(BaseModel):
 
 
 class CodeGeeXRequest(BaseModel):
-    """The CodeGeeX extension's generation payload (reference/codegeex.md section 7.3)."""
+    """The CodeGeeX VS Code extension's generation payload."""
     model_config = ConfigDict(extra="forbid")
     prompt: str
     n: int = 1
@@ -202,7 +202,7 @@ class CodeGeeXRequest(BaseModel):
     top_p: float = Field(0.95, ge=0.0, le=1.0)
     top_k: int = Field(0, ge=0)
     stop: list[str] = []
-    max_tokens: int = 128
+    max_tokens: int | None = None        # the extension sends none: 128, or the server's limit if lower
     seed: int | None = None
     userid: str | None = None
     apikey: str | None = None
@@ -240,9 +240,17 @@ def create_app(engine: Engine, api_key: str | None = None) -> FastAPI:
     async def validation_error(request: Request, exc: RequestValidationError):
         errors = exc.errors()
         first = errors[0] if errors else {"msg": "invalid request", "loc": ()}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        message = f"{where}: {first['msg']}" if where else first["msg"]
-        status = 400 if first.get("type") == "json_invalid" else 422
+        if first.get("type") == "json_invalid":
+            # loc is ("body", <character offset>): the offset is not a field
+            offset = next((p for p in first.get("loc", ()) if isinstance(p, int)), None)
+            message = "the request body is not valid JSON" + (f" (at character {offset})" if offset is not None else "")
+            where, status = None, 400
+        elif first.get("type") == "missing" and tuple(first.get("loc", ())) == ("body",):
+            where, message, status = None, "the request body is empty; send a JSON object", 400
+        else:
+            where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or None
+            message = f"{where}: {first['msg']}" if where else first["msg"]
+            status = 422
         if request.url.path.startswith("/multilingual"):
             return JSONResponse({"status": 1, "message": message}, status)
         return openai_error(status, message, where or None)
@@ -264,6 +272,9 @@ def create_app(engine: Engine, api_key: str | None = None) -> FastAPI:
                 except (ValueError, AttributeError):
                     body_key = None
             if header != f"Bearer {api_key}" and body_key != api_key:
+                if request.url.path.startswith("/multilingual"):     # the CodeGeeX endpoints' own error shape
+                    return JSONResponse({"status": 1, "message": "missing or wrong API key (apikey field or "
+                                                                 "Authorization: Bearer KEY)"}, 401)
                 return openai_error(401, "missing or wrong API key (Authorization: Bearer KEY)", None,
                                     "authentication_error")
         return await call_next(request)
@@ -347,8 +358,9 @@ def create_app(engine: Engine, api_key: str | None = None) -> FastAPI:
                           "total_tokens": len(ids) + completion_tokens}}
 
     async def codegeex(body: CodeGeeXRequest, prompt: str, language: str, request: Request):
-        ids = engine.check(prompt, body.max_tokens, body.n)
-        cfg = SamplingConfig(max_new_tokens=body.max_tokens, temperature=body.temperature, top_p=body.top_p,
+        max_tokens = body.max_tokens if body.max_tokens is not None else min(128, engine.limits.max_new_tokens)
+        ids = engine.check(prompt, max_tokens, body.n)
+        cfg = SamplingConfig(max_new_tokens=max_tokens, temperature=body.temperature, top_p=body.top_p,
                              top_k=body.top_k, seed=body.seed if body.seed is not None else uuid.uuid4().int % 2**32,
                              stop=body.stop, language=language)
         start = time.monotonic()

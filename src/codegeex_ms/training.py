@@ -35,7 +35,7 @@ from .parallel import RankLayout, stage_parameter_names, strategy_path
 # Learning rate
 
 def lr_at(cfg: TrainConfig, step: int) -> float:
-    """The schedule in plain Python (reference/codegeex.md section 3.2)."""
+    """The schedule in plain Python (linear warm-up, then cosine to min_lr, as the 13B run)."""
     if step < cfg.warmup_steps:
         return cfg.lr * step / cfg.warmup_steps
     progress = min(step, cfg.decay_steps) / cfg.decay_steps
@@ -166,6 +166,7 @@ _square_sum = ops.MultitypeFuncGraph("square_sum")
 _scaled = ops.MultitypeFuncGraph("scaled")
 _added = ops.MultitypeFuncGraph("added")
 _read_and_zero = ops.MultitypeFuncGraph("read_and_zero")
+_grad_and_zero = ops.MultitypeFuncGraph("grad_and_zero")
 
 
 @_square_sum.register("Tensor")
@@ -190,6 +191,13 @@ def _read_and_zero_tensor(grad, accu):
     return ops.depend(value, ops.assign(accu, ops.zeros_like(accu)))
 
 
+@_grad_and_zero.register("Tensor", "Tensor")
+def _grad_and_zero_tensor(grad, accu):
+    value = grad * 1.0                              # the reduced gradient the pass hands over
+    accu = ops.depend(accu, value)
+    return ops.depend(value, ops.assign(accu, ops.zeros_like(accu)))
+
+
 class PipelineStageLoss(LanguageModelLoss):
     """LanguageModelLoss compiled once as a reusable sub-graph (``lazy_inline``), as MindSpore's pipeline pass
     expects of the network inside ``PipelineCell`` (one call per micro-batch)."""
@@ -203,8 +211,9 @@ class PipelineGradients(nn.Cell):
     """The gradients of a pipeline-parallel step. MindSpore's pipeline pass accumulates each micro-batch's
     gradients into parameters named ``accu_grads.*`` (one per trainable parameter); this reads them out once per
     step and zeroes them for the next. With optimizer sharding the pass hands over the reduced gradients
-    directly. (MindSpore 2.9's ``PipelineGradReducer`` does the same but, without optimizer sharding, refers to
-    an undefined name and does not compile.)"""
+    directly, but it still needs the accumulators in the graph (it accumulates the sharded micro-batch
+    gradients into them), so they are zeroed here too. (MindSpore 2.9's ``PipelineGradReducer`` does the same
+    but, without optimizer sharding, refers to an undefined name and does not compile.)"""
 
     def __init__(self, parameters, opt_shard: bool):
         super().__init__(auto_prefix=False)
@@ -214,7 +223,7 @@ class PipelineGradients(nn.Cell):
 
     def construct(self, grads):
         if self.opt_shard:
-            return grads
+            return self.hyper_map(_grad_and_zero, grads, self.accu_grads)
         return self.hyper_map(_read_and_zero, grads, self.accu_grads)
 
 

@@ -1,4 +1,4 @@
-"""The original's file filters (reference/codegeex.md section 3.1) and deduplication.
+"""The original CodeGeeX's file filters and deduplication.
 
 Filters (each threshold configurable): average line length > 100 characters, auto-generated files,
 less than 40% alphabetic characters, size below 1 KB or above 100 KB. Deduplication: exact (sha256 of the

@@ -35,7 +35,7 @@ GO_WARM_PACKAGES = ("math", "strings", "fmt", "strconv", "time", "bytes", "regex
 
 def write_offline_cargo_project(project: Path, name: str) -> None:
     """Cargo.toml depending on the HumanEval-X crates, and a cargo config that takes them from Debian's
-    librust-*-dev sources offline (reference/humaneval_x.md 3.1)."""
+    librust-*-dev sources offline."""
     (project / "src").mkdir(parents=True, exist_ok=True)
     (project / ".cargo").mkdir(exist_ok=True)
     deps = "".join(f'{crate} = "{version}"\n' for crate, version in RUST_CRATES.items())

@@ -1,4 +1,4 @@
-"""The CodeGeeX tokenizer, id for id (reference/codegeex.md section 2).
+"""The CodeGeeX tokenizer, id for id the original's.
 
 GPT-J byte-level BPE (50,257 tokens) + 143 added ``<|extratoken_k|>`` tokens (ids 50256+k). Before BPE,
 runs of 2..10 spaces become ``<|extratoken_{8+n}|>`` (ids 50266..50274), replacing the longest runs first
