@@ -95,8 +95,9 @@ def test_parallel_arithmetic_names_the_numbers():
         cfg.parallel.check(cfg.model, device_num=1024)
     with pytest.raises(ConfigError, match=r"model\.num_heads \(40\) is not divisible by parallel\.model_parallel \(3\)"):
         ParallelConfig(model_parallel=3).check(cfg.model)
-    with pytest.raises(ConfigError, match=r"40 is not divisible by parallel\.pipeline_stages \(3\)"):
-        ParallelConfig(pipeline_stages=3, micro_batches=3).check(cfg.model)
+    ParallelConfig(pipeline_stages=3, micro_batches=3).check(cfg.model)   # 39 layers + the top query layer: stages of 14, 13, 13
+    with pytest.raises(ConfigError, match=r"= 40 is fewer than parallel\.pipeline_stages \(42\)"):
+        ParallelConfig(pipeline_stages=42, micro_batches=42).check(cfg.model)
     with pytest.raises(ConfigError, match=r"padded_vocab_size \(52224\) is not divisible by parallel\.model_parallel \(5\)"):
         ParallelConfig(model_parallel=5, vocab_emb_dp=False).check(cfg.model.__class__(num_heads=40, hidden_size=5120,
                                                                                        ffn_hidden_size=20480))

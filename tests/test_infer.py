@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from codegeex_ms.cli import UsageError
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -58,20 +60,23 @@ def test_translate_and_explain_prompts(infer, tiny_checkpoint, capsys):
     assert json.loads(capsys.readouterr().out)["prompt"].endswith("// Explain the code line by line\n// ")
 
 
-def test_errors_are_clear(infer, tiny_checkpoint, tmp_path):
+def test_errors_are_clear(infer, tiny_checkpoint, capsys):
     base = ["--checkpoint", str(tiny_checkpoint)]
-    with pytest.raises(SystemExit, match="the prompt is empty"):
+    with pytest.raises(UsageError, match="the prompt is empty"):
         run(infer, *base, "--prompt", "   ")
-    with pytest.raises(SystemExit, match="needs --src-lang and --tgt-lang"):
+    with pytest.raises(UsageError, match="needs --src-lang and --tgt-lang"):
         run(infer, *base, "--mode", "translate", "--prompt", "x")
-    with pytest.raises(SystemExit, match="unknown language 'klingon'"):
+    with pytest.raises(UsageError, match="unknown language 'klingon'"):
         run(infer, *base, "--prompt", "x", "--lang", "klingon")
-    with pytest.raises(SystemExit, match=r"the prompt is \d+ tokens; with --max-new-tokens 8 only 248 fit"):
+    with pytest.raises(UsageError, match=r"the prompt is \d+ tokens; with --max-new-tokens 8 only 248 fit"):
         run(infer, *base, "--prompt", "word " * 400, "--max-new-tokens", "8")
-    with pytest.raises(SystemExit, match="--stream prints one sample"):
+    with pytest.raises(UsageError, match="--stream prints one sample"):
         run(infer, *base, "--prompt", "x", "--stream", "--n", "2")
-    with pytest.raises(SystemExit, match="temperature must be > 0"):
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stopped:           # rejected at parse time
         run(infer, *base, "--prompt", "x", "--temperature", "0")
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.startswith("error: argument --temperature: must be > 0, got 0")
 
 
 def test_truncate_left_keeps_the_end(infer, tiny_checkpoint, capsys):
@@ -100,5 +105,5 @@ def test_mindir_folder_gives_the_checkpoints_output(infer, tiny_checkpoint, tmp_
         assert run(infer, *source, *args, "--greedy") == 0
         outputs.append(json.loads(capsys.readouterr().out)["completions"])
     assert outputs[0] == outputs[1] and len(outputs[1]) == 1
-    with pytest.raises(SystemExit, match="exceeds the batch size 2"):
+    with pytest.raises(UsageError, match="exceeds the batch size 2"):
         run(infer, "--mindir", str(tmp_path / "mindir"), *args, "--n", "3")

@@ -125,6 +125,11 @@ def test_export_replaces_a_folder_whole_and_rejects_bad_input(tiny_checkpoint, t
     assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "export.json", "model.mindir", "tokenizer.json"]
     assert [p.name for p in tmp_path.iterdir()] == ["mindir"]          # no temporary or old folder left
     assert main(["export", str(tmp_path / "nothing"), str(tmp_path / "x")]) == 2
+    assert "checkpoint folder " + str(tmp_path / "nothing") + " does not exist" in capsys.readouterr().err
+    half = tmp_path / "half"                    # a folder without its config.yaml
+    half.mkdir()
+    (half / "model.safetensors").symlink_to(tiny_checkpoint / "model.safetensors")
+    assert main(["export", str(half), str(tmp_path / "x")]) == 2
     assert "config.yaml is missing" in capsys.readouterr().err
     assert main(["export", str(tiny_checkpoint), str(tmp_path / "y"), "--compute-dtype", "bfloat16"]) == 2
     assert "bfloat16 does not run on CPU" in capsys.readouterr().err

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import WEIGHTS_FILE, CheckpointError, check_weights, read_config, write_folder
+from .cli import ArgumentParser
 from .config import Config, resolve_config, shipped_configs, load_config
 from .layout import LAYER_PARAMS, layer_prefixes, parameter_shapes
 from .safetensors_io import SafetensorsReader
@@ -471,5 +472,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from .cli import ArgumentParser, run
+    from .cli import run
     sys.exit(run(main))
