@@ -1,20 +1,27 @@
 """Prefill and decode speed of the KV-cached engine, side by side with the reference PyTorch CodeGeeX.
 
-    python bench/decode.py [--config codegeex_350m] [--prompt-tokens 64] [--new-tokens 32] [--batch 1 8]
+    python bench/decode.py [--config codegeex_350m] [--prompt-tokens 64] [--new-tokens 64] [--batch 1 8]
 
 Four sides on the same random weights (drawn in the reference model, converted with
-``python -m codegeex_ms.convert``, int8 by ``codegeex_ms.quantize_export.quantize``), greedy, on the CPU: ours fp32,
-ours int8 (weight-only, the CPU kernels), the reference ``codegeex==1.0`` ``CodeGeeXModel`` with its growing
-``layer_past`` cache in fp32, and the reference after ``torch.ao.quantization.quantize_dynamic(model, {nn.Linear},
-dtype=torch.qint8)``. The sides alternate within each of ``--repeats`` rounds; the best round of each is shown.
-Also: every token reads all weights once, so the share of the bandwidth bound is bytes read per token x tokens/s /
-batch / measured read bandwidth (above 100%: more than one core reads).
+``python -m codegeex_ms.convert``, int8 by ``codegeex_ms.quantize_export.quantize_checkpoint``), greedy, on the CPU:
+ours fp32, ours int8 (weight-only int8 Linears and word embedding/head, the CPU kernels), the reference
+``codegeex==1.0`` ``CodeGeeXModel`` with its growing ``layer_past`` cache in fp32, and the reference after
+``torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)``.
+
+Every side runs in a process of its own (a MindSpore graph run leaves threads behind that slowed the reference by
+a third when both shared one process), after its load and warm-up; the sides alternate within each of
+``--repeats`` rounds, the order reversed every other round, and the best round of each side is shown. The share
+of the bandwidth bound is bytes read per token x decode tokens/s / batch / read bandwidth (numpy sum over 1 GiB,
+one thread, measured before and after; above 100%: both cores read). Check ``uptime`` first: a figure taken
+while another job loads the CPU is not a result.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -22,9 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from reference import reference_model
-
 ROOT = Path(__file__).resolve().parents[1]
+SIDES = ("ours fp32", "reference fp32", "ours int8", "reference + torch int8")
 
 
 def read_bandwidth_gbs(megabytes: int = 1024) -> float:
@@ -37,8 +43,19 @@ def read_bandwidth_gbs(megabytes: int = 1024) -> float:
     return data.nbytes / best / 1e9
 
 
+def bench_config(name: str):
+    from codegeex_ms.config import resolve_config
+    return resolve_config(name).replace(model={"hidden_dropout": 0.0, "attention_dropout": 0.0},
+                                        precision={"compute_dtype": "float32", "param_dtype": "float32"})
+
+
+def prompts(m, batches, prompt_tokens):
+    rng = np.random.default_rng(0)
+    return {b: rng.integers(0, m.vocab_size, size=(b, prompt_tokens)) for b in batches}
+
+
 def reference_run(model, torch, prompt: np.ndarray, new_tokens: int, vocab: int):
-    """Greedy decoding with the reference's layer_past cache; returns (prefill s, decode s, tokens)."""
+    """Greedy decoding with the reference's layer_past cache; returns (prefill s, decode s, tokens of row 0)."""
     b, s = prompt.shape
     total = s + new_tokens
     blocked = torch.tril(torch.ones(1, 1, total, total)) < 0.5
@@ -57,7 +74,50 @@ def reference_run(model, torch, prompt: np.ndarray, new_tokens: int, vocab: int)
             pos = torch.full((b, 1), s + step, dtype=torch.long)
             logits, past = model(nxt, pos, blocked, layer_past=past, get_key_value=True)
         t_decode = time.perf_counter() - start
-    return t_prefill, t_decode, torch.cat(out, 1).numpy()
+    return t_prefill, t_decode, torch.cat(out, 1)[0].tolist()
+
+
+def run_side(side: str, work: Path, args) -> dict:
+    """One side in this process: load, warm up, then one timed generation per batch size."""
+    cfg = bench_config(args.config)
+    m = cfg.model
+    results = {}
+    start = time.perf_counter()
+    if side.startswith("reference"):
+        import torch
+        from reference import reference_model
+        model = reference_model(m).eval()
+        model.load_state_dict(torch.load(work / "ref.pt")["module"])
+        if "int8" in side:
+            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        load_s = time.perf_counter() - start
+        for b, prompt in prompts(m, args.batch, args.prompt_tokens).items():
+            start = time.perf_counter()
+            prompt = np.tile(prompt[:1], (b, 1))                                  # b samples of one prompt
+            reference_run(model, torch, prompt[:, :8], 2, m.vocab_size)        # warm-up
+            warm = time.perf_counter() - start
+            pre, dec, toks = reference_run(model, torch, prompt, args.new_tokens, m.vocab_size)
+            results[b] = {"prefill": b * args.prompt_tokens / pre, "decode": b * (args.new_tokens - 1) / dec,
+                          "tokens": toks, "warmup_s": warm}
+        return {"load_s": load_s, "batches": results}
+    import mindspore as ms
+    import codegeex_ms
+    from codegeex_ms.generation import Generator, SamplingConfig
+    from codegeex_ms.tokenizer import load as load_tokenizer
+    ms.set_context(mode=ms.GRAPH_MODE)
+    model = codegeex_ms.load(work / ("ours_int8" if "int8" in side else "ours"))
+    tokenizer = load_tokenizer(args.tokenizer)
+    load_s = time.perf_counter() - start
+    sampling = SamplingConfig(max_new_tokens=args.new_tokens, greedy=True)
+    max_len = -(-(args.prompt_tokens + args.new_tokens) // 64) * 64
+    for b, prompt in prompts(m, args.batch, args.prompt_tokens).items():
+        generator = Generator(model, tokenizer, batch_size=b, max_len=max_len)
+        compile_s = generator.warmup(args.prompt_tokens)
+        r = generator.generate(list(prompt[0]), sampling)                         # b samples of one prompt
+        t = r.timings
+        results[b] = {"prefill": b * args.prompt_tokens / t["prefill_s"], "decode": t["decode_steps"] * b / t["decode_s"],
+                      "tokens": [int(i) for i in r.token_ids[0]], "warmup_s": compile_s}
+    return {"load_s": load_s, "batches": results}
 
 
 def quantized_bytes(m) -> int:
@@ -71,91 +131,93 @@ def quantized_bytes(m) -> int:
     return total
 
 
+def prepare(work: Path, args) -> None:
+    """Random reference weights, saved for the reference sides and converted (fp32) and quantized (int8) for ours."""
+    import torch
+    from codegeex_ms.convert import main as convert
+    from codegeex_ms.quantize_export import quantize_checkpoint
+    from reference import reference_model
+    cfg = bench_config(args.config)
+    torch.manual_seed(0)
+    reference = reference_model(cfg.model).eval()
+    with torch.no_grad():
+        for param in reference.parameters():
+            param.normal_(0.0, 0.02)
+    torch.save({"module": reference.state_dict_for_save_checkpoint()}, work / "ref.pt")
+    cfg.save(work / "config.yaml")
+    assert convert([str(work / "ref.pt"), str(work / "ours"), "--config", str(work / "config.yaml"),
+                    "--tokenizer", str(args.tokenizer)]) == 0
+    quantize_checkpoint(work / "ours", work / "ours_int8", embedding=True)
+
+
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="codegeex_350m", help="model config name or YAML (default codegeex_350m)")
     p.add_argument("--prompt-tokens", type=int, default=64, help="prompt length (default 64)")
     p.add_argument("--new-tokens", type=int, default=64, help="tokens to generate per sample (default 64)")
     p.add_argument("--batch", type=int, nargs="+", default=[1, 8], help="batch sizes (default 1 8)")
     p.add_argument("--repeats", type=int, default=3, help="rounds; the sides alternate within a round (default 3)")
+    p.add_argument("--sides", nargs="+", default=list(SIDES), choices=SIDES, metavar="SIDE",
+                   help=f"which sides to run (default all: {', '.join(repr(s) for s in SIDES)})")
     p.add_argument("--tokenizer", type=Path, default=ROOT.parent / "shared/tokenizer/codegeex",
                    help="CodeGeeX tokenizer directory (default ../shared/tokenizer/codegeex)")
+    p.add_argument("--side", help=argparse.SUPPRESS)      # internal: run one side in this process
+    p.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.side:
+        print(json.dumps(run_side(args.side, args.work, args)))
+        return
 
-    import torch
-    import mindspore as ms
-    import codegeex_ms
-    from codegeex_ms.config import resolve_config
-    from codegeex_ms.convert import main as convert
-    from codegeex_ms.generation import Generator, SamplingConfig
-    from codegeex_ms.layout import count_parameters
-    from codegeex_ms.quantize_export import quantize_checkpoint as quantize
-    from codegeex_ms.tokenizer import load as load_tokenizer
-
-    ms.set_context(mode=ms.GRAPH_MODE)
-    cfg = resolve_config(args.config).replace(model={"hidden_dropout": 0.0, "attention_dropout": 0.0},
-                                              precision={"compute_dtype": "float32", "param_dtype": "float32"})
+    cfg = bench_config(args.config)
     m = cfg.model
-    torch.manual_seed(0)
-    reference = reference_model(m).eval()
-    with torch.no_grad():
-        for param in reference.parameters():
-            param.normal_(0.0, 0.02)
-    reference_int8 = torch.ao.quantization.quantize_dynamic(reference, {torch.nn.Linear}, dtype=torch.qint8)
+    from codegeex_ms.layout import count_parameters
     work = Path(tempfile.mkdtemp(prefix="bench_decode_"))
-    torch.save({"module": reference.state_dict_for_save_checkpoint()}, work / "ref.pt")
-    cfg.save(work / "config.yaml")
-    assert convert([str(work / "ref.pt"), str(work / "ours"), "--config", str(work / "config.yaml")]) == 0
-    quantize(work / "ours", work / "ours_int8", embedding=True)
-    ours = codegeex_ms.load(work / "ours")
-    ours_int8 = codegeex_ms.load(work / "ours_int8")
-    tokenizer = load_tokenizer(args.tokenizer)
-
+    prepare(work, args)
     params = count_parameters(m)
-    fp32_bytes, int8_bytes = params * 4, quantized_bytes(m)
-    bandwidth = read_bandwidth_gbs()
-    print(f"{args.config}: {params / 1e6:.0f}M parameters, fp32 weights {fp32_bytes / 1e9:.2f} GB, int8 "
-          f"{int8_bytes / 1e9:.2f} GB; read bandwidth (numpy sum, one thread) {bandwidth:.1f} GB/s; torch threads "
-          f"{torch.get_num_threads()}, {os.cpu_count()} cores; load {os.getloadavg()[0]:.2f}", file=sys.stderr)
-    rng = np.random.default_rng(0)
-    sampling = SamplingConfig(max_new_tokens=args.new_tokens, greedy=True)
-    table = []
-    for b in args.batch:
-        prompt = rng.integers(0, m.vocab_size, size=(b, args.prompt_tokens))
-        max_len = -(-(args.prompt_tokens + args.new_tokens) // 64) * 64
-        generators = {}
-        for name, model in (("ours fp32", ours), ("ours int8", ours_int8)):
-            generators[name] = Generator(model, tokenizer, batch_size=b, max_len=max_len)
-            generators[name].warmup(args.prompt_tokens)
-        best = {}       # side -> (prefill tokens/s, decode tokens/s, tokens)
-        for _ in range(args.repeats):
-            for name in ("ours fp32", "reference fp32", "ours int8", "reference + torch int8"):
-                if name.startswith("ours"):
-                    r = generators[name].generate(list(prompt[0]), sampling)
-                    t = r.timings
-                    rate = (b * args.prompt_tokens / t["prefill_s"], t["decode_steps"] * b / t["decode_s"], r.token_ids[0])
-                else:
-                    model = reference if name == "reference fp32" else reference_int8
-                    pre, dec, toks = reference_run(model, torch, np.tile(prompt[:1], (b, 1)), args.new_tokens, m.vocab_size)
-                    rate = (b * args.prompt_tokens / pre, b * (args.new_tokens - 1) / dec, toks[0].tolist())
-                if name not in best or rate[1] > best[name][1]:
-                    best[name] = rate
-        ref_tokens = best["reference fp32"][2]
-        for name in ("ours fp32", "reference fp32", "ours int8", "reference + torch int8"):
-            prefill, decode, toks = best[name]
-            nbytes = int8_bytes if "int8" in name else fp32_bytes
-            share = decode / b * nbytes / (bandwidth * 1e9)
-            same = toks[:len(ref_tokens)] == ref_tokens[:len(toks)]
-            table.append((b, name, prefill, decode, share, same))
-    print("| batch | side | prefill tokens/s | decode tokens/s | bytes read per token / bandwidth | same greedy tokens as reference fp32 |")
-    print("|---|---|---|---|---|---|")
-    for b, name, prefill, decode, share, same in table:
-        print(f"| {b} | {name} | {prefill:,.0f} | {decode:.2f} | {share:.0%} | {'yes' if same else 'no'} |")
-    base = {(b, n): d for b, n, _, d, _, _ in table}
-    for b in args.batch:
-        print(f"batch {b}: ours fp32 / reference fp32 = {base[(b, 'ours fp32')] / base[(b, 'reference fp32')]:.2f}x; "
-              f"ours int8 / torch int8 = {base[(b, 'ours int8')] / base[(b, 'reference + torch int8')]:.2f}x; "
-              f"ours int8 / reference fp32 = {base[(b, 'ours int8')] / base[(b, 'reference fp32')]:.2f}x")
+    nbytes = {"fp32": params * 4, "int8": quantized_bytes(m)}
+    bandwidth = [read_bandwidth_gbs()]
+    print(f"{args.config}: {params / 1e6:.0f}M parameters, fp32 weights {nbytes['fp32'] / 1e9:.2f} GB, int8 "
+          f"{nbytes['int8'] / 1e9:.2f} GB; {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}; "
+          f"CODEGEEX_KERNEL_THREADS={os.environ.get('CODEGEEX_KERNEL_THREADS', '(default)')}", file=sys.stderr)
+    best: dict = {}            # (side, batch) -> result of the round with the best decode tokens/s
+    setup: dict = {}
+    passthrough = ["--config", args.config, "--prompt-tokens", str(args.prompt_tokens), "--new-tokens",
+                   str(args.new_tokens), "--tokenizer", str(args.tokenizer), "--batch", *map(str, args.batch)]
+    for round_ in range(args.repeats):
+        order = args.sides if round_ % 2 == 0 else args.sides[::-1]
+        for side in order:
+            out = subprocess.run([sys.executable, __file__, "--side", side, "--work", str(work), *passthrough],
+                                 capture_output=True, text=True, cwd=Path(__file__).parent)
+            if out.returncode != 0:
+                sys.exit(f"{side} failed:\n{out.stderr[-3000:]}")
+            report = json.loads(out.stdout.strip().splitlines()[-1])
+            setup.setdefault(side, report)
+            for b, r in report["batches"].items():
+                if (side, b) not in best or r["decode"] > best[(side, b)]["decode"]:
+                    best[(side, b)] = r
+            print(f"round {round_ + 1}/{args.repeats} {side}: " + ", ".join(
+                f"batch {b} {r['decode']:.2f} tokens/s" for b, r in report["batches"].items()), file=sys.stderr)
+    bandwidth.append(read_bandwidth_gbs())
+    bw = max(bandwidth)
+    print(f"read bandwidth (numpy sum, one thread): {bandwidth[0]:.1f} GB/s before, {bandwidth[1]:.1f} GB/s after; "
+          f"load average {os.getloadavg()[0]:.2f}")
+    print("| batch | side | prefill tokens/s | decode tokens/s | bytes read per token / bandwidth | load + warm-up s "
+          "| same greedy tokens as reference fp32 |")
+    print("|---|---|---|---|---|---|---|")
+    for b in map(str, args.batch):
+        ref_tokens = best.get(("reference fp32", b), {}).get("tokens")
+        for side in args.sides:
+            r = best[(side, b)]
+            share = r["decode"] / int(b) * nbytes["int8" if "int8" in side else "fp32"] / (bw * 1e9)
+            same = "-" if ref_tokens is None else "yes" if r["tokens"] == ref_tokens else "no"
+            print(f"| {b} | {side} | {r['prefill']:,.0f} | {r['decode']:.2f} | {share:.0%} | "
+                  f"{setup[side]['load_s']:.1f} + {r['warmup_s']:.1f} | {same} |")
+    for b in map(str, args.batch):
+        d = {side: best[(side, b)]["decode"] for side in args.sides}
+        ratios = [f"{x} / {y} = {d[x] / d[y]:.2f}x" for x, y in (("ours fp32", "reference fp32"),
+                  ("ours int8", "reference + torch int8"), ("ours int8", "reference fp32")) if x in d and y in d]
+        print(f"batch {b}: " + "; ".join(ratios))
 
 
 if __name__ == "__main__":

@@ -34,6 +34,26 @@ def test_int8_kernel_equals_numpy(path, m, n, k, ms_context):
 
 
 @pytest.mark.parametrize("path", kernels.supported_paths())
+@pytest.mark.parametrize("gelu", [False, True])
+@pytest.mark.parametrize("m, n, k", [(1, 130, 200), (2, 33, 37), (5, 64, 48), (17, 130, 100)])
+def test_bias_and_gelu_are_applied_in_the_kernel(path, gelu, m, n, k, ms_context):
+    """The fused epilogue: + bias, then x * sigmoid(1.702 x) (the model's fast GELU), for int8 and f32 weights."""
+    from mindspore import Tensor
+    rng = np.random.default_rng(m + n + k + gelu)
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    w = rng.integers(-127, 128, (n, k)).astype(np.int8)
+    scale = (rng.random(n) * 0.02 + 1e-3).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    z = x.astype(np.float64) @ (w.astype(np.float64) * scale[:, None]).T + bias
+    expected = z / (1 + np.exp(-1.702 * z)) if gelu else z
+    got = kernels.int8_linear_op(path, gelu)(Tensor(x), Tensor(w), Tensor(scale), Tensor(bias)).asnumpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+    wf = (w * scale[:, None]).astype(np.float32)
+    got = kernels.f32_linear_op(path, gelu)(Tensor(x), Tensor(wf), Tensor(bias)).asnumpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("path", kernels.supported_paths())
 @pytest.mark.parametrize("m, n, k", SHAPES[::2])
 def test_f32_kernel_equals_numpy(path, m, n, k, ms_context):
     from mindspore import Tensor

@@ -163,10 +163,12 @@ def load_weights(model, path: str | os.PathLike) -> None:
     reader = SafetensorsReader(folder / WEIGHTS_FILE)
     check_weights(reader, model.config)
     for param in model.get_parameters():
-        value = reader.get(param.name)
+        value = reader.get(param.name)                 # a fresh array read from the file (not a memory map)
         if (value.dtype == np.int8) != (param.dtype == ms.int8):
             raise CheckpointError(f"{folder}: {param.name} is stored as {value.dtype} but the model expects {param.dtype}")
-        param.set_data(ms.Tensor(value, dtype=param.dtype))
+        # the same dtype: the parameter takes the array's memory (no second copy); otherwise one cast copy
+        same = ms.Tensor(np.zeros(0, value.dtype)).dtype == param.dtype
+        param.set_data(ms.from_numpy(value) if same else ms.Tensor(value, dtype=param.dtype))
 
 
 def load(path: str | os.PathLike, precision: dict | None = None, parallel: dict | None = None):
@@ -183,7 +185,9 @@ def load(path: str | os.PathLike, precision: dict | None = None, parallel: dict 
     overrides = {k: v for k, v in (("precision", precision), ("parallel", parallel)) if v}
     if overrides:
         cfg = cfg.replace(**overrides)
-    model = CodeGeeX(cfg)
+    from mindspore.nn.utils import no_init_parameters
+    with no_init_parameters():          # no random initial values: every parameter is filled from the file next
+        model = CodeGeeX(cfg)
     load_weights(model, path)
     model.set_train(False)
     return model

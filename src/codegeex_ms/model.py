@@ -75,7 +75,8 @@ class Linear(nn.Cell):
     applied to the matmul's output. Both equal ``x @ (W_int8 * scale)ᵀ``.
     """
 
-    def __init__(self, in_features: int, out_features: int, cfg: Config, split: str, quantized: bool = False):
+    def __init__(self, in_features: int, out_features: int, cfg: Config, split: str, quantized: bool = False,
+                 fuse_gelu: bool = False):
         super().__init__()
         pdtype = MS_DTYPES[cfg.precision.param_dtype]
         self.in_features, self.out_features, self.split = in_features, out_features, split
@@ -94,7 +95,9 @@ class Linear(nn.Cell):
         self.int8_kernel = None
         if quantized and cfg.precision.compute_dtype == "float32":
             from . import kernels
-            self.int8_kernel = kernels.int8_linear_op() if kernels.enabled() else None
+            self.int8_kernel = kernels.int8_linear_op(gelu=fuse_gelu) if kernels.enabled() else None
+        # with the kernel the bias (and, if asked, the fast GELU) are applied inside it: fewer ops per decode step
+        self.applies_gelu = self.int8_kernel is not None and fuse_gelu
         self.matmul = ops.MatMul(transpose_b=True)
         self.add_bias = ops.Add()
         if split == "column":
@@ -110,12 +113,13 @@ class Linear(nn.Cell):
         shape = x.shape
         x = x.reshape(-1, self.in_features)                                       # [b*s, in]
         if self.int8_kernel is not None:
-            y = self.int8_kernel(cast(x, ms.float32), self.weight, self.weight_scale)
+            y = self.int8_kernel(cast(x, ms.float32), self.weight, self.weight_scale,
+                                 cast(self.bias, ms.float32))                                # [b*s, out]
         else:
             y = self.matmul(cast(x, self.compute_dtype), cast(self.weight, self.compute_dtype))
             if self.quantized:
                 y = y * cast(self.weight_scale, self.compute_dtype)               # per output row
-        y = self.add_bias(y, cast(self.bias, self.compute_dtype))                # [b*s, out]
+            y = self.add_bias(y, cast(self.bias, self.compute_dtype))            # [b*s, out]
         return y.reshape(shape[:-1] + (self.out_features,))
 
 
@@ -230,12 +234,15 @@ class MLP(nn.Cell):
         super().__init__()
         m, dp, mp = cfg.model, cfg.parallel.data_parallel, cfg.parallel.model_parallel
         q8 = cfg.precision.weight_quant == "int8"
-        self.dense_h_to_4h = Linear(m.hidden_size, m.ffn_hidden_size, cfg, "column", q8)
+        self.dense_h_to_4h = Linear(m.hidden_size, m.ffn_hidden_size, cfg, "column", q8, fuse_gelu=True)
         self.activation = FastGelu((dp, 1, mp))
         self.dense_4h_to_h = Linear(m.ffn_hidden_size, m.hidden_size, cfg, "row", q8)
 
     def construct(self, x):
-        return self.dense_4h_to_h(self.activation(self.dense_h_to_4h(x)))
+        h = self.dense_h_to_4h(x)                                                 # [b, s, ffn]
+        if not self.dense_h_to_4h.applies_gelu:
+            h = self.activation(h)
+        return self.dense_4h_to_h(h)
 
 
 class TransformerLayer(nn.Cell):

@@ -2,8 +2,10 @@
 
 The writer takes the header (names, shapes, dtypes) up front and then pulls one tensor at a time, so a
 13B conversion holds the source plus a single converted tensor, never two full copies of the weights.
-Files are written to a temporary name and renamed when complete. The reader memory-maps the file
-(``safetensors.safe_open``), so loading also goes tensor by tensor.
+Files are written to a temporary name and renamed when complete. The reader checks the file with
+``safetensors.safe_open`` and then reads one tensor at a time with plain reads into a fresh array, so loading holds
+the weights once: reading through a memory map would also keep every page of the file resident in the process (a
+second copy of the weights in its RSS while they are copied into the model).
 """
 from __future__ import annotations
 
@@ -73,6 +75,10 @@ class SafetensorsReader:
                                        f"{str(e)[:200]}): it is truncated or corrupt; write it again") from None
         self.names = list(self._file.keys())
         self.metadata = self._file.metadata() or {}
+        with open(self.path, "rb") as f:       # safe_open has validated the header and the data length
+            header_len = int.from_bytes(f.read(8), "little")
+            self._header = json.loads(f.read(header_len))
+        self._data_start = 8 + header_len
 
     def shape(self, name: str) -> tuple[int, ...]:
         return tuple(self._file.get_slice(name).get_shape())
@@ -82,8 +88,27 @@ class SafetensorsReader:
         return {v: k for k, v in _DTYPE_CODES.items()}[code]
 
     def get(self, name: str) -> np.ndarray:
-        try:
-            return self._file.get_tensor(name)
-        except Exception as e:  # noqa: BLE001 - a tensor whose bytes are missing or damaged
-            raise SafetensorsFileError(f"{self.path}: tensor {name} cannot be read ({type(e).__name__}: "
-                                       f"{str(e)[:200]}): the file is truncated or corrupt") from None
+        """The tensor ``name`` as a new array that owns its memory (read from the file, not mapped)."""
+        entry = self._header.get(name)
+        if entry is None:
+            raise KeyError(f"{self.path}: no tensor named {name}")
+        codes = {v: k for k, v in _DTYPE_CODES.items()}
+        if entry["dtype"] not in codes:
+            raise SafetensorsFileError(f"{self.path}: tensor {name} has dtype {entry['dtype']}, which this reader "
+                                       f"does not handle ({', '.join(sorted(codes))})")
+        begin, end = entry["data_offsets"]
+        out = np.empty(tuple(entry["shape"]), codes[entry["dtype"]])
+        if out.nbytes != end - begin:
+            raise SafetensorsFileError(f"{self.path}: tensor {name} has {end - begin} bytes for shape "
+                                       f"{tuple(entry['shape'])} {entry['dtype']}: the file is corrupt")
+        view = memoryview(out.reshape(-1).view(np.uint8))
+        with open(self.path, "rb") as f:
+            f.seek(self._data_start + begin)
+            done = 0
+            while done < out.nbytes:
+                n = f.readinto(view[done:])
+                if not n:
+                    raise SafetensorsFileError(f"{self.path}: tensor {name} cannot be read: the file ends "
+                                               f"{out.nbytes - done} bytes early (truncated)")
+                done += n
+        return out

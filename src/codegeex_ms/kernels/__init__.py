@@ -107,12 +107,14 @@ def _custom(function: str):
                       out_dtype=lambda *dtypes: ms.float32, func_type="aot")
 
 
-def int8_linear_op(path: str = "auto"):
-    """``ops.Custom``: (x [M, K] float32, w [N, K] int8, scale [N] float32) -> x @ (w * scale)ᵀ [M, N] float32,
-    or None when the kernels are not available. ``path``: "auto" or one of PATHS (tests)."""
-    return _custom(f"linear_int8_{path}")
+def int8_linear_op(path: str = "auto", gelu: bool = False):
+    """``ops.Custom``: (x [M, K] float32, w [N, K] int8, scale [N] float32[, bias [N] float32]) ->
+    x @ (w * scale)ᵀ (+ bias) [M, N] float32, then ``y * sigmoid(1.702 y)`` with ``gelu``; None when the kernels are
+    not available. ``path``: "auto" or one of PATHS (tests)."""
+    return _custom(f"linear_int8{'_gelu' if gelu else ''}_{path}")
 
 
-def f32_linear_op(path: str = "auto"):
-    """``ops.Custom``: (x [M, K] float32, w [N, K] float32) -> x @ wᵀ [M, N] float32, or None."""
-    return _custom(f"linear_f32_{path}")
+def f32_linear_op(path: str = "auto", gelu: bool = False):
+    """``ops.Custom``: (x [M, K] float32, w [N, K] float32[, bias [N] float32]) -> x @ wᵀ (+ bias) [M, N] float32,
+    then ``y * sigmoid(1.702 y)`` with ``gelu``; or None."""
+    return _custom(f"linear_f32{'_gelu' if gelu else ''}_{path}")
