@@ -43,7 +43,8 @@ def parse_args(argv=None):
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     sub = p.add_subparsers(dest="command", required=True)
 
-    g = sub.add_parser("generate", help="sample completions (or translations) with a checkpoint")
+    g = sub.add_parser("generate", help="sample completions (or translations) with a checkpoint",
+                       description="Sample completions (or translations) with a checkpoint.")
     add_common(g)
     g.add_argument("--checkpoint", type=Path, required=True, help="checkpoint folder (config + weights + tokenizer)")
     g.add_argument("--out", type=Path, required=True, help="samples JSONL (appended to; resumes)")
@@ -55,13 +56,18 @@ def parse_args(argv=None):
                    help="rows decoded together (default 1); several problems share a batch when --n is smaller")
     g.add_argument("--greedy", action="store_true", help="argmax decoding (then --n 1 is enough)")
     g.add_argument("--temperature", type=positive_float, default=0.8, help="default 0.8 (the original's scripts)")
-    g.add_argument("--top-p", type=non_negative_float, default=0.95, help="default 0.95")
-    g.add_argument("--top-k", type=non_negative_int, default=0, help="default 0 (off)")
-    g.add_argument("--max-new-tokens", type=positive_int, default=512, help="default 512")
+    g.add_argument("--top-p", type=non_negative_float, default=0.95,
+                   help="nucleus sampling: sample from the smallest set of tokens whose probability reaches P "
+                        "(default 0.95; 0 or 1: off)")
+    g.add_argument("--top-k", type=non_negative_int, default=0,
+                   help="sample from the K most likely tokens only (default 0: off)")
+    g.add_argument("--max-new-tokens", type=positive_int, default=512,
+                   help="tokens generated per sample at most (default 512)")
     g.add_argument("--seed", type=non_negative_int, default=0, help="base seed; each problem's seed derives from it")
     g.add_argument("--limit", type=positive_int, help="only the first N problems of each language")
 
-    e = sub.add_parser("evaluate", help="run samples against the hidden tests")
+    e = sub.add_parser("evaluate", help="run samples against the hidden tests",
+                       description="Run samples against the hidden tests.")
     add_common(e)
     src = e.add_mutually_exclusive_group(required=True)
     src.add_argument("--samples", type=Path, help="samples JSONL(.gz) from generate or any other model")
@@ -78,13 +84,16 @@ def parse_args(argv=None):
                    help="run without namespaces and uid drop even as root (only for debugging the harness)")
     e.add_argument("--work-dir", default="/var/tmp", help="where job directories go; not /tmp (default /var/tmp)")
 
-    r = sub.add_parser("report", help="pass@k tables (Markdown, CSV, JSON) and a PNG chart from results")
+    r = sub.add_parser("report", help="pass@k tables (Markdown, CSV, JSON) and a PNG chart from results",
+                       description="Pass@k tables (Markdown, CSV, JSON) and a PNG chart from results.")
     r.add_argument("--results", type=Path, required=True, action="append", help="results JSONL (repeatable)")
     r.add_argument("--out", type=Path, required=True, help="output prefix: writes PREFIX.md/.csv/.json/.png")
 
-    sub.add_parser("doctor", help="check the six toolchains and print install commands for what is missing")
+    sub.add_parser("doctor", help="check the six toolchains and print install commands for what is missing",
+                   description="Check the six toolchains and print install commands for what is missing.")
 
-    f = sub.add_parser("fetch-data", help="download the data from the CodeGeeX repository, verifying sha256")
+    f = sub.add_parser("fetch-data", help="download the data from the CodeGeeX repository, verifying sha256",
+                       description="Download the data from the CodeGeeX repository, verifying sha256.")
     add_common(f)
     return p.parse_args(argv)
 

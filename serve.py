@@ -47,7 +47,8 @@ def parse_args(argv=None):
                         "no longer than the requests need is faster")
     p.add_argument("--model-name", help="name reported by /v1/models (default: the folder name)")
     p.add_argument("--device", choices=("CPU", "GPU", "Ascend"), help="MindSpore device (default: its choice)")
-    p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"),
+                   help="how much the HTTP server logs (default info: one line per request)")
     return p.parse_args(argv)
 
 

@@ -18,6 +18,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from codegeex_ms.cli import ArgumentParser, run
+
 
 def parse_args(argv=None):
     p = ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -128,5 +130,4 @@ def main(args) -> int:
 
 
 if __name__ == "__main__":
-    from codegeex_ms.cli import ArgumentParser, run
     sys.exit(run(main, parse_args()))

@@ -63,11 +63,18 @@ def test_quantized_greedy_generation(quantized, tiny_checkpoint, shared_dir, ms_
     from codegeex_ms.tokenizer import load
     tok = load(shared_dir / "tokenizer" / "codegeex")
     prompt = tok.encode("def add(a, b):\n")
+    from codegeex_ms import kernels
     outputs = []
-    for folder in (quantized, quantized):
-        gen = Generator(codegeex_ms.load(folder), tok, batch_size=1, max_len=64)
+    for use_kernels in (True, False):       # the CPU int8 kernels vs MindSpore's cast-then-matmul path
+        if use_kernels:
+            model = codegeex_ms.load(quantized)
+        else:
+            with kernels.disabled():
+                model = codegeex_ms.load(quantized)
+        assert (model.layers[0].mlp.dense_h_to_4h.int8_kernel is not None) == (use_kernels and kernels.enabled())
+        gen = Generator(model, tok, batch_size=1, max_len=64)
         outputs.append(gen.generate(prompt, SamplingConfig(max_new_tokens=12, greedy=True)).token_ids)
-    assert outputs[0] == outputs[1] and len(outputs[0][0]) > 0
+    assert outputs[0] == outputs[1] and len(outputs[0][0]) == 12
 
 
 def test_bad_input(quantized, tiny_checkpoint, tmp_path, capsys):

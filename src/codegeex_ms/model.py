@@ -185,9 +185,10 @@ class Attention(nn.Cell):
         x = x.reshape(b, s, self.num_heads, self.head_dim)                        # [b, s, h] -> [b, s, n, d]
         return self.split_heads(x, (0, 2, 1, 3))                                  # -> [b, n, s, d]
 
-    def attend(self, q, k, v, mask_adder):
-        """softmax(q kᵀ / sqrt(d) + mask) v for q [b, n, sq, d], k/v [b, n, sk, d], mask_adder [b, 1, sq, sk]."""
-        scores = self.scores(q * self.scale, k * self.scale)                      # [b, n, sq, sk]
+    def attend(self, q, k, v, mask_adder, k_scaled=False):
+        """softmax(q kᵀ / sqrt(d) + mask) v for q [b, n, sq, d], k/v [b, n, sk, d], mask_adder [b, 1, sq, sk].
+        ``k_scaled``: k already carries its d^-1/4 (the KV cache stores keys scaled)."""
+        scores = self.scores(q * self.scale, k if k_scaled else k * self.scale)   # [b, n, sq, sk]
         scores = self.add_mask(scores, cast(mask_adder, scores.dtype))
         probs = cast(self.softmax(cast(scores, self.softmax_dtype)), self.compute_dtype)
         probs = self.attention_dropout(probs)
@@ -203,10 +204,12 @@ class Attention(nn.Cell):
         q = self._heads(self.query(q_source))
         k = self._heads(self.key(x))
         v = self._heads(self.value(x))
-        if kv_cache is not None:
-            k = ops.scatter_nd_update(kv_cache[0], cache_index, cast(k, kv_cache[0].dtype))   # [b, n, max_len, d]
-            v = ops.scatter_nd_update(kv_cache[1], cache_index, cast(v, kv_cache[1].dtype))
-        return self.dense(self.attend(q, k, v, mask_adder))
+        if kv_cache is None:
+            return self.dense(self.attend(q, k, v, mask_adder))
+        # the cache keeps keys already scaled, so a decode step scales its new key, not the whole cache
+        k = ops.scatter_nd_update(kv_cache[0], cache_index, cast(k * self.scale, kv_cache[0].dtype))  # [b, n, max_len, d]
+        v = ops.scatter_nd_update(kv_cache[1], cache_index, cast(v, kv_cache[1].dtype))
+        return self.dense(self.attend(q, k, v, mask_adder, k_scaled=True))
 
 
 class FastGelu(nn.Cell):

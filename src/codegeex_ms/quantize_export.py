@@ -201,7 +201,8 @@ def parse_args(argv=None):
     p = ArgumentParser(prog="python -m codegeex_ms.quantize_export", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     sub = p.add_subparsers(dest="command", required=True)
-    q = sub.add_parser("quantize", help="write an int8 weight-only copy of a checkpoint folder")
+    q = sub.add_parser("quantize", help="write an int8 weight-only copy of a checkpoint folder",
+                       description="Write an int8 weight-only copy of a checkpoint folder.")
     q.add_argument("src", type=Path, help="checkpoint folder (config.yaml + model.safetensors)")
     q.add_argument("out", type=Path, help="new folder for the int8 checkpoint")
     q.add_argument("--dtype", choices=sorted(FLOAT_DTYPES),
@@ -211,7 +212,8 @@ def parse_args(argv=None):
     q.add_argument("--embedding", choices=("keep", "int8"), default="keep",
                    help="the word embedding, which is also the output head: keep its dtype (default) or int8 with "
                         "per-row scales (a quarter of the fp32 bytes; faster CPU decoding; precision.embedding_quant)")
-    e = sub.add_parser("export", help="export the cached generation step of a checkpoint to a MindIR folder")
+    e = sub.add_parser("export", help="export the cached generation step of a checkpoint to a MindIR folder",
+                       description="Export the cached generation step of a checkpoint to a MindIR folder.")
     e.add_argument("src", type=Path, help="checkpoint folder (fp32, fp16 or int8)")
     e.add_argument("out", type=Path, help="output folder (replaced as a whole if it exists)")
     e.add_argument("--batch-size", type=positive_int, default=1, help="sequences decoded together (default 1)")

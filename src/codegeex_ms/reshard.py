@@ -218,14 +218,16 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n", 1)[1])
     sub = p.add_subparsers(dest="command", required=True)
-    m = sub.add_parser("merge", help="per-rank run checkpoint -> one single-device run checkpoint folder")
+    m = sub.add_parser("merge", help="per-rank run checkpoint -> one single-device run checkpoint folder",
+                       description="Per-rank run checkpoint -> one single-device run checkpoint folder.")
     m.add_argument("sharded", type=Path, help="a step-N folder with rank_*/ files, strategy file and config.yaml")
     m.add_argument("out", type=Path, help="output folder (replaced atomically)")
-    s = sub.add_parser("split", help="single-device run checkpoint -> per-rank files for a dp x mp layout")
+    s = sub.add_parser("split", help="single-device run checkpoint -> per-rank files for a dp x mp layout",
+                       description="Single-device run checkpoint -> per-rank files for a dp x mp layout.")
     s.add_argument("folder", type=Path, help="a checkpoint folder (model.safetensors + config.yaml [+ optimizer.ckpt])")
     s.add_argument("out", type=Path, help="output folder (replaced atomically)")
     s.add_argument("--data-parallel", type=positive_int, default=1, help="data-parallel replicas (default 1)")
-    s.add_argument("--model-parallel", type=positive_int, required=True, help="tensor-parallel ranks")
+    s.add_argument("--model-parallel", type=positive_int, required=True, help="tensor (model) parallel ranks of the target layout")
     s.add_argument("--vocab-parallel", action="store_true",
                    help="split the word embedding's rows over the model-parallel ranks too (vocab_emb_dp false, "
                         "as the 13B layout)")
