@@ -200,3 +200,17 @@ def test_cli_summary_and_plot(tree, shared_dir, tmp_path):
                           str(tmp_path / "nope"), "--tokenizer", str(shared_dir / "tokenizer" / "codegeex"),
                           "--out", str(tmp_path / "x")], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "does not exist" in bad.stderr
+
+
+def test_small_shards_are_small_and_read_back_with_large_ones(tmp_path):
+    """MindRecord's default page and header sizes made a 65-sample shard 50 MB; shards of any size read together."""
+    from codegeex_ms.data.pack import open_dataset, write_shard
+    rng = np.random.default_rng(0)
+    small = rng.integers(0, 50000, (65, 2049)).astype(np.int32)
+    large = rng.integers(0, 50000, (1500, 2049)).astype(np.int32)
+    write_shard(tmp_path / "train-00000.mindrecord", small)
+    write_shard(tmp_path / "train-00001.mindrecord", large)
+    assert (tmp_path / "train-00000.mindrecord").stat().st_size < 4 * small.nbytes
+    assert (tmp_path / "train-00001.mindrecord").stat().st_size < 1.5 * large.nbytes
+    rows = [r[0] for r in open_dataset(tmp_path, "train").create_tuple_iterator(output_numpy=True)]
+    np.testing.assert_array_equal(np.stack(rows), np.concatenate([small, large]))

@@ -53,6 +53,11 @@ def write_shard(path: Path, samples: np.ndarray) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     writer = FileWriter(str(tmp / path.name), shard_num=1, overwrite=True)
+    # MindRecord's defaults (a 16 MB header, 32 MB pages) made a 65-sample shard 50 MB; 1 MB each still holds any
+    # sample (2049 ids are 8 KB) and thousands of pages. The same sizes for every shard: MindDataset refuses to
+    # read shards whose header or page sizes differ.
+    writer.set_header_size(1 << 20)
+    writer.set_page_size(1 << 20)
     writer.add_schema({COLUMN: {"type": "int32", "shape": [samples.shape[1]]}}, "codegeex tokens")
     for start in range(0, len(samples), 1000):
         writer.write_raw_data([{COLUMN: row} for row in samples[start:start + 1000]])
