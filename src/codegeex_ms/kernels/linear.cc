@@ -12,17 +12,21 @@
 // the best path this CPU supports at run time. Every path is exact up to float summation order.
 //
 // Batch-1 decoding reads every weight once per token, so the kernels are written for bandwidth: weights are
-// streamed row by row and never expanded to float32 in memory. Below 16 rows of x each weight row is one dot
-// product per row of x with four independent accumulators; from 16 rows on (prefill) a tile of x (MT rows, kept
-// in L2) is multiplied with NR=4 weight rows at a time in registers (MR x NR accumulators).
+// streamed row by row and never expanded to float32 in memory. One row of x: each weight row is one dot product
+// with four independent accumulators; two or three rows (AVX-512): each converted weight vector serves all of
+// them; four rows or more (and every multi-row call on AVX2): a tile of x (MT rows, kept in L2) is multiplied with
+// NR=4 weight rows at a time in registers (MR x NR accumulators). The AVX2 path keeps per-row dot products below
+// 16 rows.
 //
 // Threads: MindSpore calls the kernel from its own worker threads, so a kernel whose threads spin-wait (OpenMP's
-// default) fights MindSpore's pool. With CODEGEEX_KERNEL_THREADS = T > 1 the weight rows are split over the
-// calling thread and T-1 pool threads that sleep on a condition variable between calls.
+// default) fights MindSpore's pool. With several rows of x the weight rows are split over the calling thread and
+// T-1 pool threads that sleep on a condition variable between calls (T: CODEGEEX_KERNEL_THREADS, by default the
+// cores this process may use, at most 8); one row of x runs on the calling thread alone.
 #include <algorithm>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
+#include <sched.h>
 #include <cstdint>
 #include <cstdlib>
 #include <cmath>
@@ -80,8 +84,9 @@ float dot_avx512(const float *x, const W *w, int64_t K) {
   return sum;
 }
 
-// one weight row with MR rows of x (2 <= M < 16, batched decoding): every weight vector is loaded and converted
-// once for all MR rows; U independent accumulators per row keep the FMA chains short
+// one weight row with MR rows of x (2 or 3 rows: batched decoding of a few rows, still bandwidth-bound): every
+// weight vector is loaded and converted once for all MR rows; U independent accumulators per row keep the FMA
+// chains short. From 4 rows on the register-blocked tiles below are faster.
 template <typename W, int MR, int U>
 __attribute__((target("avx512f,avx512bw")))
 void dots_avx512(const float *x, int64_t ld, const W *wn, int64_t K, float *out) {
@@ -146,16 +151,12 @@ void rows_avx512(const float *x, const W *w, const float *scale, float *y, int64
     }
     return;
   }
-  if (M < 16) {                 // batched decoding: each weight row is converted once for up to 4 rows of x
-    float out[4];
+  if (M < 4) {                  // two or three rows: each weight row is converted once for all of them
+    float out[2];
     for (int64_t n = n_begin; n < n_end; ++n) {
       const W *wn = w + n * K;
       const float sn = scale ? scale[n] : 1.0f;
       int64_t m = 0;
-      for (; m + 4 <= M; m += 4) {
-        dots_avx512<W, 4, 4>(x + m * K, K, wn, K, out);
-        for (int i = 0; i < 4; ++i) y[(m + i) * N + n] = out[i] * sn;
-      }
       for (; m + 2 <= M; m += 2) {
         dots_avx512<W, 2, 4>(x + m * K, K, wn, K, out);
         for (int i = 0; i < 2; ++i) y[(m + i) * N + n] = out[i] * sn;
@@ -164,7 +165,8 @@ void rows_avx512(const float *x, const W *w, const float *scale, float *y, int64
     }
     return;
   }
-  // prefill: a tile of x (MT rows, kept in L2) times NR weight rows at a time, MR x NR accumulators
+  // four rows or more (batched decoding, prefill): a tile of x (MT rows, kept in L2) times NR weight rows at a
+  // time, MR x NR accumulators in registers
   for (int64_t mt = 0; mt < M; mt += MT) {
     int64_t mt_end = std::min(M, mt + MT);
     for (int64_t n0 = n_begin; n0 < n_end; n0 += NR) {
@@ -271,10 +273,16 @@ Path best_path() {
   return Path::portable;
 }
 
+// CODEGEEX_KERNEL_THREADS, or the cores this process may run on (at most 8)
 int kernel_threads() {
-  const char *v = std::getenv("CODEGEEX_KERNEL_THREADS");
-  int t = v ? std::atoi(v) : 1;
-  return std::max(1, std::min(t, 64));
+  static const int threads = [] {
+    const char *v = std::getenv("CODEGEEX_KERNEL_THREADS");
+    if (v) return std::max(1, std::min(std::atoi(v), 64));
+    cpu_set_t set;
+    int cores = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : 1;
+    return std::max(1, std::min(cores, 8));
+  }();
+  return threads;
 }
 
 // A persistent pool: workers sleep on a condition variable between calls (no spinning, so they never compete
@@ -364,7 +372,9 @@ void run(Path path, const float *x, const W *w, const float *scale, const float 
     else rows_portable<W>(x, w, scale, y, M, N, K, begin, end);
     if (bias || gelu) epilogue(y, M, N, begin, end, bias, gelu);
   };
-  int parts = kernel_threads() > 1 ? pool().size() : 1;
+  // one row of x (batch-1 decoding) reads each weight once and is bound by memory bandwidth: one thread, no
+  // hand-over cost; with several rows the work is arithmetic and is split over the pool
+  int parts = M > 1 && kernel_threads() > 1 ? pool().size() : 1;
   if (parts == 1 || N < 64 * parts) {
     rows(0, N);
     return;
