@@ -2,11 +2,12 @@
 
     python bench/quantize.py [--config codegeex_350m] [--tokenizer ../shared/tokenizer/codegeex]
 
-Builds fp32 random weights for the config (no trained model of that size exists yet), writes fp16 and
-int8 copies (python -m codegeex_ms.convert --dtype float16, python -m codegeex_ms.quantize_export
-quantize), then runs each variant in its own process for peak resident memory and greedy decode tokens/s
-(batch 1), and compares int8 with fp32 on held-out real source files (HumanEval-X solutions): logit error,
-top-1 agreement, perplexity. The 13B sizes are computed from the shapes.
+Builds fp32 random weights for the config (no trained model of that size exists yet), writes an fp16 copy
+(python -m codegeex_ms.convert --dtype float16) and two int8 copies with the other tensors in fp16
+(python -m codegeex_ms.quantize_export quantize --dtype float16, with and without --embedding int8), then runs
+each variant in its own process for peak resident memory and greedy decode tokens/s (batch 1), and compares each
+int8 copy with fp32 on held-out real source files (HumanEval-X solutions): logit error, top-1 agreement,
+perplexity. The 13B sizes are computed from the shapes. The speed peers are in bench/decode.py.
 """
 from __future__ import annotations
 
@@ -123,27 +124,31 @@ def main():
     cfg = apply_overrides(resolve_config(args.config), ["precision.compute_dtype=float32"])
     checkpoint.save(CodeGeeX(cfg), work / "fp32", tokenizer=str(args.tokenizer))
     assert convert([str(work / "fp32"), str(work / "fp16"), "--dtype", "float16"]) == 0
-    quantize_checkpoint(work / "fp32", work / "int8")
+    quantize_checkpoint(work / "fp32", work / "int8", dtype="float16")
+    quantize_checkpoint(work / "fp32", work / "int8_emb", dtype="float16", embedding=True)
+    variants = (("fp32", "fp32", "float32"), ("fp16 (fp16 compute)", "fp16", "float16"),
+                ("int8 Linears, fp16 embeddings (fp32 compute)", "int8", "float32"),
+                ("int8 Linears and embedding/head, fp16 rest (fp32 compute)", "int8_emb", "float32"))
     rows = []
-    for name, folder, compute in (("fp32", "fp32", "float32"), ("fp16 (fp16 compute)", "fp16", "float16"),
-                                  ("int8 weight-only (fp32 compute)", "int8", "float32")):
+    for name, folder, compute in variants:
         out = subprocess.run([sys.executable, __file__, "--tokenizer", str(args.tokenizer), "--run",
                               str(work / folder), compute], capture_output=True, text=True)
         if out.returncode != 0:
             raise SystemExit(out.stderr[-2000:])
         measured = json.loads(out.stdout.strip().splitlines()[-1])
         rows.append((name, (work / folder / "model.safetensors").stat().st_size / 1e6, measured))
-    q = quality(work / "fp32", work / "int8", args.tokenizer, args.files, args.tokens)
     big = sizes_13b()
-    print(f"| {args.config} variant | checkpoint MB | peak RSS GB | decode tokens/s (batch 1) |")
-    print("|---|---|---|---|")
+    print(f"| {args.config} variant | checkpoint MB | / fp16 | peak RSS GB | decode tokens/s (batch 1) |")
+    print("|---|---|---|---|---|")
     for name, mb, m in rows:
-        print(f"| {name} | {mb:.0f} | {m['peak_rss_gb']:.2f} | {m['decode_tokens_per_s']:.2f} |")
-    print(f"int8 / fp16 checkpoint bytes: {rows[2][1] / rows[1][1]:.3f}; 13B by arithmetic: fp16 "
-          f"{big['fp16_gb']:.2f} GB, int8 {big['int8_gb']:.2f} GB ({big['ratio']:.3f}x)")
-    print(f"quality on {q['files']} held-out HumanEval-X solutions: mean |logit error| {q['mean_logit_error']:.4f}, "
-          f"max {q['max_logit_error']:.4f}, top-1 agreement {q['top1_agreement']:.2%}, perplexity "
-          f"{q['perplexity_fp32']:.1f} -> {q['perplexity_int8']:.1f} ({q['perplexity_change']:+.3%})")
+        print(f"| {name} | {mb:.0f} | {mb / rows[1][1]:.2f}x | {m['peak_rss_gb']:.2f} | {m['decode_tokens_per_s']:.2f} |")
+    print(f"13B by arithmetic: fp16 {big['fp16_gb']:.2f} GB, int8 Linears + fp16 rest {big['int8_gb']:.2f} GB "
+          f"({big['ratio']:.3f}x)")
+    for folder in ("int8", "int8_emb"):
+        q = quality(work / "fp32", work / folder, args.tokenizer, args.files, args.tokens)
+        print(f"{folder} vs fp32 on {q['files']} held-out HumanEval-X solutions: mean |logit error| "
+              f"{q['mean_logit_error']:.4f}, max {q['max_logit_error']:.4f}, top-1 agreement {q['top1_agreement']:.2%}, "
+              f"perplexity {q['perplexity_fp32']:.1f} -> {q['perplexity_int8']:.1f} ({q['perplexity_change']:+.3%})")
 
 
 if __name__ == "__main__":

@@ -238,3 +238,25 @@ def test_loading_checks_names_and_shapes(tiny_ours, tmp_path, ms_context):
         codegeex_ms.load(broken)
     with pytest.raises(CheckpointError, match="config.yaml is missing"):
         codegeex_ms.load(tmp_path)
+
+
+def test_an_existing_output_is_refused_and_overwrite_replaces_it_whole(tiny_release, tiny_ours, tmp_path, capsys):
+    """No conversion mixes with or silently replaces an earlier one: refused, or --overwrite replaces it whole."""
+    import shutil
+    from codegeex_ms.cli import UsageError
+    out = tmp_path / "ckpt"
+    shutil.copytree(tiny_ours, out)
+    (out / "notes.txt").write_text("kept")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(UsageError, match=f"{out} already exists; pass --overwrite to replace it"):
+        main([str(tiny_release[0]), str(out), "--config", "codegeex_tiny", "--dtype", "float16"])
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    pt = tmp_path / "back.pt"
+    pt.write_bytes(b"an earlier export")
+    with pytest.raises(UsageError, match="already exists"):
+        main([str(out), str(pt), "--to", "torch"])
+    assert pt.read_bytes() == b"an earlier export"
+    assert main([str(tiny_release[0]), str(out), "--config", "codegeex_tiny", "--dtype", "float16", "--overwrite"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "model.safetensors"]      # replaced as a whole
+    assert SafetensorsReader(out / "model.safetensors").dtype("word_embeddings.weight") == np.float16
+    assert not (tmp_path / "ckpt.tmp").exists()

@@ -128,7 +128,10 @@ def test_export_replaces_a_folder_whole_and_rejects_bad_input(tiny_checkpoint, t
     out = tmp_path / "mindir"
     out.mkdir()
     (out / "stale.txt").write_text("from an older export")
-    assert main(["export", str(tiny_checkpoint), str(out), "--max-len", "64"]) == 0
+    assert main(["export", str(tiny_checkpoint), str(out), "--max-len", "64"]) == 2       # refused: it exists
+    assert "already exists; pass --overwrite to replace it" in capsys.readouterr().err
+    assert [p.name for p in out.iterdir()] == ["stale.txt"]
+    assert main(["export", str(tiny_checkpoint), str(out), "--max-len", "64", "--overwrite"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "export.json", "model.mindir", "tokenizer.json"]
     assert [p.name for p in tmp_path.iterdir()] == ["mindir"]          # no temporary or old folder left
     assert main(["export", str(tmp_path / "nothing"), str(tmp_path / "x")]) == 2

@@ -314,6 +314,15 @@ def test_merge_names_what_is_missing(corpus, tiny_config, tmp_path, ms_context):
     result = subprocess.run([sys.executable, "-m", "codegeex_ms.reshard", "merge", str(sharded), str(tmp_path / "m")],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "no strategy file" in result.stderr
+    taken = tmp_path / "taken"                   # an existing output is refused before any work, and left as it was
+    taken.mkdir()
+    (taken / "keep.txt").write_text("earlier")
+    for command in (["merge", str(sharded)], ["split", str(tmp_path / "run" / "checkpoints" / "step-00000001"),
+                                              "--model-parallel", "2"]):
+        result = subprocess.run([sys.executable, "-m", "codegeex_ms.reshard", *command, str(taken)],
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 2 and f"error: {taken} already exists; pass --overwrite" in result.stderr
+    assert [p.name for p in taken.iterdir()] == ["keep.txt"] and (taken / "keep.txt").read_text() == "earlier"
 
 
 SHARDED_WORKER = """

@@ -42,6 +42,16 @@ def port(text: str) -> int:
     return value
 
 
+def refuse_existing(path, overwrite: bool, flag: str = "--overwrite") -> None:
+    """Refuse to write over an existing file or non-empty folder unless ``overwrite`` (the user passed ``flag``):
+    a command never mixes its new output with an earlier one, and never deletes one it was not told to."""
+    from pathlib import Path
+    out = Path(path)
+    if overwrite or not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        return
+    raise UsageError(f"{out} already exists; pass {flag} to replace it, or choose a new output path")
+
+
 def project_errors() -> tuple[type[BaseException], ...]:
     """The error types that describe bad input (a file, a flag, a config field), each with a readable message."""
     from .checkpoint import CheckpointError

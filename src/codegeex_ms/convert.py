@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -29,8 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import WEIGHTS_FILE, CheckpointError, check_weights, read_config, write_folder
-from .cli import ArgumentParser
+from .cli import ArgumentParser, refuse_existing
 from .config import Config, resolve_config, shipped_configs, load_config
+from .fileio import replace_folder
 from .layout import LAYER_PARAMS, layer_prefixes, parameter_shapes
 from .safetensors_io import SafetensorsReader
 
@@ -355,14 +357,23 @@ def _cast(array: np.ndarray, dtype: str | None) -> np.ndarray:
 
 def to_ours(source: TensorSource, cfg: Config, out_dir: Path, dtype: str | None = None,
             tokenizer: str | None = None, progress=None) -> Path:
-    """Write ``source`` as one of our checkpoint folders, one tensor at a time."""
+    """Write ``source`` as one of our checkpoint folders, one tensor at a time, into a temporary folder that then
+    replaces ``out_dir`` as a whole (an interrupted conversion leaves no half-written folder)."""
     rules = check_mapping(source, cfg)
     shapes = parameter_shapes(cfg.model)
     specs = [(name, shape, np.dtype(dtype) if dtype else source.dtype(rules[name].source))
              for name, shape in shapes.items()]
-    return write_folder(out_dir, cfg, specs,
-                        lambda name: np.ascontiguousarray(_cast(rules[name].apply(source.get(rules[name].source)), dtype)),
-                        tokenizer=tokenizer, progress=progress)
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(out_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        write_folder(tmp, cfg, specs,
+                     lambda name: np.ascontiguousarray(_cast(rules[name].apply(source.get(rules[name].source)), dtype)),
+                     tokenizer=tokenizer, progress=progress)
+        replace_folder(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
 
 
 def _released_tree(flat: dict) -> dict:
@@ -431,6 +442,9 @@ def parse_args(argv=None):
     p.add_argument("--dtype", choices=("float32", "float16"), default=None,
                    help="store weights in this dtype (default: keep the source dtype; bfloat16 becomes float32)")
     p.add_argument("--tokenizer", help="tokenizer folder to record in the output checkpoint folder")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace OUT if it exists (by default an existing output is refused, so that an earlier "
+                        "conversion is never mixed with or lost to a new one)")
     p.add_argument("--trust-pickle", action="store_true",
                    help="allow a PyTorch file that holds Python objects besides tensors (only for trusted files)")
     return p.parse_args(argv)
@@ -441,6 +455,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.tokenizer:          # recorded as given, a relative path would be read against the output folder
         args.tokenizer = str(Path(args.tokenizer).resolve())
+    refuse_existing(args.out, args.overwrite)
     start = time.time()
     try:
         source = open_source(args.src, args.src_kind, args.trust_pickle)

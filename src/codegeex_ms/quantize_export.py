@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli import ArgumentParser, positive_int, run
+from .cli import ArgumentParser, refuse_existing, positive_int, run
 from .checkpoint import (BUNDLED_TOKENIZER_DIR, CheckpointError, WEIGHTS_FILE, bundle_tokenizer, check_weights,
                          read_config, tokenizer_path, write_folder)
 from .layout import EMBEDDING, is_quantized_weight, parameter_shapes
@@ -215,7 +215,10 @@ def parse_args(argv=None):
     e = sub.add_parser("export", help="export the cached generation step of a checkpoint to a MindIR folder",
                        description="Export the cached generation step of a checkpoint to a MindIR folder.")
     e.add_argument("src", type=Path, help="checkpoint folder (fp32, fp16 or int8)")
-    e.add_argument("out", type=Path, help="output folder (replaced as a whole if it exists)")
+    e.add_argument("out", type=Path, help="new output folder (an existing one is refused unless --overwrite)")
+    e.add_argument("--overwrite", action="store_true",
+                   help="replace OUT as a whole if it exists (atomically: the old folder goes only once the new one "
+                        "is complete)")
     e.add_argument("--batch-size", type=positive_int, default=1, help="sequences decoded together (default 1)")
     e.add_argument("--max-len", type=positive_int, help="KV-cache length = longest prompt + completion (default: the "
                                                 "model's context)")
@@ -235,6 +238,7 @@ def main(argv=None) -> int:
         ms.set_context(mode=ms.GRAPH_MODE)
         if args.device:
             ms.set_device(args.device)
+        refuse_existing(args.out, args.overwrite)
         try:
             export_mindir(args.src, args.out, args.batch_size, args.max_len, args.candidates, args.compute_dtype)
         except (CheckpointError, OSError) as e:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli import ArgumentParser, positive_int, run
+from .cli import ArgumentParser, positive_int, refuse_existing, run
 from . import checkpoint
 from .checkpoint import OPTIMIZER_FILE, STATE_FILE
 from .config import Config
@@ -221,11 +221,13 @@ def main(argv=None) -> int:
     m = sub.add_parser("merge", help="per-rank run checkpoint -> one single-device run checkpoint folder",
                        description="Per-rank run checkpoint -> one single-device run checkpoint folder.")
     m.add_argument("sharded", type=Path, help="a step-N folder with rank_*/ files, strategy file and config.yaml")
-    m.add_argument("out", type=Path, help="output folder (replaced atomically)")
+    m.add_argument("out", type=Path, help="new output folder (an existing one is refused unless --overwrite)")
+    m.add_argument("--overwrite", action="store_true", help="replace OUT as a whole (atomically) if it exists")
     s = sub.add_parser("split", help="single-device run checkpoint -> per-rank files for a dp x mp layout",
                        description="Single-device run checkpoint -> per-rank files for a dp x mp layout.")
     s.add_argument("folder", type=Path, help="a checkpoint folder (model.safetensors + config.yaml [+ optimizer.ckpt])")
-    s.add_argument("out", type=Path, help="output folder (replaced atomically)")
+    s.add_argument("out", type=Path, help="new output folder (an existing one is refused unless --overwrite)")
+    s.add_argument("--overwrite", action="store_true", help="replace OUT as a whole (atomically) if it exists")
     s.add_argument("--data-parallel", type=positive_int, default=1, help="data-parallel replicas (default 1)")
     s.add_argument("--model-parallel", type=positive_int, required=True, help="tensor (model) parallel ranks of the target layout")
     s.add_argument("--vocab-parallel", action="store_true",
@@ -233,6 +235,7 @@ def main(argv=None) -> int:
                         "as the 13B layout)")
     args = p.parse_args(argv)
     from .config import ConfigError
+    refuse_existing(args.out, args.overwrite)
     try:
         if args.command == "merge":
             path = merge(args.sharded, args.out)
