@@ -137,7 +137,7 @@ def cmd_generate(args) -> int:
     import mindspore as ms
     from tqdm import tqdm
     from codegeex_ms import checkpoint
-    from codegeex_ms.generation import Generator, SamplingConfig
+    from codegeex_ms.generation import Generator, SamplingConfig, cache_length
     from codegeex_ms.humaneval.dataset import CANONICAL, generation_prompt, load_problems, translation_prompt
     from codegeex_ms.humaneval.execution import completed_rows
     from codegeex_ms.tokenizer import load as load_tokenizer
@@ -163,7 +163,6 @@ def cmd_generate(args) -> int:
     if args.max_new_tokens >= context:
         raise UsageError(f"--max-new-tokens {args.max_new_tokens} must be below the context ({context})")
     check_generation_settings(args)
-    generator = Generator(model, tokenizer, batch_size=args.batch_size, max_len=context)
     # units of work: up to batch-size samples of one problem; units of different problems share a batch
     units = []
     for lang in langs:
@@ -191,8 +190,13 @@ def cmd_generate(args) -> int:
             return translation_prompt(src_problem, args.src_lang, problem, lang)
         return generation_prompt(problem, lang)
 
+    # the KV cache holds the longest prompt of this run and its completion (not the model's whole context):
+    # every decode step attends over all of it
+    longest = max((len(tokenizer.encode(prompt_of(lang, task_id))) for lang, task_id, _, _ in units), default=1)
+    max_len = cache_length(longest + args.max_new_tokens, context)
+    generator = Generator(model, tokenizer, batch_size=args.batch_size, max_len=max_len)
     written = 0
-    room = context - args.max_new_tokens
+    room = max_len - args.max_new_tokens
     with open(args.out, "a", encoding="utf-8") as out, \
             tqdm(total=sum(u[3] for u in units), desc=f"generating ({args.task})", unit="sample") as bar:
         for batch in batches:

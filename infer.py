@@ -113,7 +113,7 @@ def build_prompt(args) -> tuple[str, str | None, list[str]]:
 def main(args) -> int:
     import mindspore as ms
     from codegeex_ms import checkpoint
-    from codegeex_ms.generation import Generator, SamplingConfig
+    from codegeex_ms.generation import Generator, SamplingConfig, cache_length
     from codegeex_ms.languages import UnknownLanguageError
     from codegeex_ms.tokenizer import load as load_tokenizer
 
@@ -170,7 +170,7 @@ def main(args) -> int:
     except ValueError as e:
         raise UsageError(f"{e}") from None
     if not args.mindir:
-        max_len = min(context, -(-(len(ids) + args.max_new_tokens) // 64) * 64)
+        max_len = cache_length(len(ids) + args.max_new_tokens, context)
         generator = Generator(model, tokenizer, batch_size=args.n, max_len=max_len, candidates=args.candidates)
     t_compile = generator.warmup(len(ids))
 

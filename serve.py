@@ -78,7 +78,8 @@ def build_engine(args):
         if not 1 < context <= positions:
             raise checkpoint.CheckpointError(f"--context {context}: must be in 2..{positions} (the model's positions)")
         generator = Generator(model, tokenizer, batch_size=args.batch_size, max_len=context)
-    generator.warmup(1)        # compile the first prefill bucket and the decode graph before taking requests
+    # compile the decode graph and every prefill bucket a request can meet before taking requests
+    generator.warmup(longest_prompt=min(args.max_prompt_tokens, generator.max_len))
     limits = Limits(args.max_prompt_tokens, args.max_new_tokens, args.max_n)
     return Engine(generator, tokenizer, args.model_name or Path(folder).resolve().name, limits,
                   args.batch_wait_ms / 1000)

@@ -172,3 +172,19 @@ def test_rows_with_different_prompts_match_their_solo_runs(pair, tokenizer):
         solo = Generator(model, tokenizer, batch_size=request[2], max_len=96).generate_rows([request])[0]
         assert result.token_ids == solo.token_ids and result.completions == solo.completions
     assert len(together[1].token_ids) == 2 and len(together[1].token_ids[1]) <= 7
+
+
+def test_prefill_buckets_double_and_a_server_warms_them_all(pair, tokenizer):
+    from codegeex_ms.generation import Generator, SamplingConfig, cache_length, prefill_bucket
+    assert [prefill_bucket(n, 2048) for n in (1, 64, 65, 128, 129, 300, 1025, 2048)] == \
+        [64, 64, 128, 128, 256, 512, 2048, 2048]
+    assert prefill_bucket(300, 320) == 320                        # never longer than the cache
+    assert [cache_length(n, 2048) for n in (1, 64, 65, 1536, 4000)] == [64, 64, 128, 1536, 2048]
+    _, model = pair
+    generator = Generator(model, tokenizer, batch_size=1, max_len=200)
+    assert generator.buckets() == [64, 128, 200] and generator.buckets(100) == [64, 128]
+    generator.warmup(longest_prompt=200)
+    assert generator.compiled_shapes == {(1, 64), (1, 128), (1, 200), (1, 1)}
+    compiled = len(generator.cached.compile_cache)
+    generator.generate(list(range(1, 150)), SamplingConfig(max_new_tokens=4, greedy=True))
+    assert len(generator.cached.compile_cache) == compiled         # a 149-token prompt found its graph ready

@@ -121,8 +121,8 @@ HOSTILE = {
     "delete_file": "    import os\n    os.remove({victim!r})\n    return 0\n",
     "network": "    import socket\n    socket.create_connection(('127.0.0.1', {port}), timeout=2).sendall(b'hi')\n"
                "    return 0\n",
-    "detach": "    import os, subprocess\n    subprocess.Popen(['sleep', '300'], start_new_session=True)\n"
-              "    subprocess.Popen(['sh', '-c', 'echo $$ > {pidfile}; exec sleep 300'], start_new_session=True)\n"
+    "detach": "    import os, subprocess\n    subprocess.Popen(['sleep', '317.25'], start_new_session=True)\n"
+              "    subprocess.Popen(['sh', '-c', 'echo $$ > {pidfile}; exec sleep 317.25'], start_new_session=True)\n"
               "    import time; time.sleep(0.5)\n    return 0\n",
     "flood": "    import sys\n    sys.stdout.write('x' * (64 << 20))\n    return 0\n",
 }
@@ -171,7 +171,8 @@ def test_hostile_samples_are_contained(data_dir, toolchains_ready, tmp_path):
     with pytest.raises(OSError):   # nothing connected from inside the sandbox
         listener.accept()
     assert not pidfile.exists()
-    leftovers = subprocess.run(["pgrep", "-f", "sleep 300"], capture_output=True, text=True).stdout.split()
+    # a duration no other process on the machine is likely to sleep for: pgrep sees every process here
+    leftovers = subprocess.run(["pgrep", "-f", "sleep 317.25"], capture_output=True, text=True).stdout.split()
     assert not leftovers, "a detached grandchild survived its sample"
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from codegeex_ms.cli import UsageError
+
 from codegeex_ms.layout import is_quantized_weight, parameter_shapes
 from codegeex_ms.quantize_export import main, quantize_rows
 
@@ -128,8 +130,8 @@ def test_export_replaces_a_folder_whole_and_rejects_bad_input(tiny_checkpoint, t
     out = tmp_path / "mindir"
     out.mkdir()
     (out / "stale.txt").write_text("from an older export")
-    assert main(["export", str(tiny_checkpoint), str(out), "--max-len", "64"]) == 2       # refused: it exists
-    assert "already exists; pass --overwrite to replace it" in capsys.readouterr().err
+    with pytest.raises(UsageError, match="already exists; pass --overwrite to replace it"):     # refused: it exists
+        main(["export", str(tiny_checkpoint), str(out), "--max-len", "64"])
     assert [p.name for p in out.iterdir()] == ["stale.txt"]
     assert main(["export", str(tiny_checkpoint), str(out), "--max-len", "64", "--overwrite"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "export.json", "model.mindir", "tokenizer.json"]

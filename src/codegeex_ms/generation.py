@@ -6,8 +6,9 @@
 The cache (one key and one value Parameter ``[batch, heads, max_len, head_dim]`` per layer, 40 for the 13B
 model) is allocated once. A call writes its keys/values at their positions with ``scatter_nd_update`` and
 attends over the whole cache with a mask, so every decode step has the same shapes: the decode graph is
-compiled once and reused for every token. Prompts are right-padded to a bucket (a multiple of
-``prefill_bucket``); the padding writes cache rows that later tokens overwrite before anyone attends to them.
+compiled once and reused for every token. Prompts are right-padded to a bucket (``PREFILL_BUCKET`` = 64 tokens
+doubled until the prompt fits: 64, 128, 256, ..., at most the cache length), so a context of 2,048 needs 6
+prefill graphs, not 32; the padding writes cache rows that later tokens overwrite before anyone attends to them.
 
 Sampling runs in the graph (temperature, top-k, top-p over the ``candidates`` highest logits, Gumbel-max
 with noise drawn on the host from a seeded numpy generator), so only token ids come back to the host.
@@ -27,6 +28,23 @@ from .model import MASK_VALUE, MS_DTYPES, CodeGeeX
 from .stopping import cleanup, has_stop_rule, is_finished
 
 DEFAULT_CANDIDATES = 1024
+PREFILL_BUCKET = 64                 # the smallest prefill bucket; the others double it
+
+
+def prefill_bucket(length: int, max_len: int, smallest: int = PREFILL_BUCKET) -> int:
+    """The padded length of a ``length``-token prompt: ``smallest`` doubled until it holds the prompt, at most
+    ``max_len``."""
+    bucket = smallest
+    while bucket < length:
+        bucket *= 2
+    return min(bucket, max_len)
+
+
+def cache_length(tokens: int, max_len: int) -> int:
+    """A KV-cache length for prompts and completions of ``tokens`` tokens in all: rounded up to a multiple of
+    ``PREFILL_BUCKET``, at most ``max_len`` (the model's positions). Every decode step attends over the whole
+    cache, so a cache no longer than needed is faster."""
+    return min(max_len, -(-tokens // PREFILL_BUCKET) * PREFILL_BUCKET)
 _GREEDY_NOISE = math.exp(-1.0)      # Gumbel noise -log(-log(u)) is 0 for u = 1/e: argmax of the logits
 
 
@@ -143,7 +161,8 @@ class Generator:
     """Batched sampling of several completions of one prompt, on a KV-cached model compiled once."""
 
     def __init__(self, model: CodeGeeX | None, tokenizer, batch_size: int = 1, max_len: int | None = None,
-                 candidates: int = DEFAULT_CANDIDATES, prefill_bucket: int = 64, step_cell: nn.Cell | None = None):
+                 candidates: int = DEFAULT_CANDIDATES, prefill_bucket: int = PREFILL_BUCKET,
+                 step_cell: nn.Cell | None = None):
         """``step_cell``: an already built cached step with ``CachedCodeGeeX``'s inputs and output, e.g. an
         exported graph loaded with ``nn.GraphCell`` (then ``model`` is None and ``batch_size``, ``max_len`` and
         ``candidates`` must be the ones it was exported with)."""
@@ -159,7 +178,17 @@ class Generator:
         self.compiled_shapes: set[tuple[int, int]] = set()
 
     def _bucket(self, length: int) -> int:
-        return min(self.max_len, -(-length // self.prefill_bucket) * self.prefill_bucket)
+        return prefill_bucket(length, self.max_len, self.prefill_bucket)
+
+    def buckets(self, longest_prompt: int | None = None) -> list[int]:
+        """The prefill lengths prompts of up to ``longest_prompt`` tokens (default: the whole cache) are padded to."""
+        out, length = [], 1
+        while True:
+            bucket = self._bucket(length)
+            out.append(bucket)
+            if bucket >= min(longest_prompt or self.max_len, self.max_len):
+                return out
+            length = bucket + 1
 
     def _step(self, tokens: np.ndarray, start: np.ndarray, last_index: np.ndarray, noise: np.ndarray,
               cfgs: Sequence[SamplingConfig]):
@@ -173,15 +202,18 @@ class Generator:
                           Tensor(noise, ms.float32), Tensor(temperature), Tensor(top_k), Tensor(top_p))
         return out.asnumpy()
 
-    def warmup(self, prompt_length: int) -> float:
-        """Compile the prefill graph for this prompt length's bucket and the decode graph; returns seconds."""
+    def warmup(self, prompt_length: int = 1, longest_prompt: int | None = None) -> float:
+        """Compile the decode graph and the prefill graph of this prompt length's bucket, or with
+        ``longest_prompt`` of every bucket up to that length's (a server, so that no request waits for a compile);
+        returns seconds."""
         start = time.perf_counter()
         b, cfgs = self.batch_size, [SamplingConfig(greedy=True)] * self.batch_size
         noise = np.full((b, self.candidates), _GREEDY_NOISE, np.float32)
-        tokens = np.full((b, self._bucket(prompt_length)), self.eos_id, np.int32)
         zeros = np.zeros(b, np.int32)
-        self._step(tokens, zeros, zeros, noise, cfgs)
-        self._step(tokens[:, :1], zeros, zeros, noise, cfgs)
+        lengths = self.buckets(longest_prompt) if longest_prompt else [self._bucket(prompt_length)]
+        for length in lengths:
+            self._step(np.full((b, length), self.eos_id, np.int32), zeros, zeros, noise, cfgs)
+        self._step(np.full((b, 1), self.eos_id, np.int32), zeros, zeros, noise, cfgs)
         return time.perf_counter() - start
 
     def generate(self, prompt_ids: Sequence[int], cfg: SamplingConfig,

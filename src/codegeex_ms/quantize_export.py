@@ -111,7 +111,7 @@ def export_mindir(src: Path, out: Path, batch_size: int = 1, max_len: int | None
     import mindspore as ms
     from mindspore import Tensor
     from . import checkpoint
-    from .generation import CachedCodeGeeX
+    from .generation import PREFILL_BUCKET, CachedCodeGeeX
     from .tokenizer import load as load_tokenizer
 
     cfg = read_config(src)                      # a clear error when config.yaml is missing
@@ -156,11 +156,12 @@ def export_mindir(src: Path, out: Path, batch_size: int = 1, max_len: int | None
             shutil.copytree(src / BUNDLED_TOKENIZER_DIR, tmp / BUNDLED_TOKENIZER_DIR)
         meta = {"format": EXPORT_FORMAT, "graph": GRAPH_FILE, "source_checkpoint": str(src.resolve()),
                 "batch_size": batch_size, "max_len": max_len, "candidates": k, "compute_dtype": dtype,
-                "weight_quant": cfg.precision.weight_quant, "prefill_bucket": 64,
+                "weight_quant": cfg.precision.weight_quant, "prefill_bucket": PREFILL_BUCKET,
                 "inputs": [{"name": n, "shape": sh, "dtype": dt} for n, sh, dt in inputs],
                 "outputs": [{"name": "next_ids", "shape": [batch_size], "dtype": "int32"}],
                 "tokenizer": tokenizer.identity(), "eos_id": tokenizer.eos_id,
-                "note": "prefill: each row's prompt right-padded to a common multiple of prefill_bucket, start 0, "
+                "note": "prefill: each row's prompt right-padded to a common bucket (prefill_bucket doubled until the "
+                        "longest prompt fits, at most max_len), start 0, "
                         "last_index = its length - 1; decode: one token per row at that row's position; the KV cache "
                         "is state inside the graph (a new prefill overwrites it from position 0)"}
         (tmp / EXPORT_FILE).write_text(json.dumps(meta, indent=2) + "\n")
