@@ -1,6 +1,6 @@
-"""Model, precision and parallel configuration: small validated dataclasses loaded from YAML.
+"""Model, precision, parallel and training configuration: small validated dataclasses loaded from YAML.
 
-A YAML file in ``model_configs/`` has three sections that map 1:1 onto the dataclasses below::
+A YAML file in ``model_configs/`` has four sections that map 1:1 onto the dataclasses below::
 
     model:     {hidden_size: 5120, num_layers: 39, ...}   # the architecture (changes the function)
     precision: {param_dtype: float32, compute_dtype: float16, ...}
