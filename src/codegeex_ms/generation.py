@@ -166,7 +166,7 @@ class Generator:
         """``step_cell``: an already built cached step with ``CachedCodeGeeX``'s inputs and output, e.g. an
         exported graph loaded with ``nn.GraphCell`` (then ``model`` is None and ``batch_size``, ``max_len`` and
         ``candidates`` must be the ones it was exported with)."""
-        self.model, self.tokenizer = model, tokenizer
+        self.tokenizer = tokenizer
         if step_cell is None:
             self.max_len = max_len or model.config.model.max_position_embeddings
             self.cached = CachedCodeGeeX(model, batch_size, self.max_len, candidates)

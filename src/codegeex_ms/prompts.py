@@ -54,10 +54,3 @@ def explain(code: str, language: str) -> str:
             f"{LANGUAGE_TAGS[canonical_language(language)]}\n{code.rstrip()}\n\n"
             f"{marker} Explain the code line by line\n{indent}{marker} ")
 
-
-TEMPLATES = {
-    "complete": "<language tag line>\\n<prompt>   (the tag only with --lang)",
-    "translate": "code translation\\n<Src>:\\n<prompt>\\n<Tgt>:\\n<--tgt-declaration>",
-    "explain": "few-shot: an example function, its line-by-line commented copy, then <prompt> and "
-               "'<comment> Explain the code line by line'",
-}

@@ -26,7 +26,7 @@ from .config import Config, TrainConfig
 from .data.pack import COLUMN, shard_files
 from .fileio import atomic_write_text, pyplot, replace_folder, save_figure
 from .layout import count_parameters, is_no_decay
-from .masks import eod_reset_masks
+from .masks import eod_reset_masks, loss_mask as eod_loss_mask
 from .model import CodeGeeX
 from .parallel import RankLayout, stage_parameter_names, strategy_path
 
@@ -117,7 +117,7 @@ def batch_inputs(ids: np.ndarray, eod: int, eod_reset: bool) -> tuple[np.ndarray
     else:
         positions = np.broadcast_to(np.arange(s, dtype=np.int32), (b, s)).copy()
         mask = np.broadcast_to(np.tril(np.ones((s, s), np.uint8)), (b, s, s)).copy()
-    return inputs, labels, positions, mask.astype(np.float32), (inputs != eod).astype(np.float32)
+    return inputs, labels, positions, mask.astype(np.float32), eod_loss_mask(inputs, eod)
 
 
 # ---------------------------------------------------------------------------------------------------------
