@@ -149,6 +149,7 @@ def cmd_generate(args) -> int:
         langs = tuple(lang for lang in langs if lang != args.src_lang)
     if args.n < 1 or args.batch_size < 1:
         raise UsageError("--n and --batch-size must be >= 1")
+    checkpoint.check_folder(args.checkpoint)        # a missing folder or a run folder, before reading any data
     problems = {lang: load_problems(args.data_dir, lang) for lang in set(langs) | {args.src_lang or langs[0]}}
     done: dict[str, int] = {}
     for row in completed_rows(args.out):          # also drops a torn last line before appending
