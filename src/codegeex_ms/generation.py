@@ -29,6 +29,7 @@ from .stopping import cleanup, has_stop_rule, is_finished
 
 DEFAULT_CANDIDATES = 1024
 PREFILL_BUCKET = 64                 # the smallest prefill bucket; the others double it
+_GREEDY_NOISE = math.exp(-1.0)      # Gumbel noise -log(-log(u)) is 0 for u = 1/e: argmax of the logits
 
 
 def prefill_bucket(length: int, max_len: int, smallest: int = PREFILL_BUCKET) -> int:
@@ -45,7 +46,6 @@ def cache_length(tokens: int, max_len: int) -> int:
     ``PREFILL_BUCKET``, at most ``max_len`` (the model's positions). Every decode step attends over the whole
     cache, so a cache no longer than needed is faster."""
     return min(max_len, -(-tokens // PREFILL_BUCKET) * PREFILL_BUCKET)
-_GREEDY_NOISE = math.exp(-1.0)      # Gumbel noise -log(-log(u)) is 0 for u = 1/e: argmax of the logits
 
 
 class Sampler(nn.Cell):

@@ -72,7 +72,9 @@ class Linear(nn.Cell):
     ``quantized``: W is int8 with a per-output-row scale (weight-only int8, as the original's quantization); on
     CPU with float32 compute a C++ kernel (``codegeex_ms.kernels``) reads the int8 rows and dequantises them in
     registers; elsewhere the int8 matrix is cast to the compute dtype (a full-size temporary) and the row scale is
-    applied to the matmul's output. Both equal ``x @ (W_int8 * scale)ᵀ``.
+    applied to the matmul's output. Both equal ``x @ (W_int8 * scale)ᵀ``. The kernel also adds the bias and, with
+    ``fuse_gelu``, applies the fast GELU (``applies_gelu`` tells the caller): every op saved is about 20 us of
+    MindSpore's CPU runtime per decode step and layer.
     """
 
     def __init__(self, in_features: int, out_features: int, cfg: Config, split: str, quantized: bool = False,
