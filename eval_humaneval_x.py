@@ -191,9 +191,14 @@ def cmd_generate(args) -> int:
             return translation_prompt(src_problem, args.src_lang, problem, lang)
         return generation_prompt(problem, lang)
 
+    encoded = {}                                  # (lang, task_id) -> (prompt, ids), built once
+    for lang, task_id, _, _ in units:
+        if (lang, task_id) not in encoded:
+            prompt = prompt_of(lang, task_id)
+            encoded[lang, task_id] = prompt, tokenizer.encode(prompt)
     # the KV cache holds the longest prompt of this run and its completion (not the model's whole context):
     # every decode step attends over all of it
-    longest = max((len(tokenizer.encode(prompt_of(lang, task_id))) for lang, task_id, _, _ in units), default=1)
+    longest = max((len(ids) for _, ids in encoded.values()), default=1)
     max_len = cache_length(longest + args.max_new_tokens, context)
     generator = Generator(model, tokenizer, batch_size=args.batch_size, max_len=max_len)
     written = 0
@@ -203,8 +208,7 @@ def cmd_generate(args) -> int:
         for batch in batches:
             requests, prompts = [], []
             for lang, task_id, first, count in batch:
-                prompt = prompt_of(lang, task_id)
-                ids = tokenizer.encode(prompt)
+                prompt, ids = encoded[lang, task_id]
                 # the seed depends on the problem and the sample index only: a resumed or differently batched run
                 # draws the same samples
                 seed = zlib.crc32(f"{args.seed}/{task_id}/{first}".encode())

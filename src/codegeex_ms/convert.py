@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ import numpy as np
 from .checkpoint import WEIGHTS_FILE, CheckpointError, check_weights, read_config, write_folder
 from .cli import ArgumentParser, refuse_existing
 from .config import Config, resolve_config, shipped_configs, load_config
-from .fileio import replace_folder
+from .fileio import staged_folder
 from .layout import LAYER_PARAMS, layer_prefixes, parameter_shapes
 from .safetensors_io import SafetensorsReader
 
@@ -363,17 +362,11 @@ def to_ours(source: TensorSource, cfg: Config, out_dir: Path, dtype: str | None 
     shapes = parameter_shapes(cfg.model)
     specs = [(name, shape, np.dtype(dtype) if dtype else source.dtype(rules[name].source))
              for name, shape in shapes.items()]
-    out_dir = Path(out_dir)
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with staged_folder(out_dir) as tmp:
         write_folder(tmp, cfg, specs,
                      lambda name: np.ascontiguousarray(_cast(rules[name].apply(source.get(rules[name].source)), dtype)),
                      tokenizer=tokenizer, progress=progress)
-        replace_folder(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return out_dir
+    return Path(out_dir)
 
 
 def _released_tree(flat: dict) -> dict:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import time
@@ -32,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .cli import ArgumentParser, refuse_existing, positive_int, run
+from .fileio import staged_folder
 from .checkpoint import (BUNDLED_TOKENIZER_DIR, CheckpointError, WEIGHTS_FILE, bundle_tokenizer, check_weights,
                          read_config, tokenizer_path, write_folder)
 from .layout import EMBEDDING, is_quantized_weight, parameter_shapes
@@ -89,15 +89,10 @@ def quantize_checkpoint(src: Path, out: Path, progress=None, dtype: str | None =
             return q
         return reader.get(name).astype(cast[name], copy=False)
 
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with staged_folder(out) as tmp:
         write_folder(tmp, quantized_cfg, specs, fetch, tokenizer=tokenizer_path(src), progress=progress)
         if bundle:
             bundle_tokenizer(tmp)
-        tmp.rename(out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
@@ -143,10 +138,8 @@ def export_mindir(src: Path, out: Path, batch_size: int = 1, max_len: int | None
     args = [Tensor(shape=[batch_size, None], dtype=ms.int32)] + [
         Tensor(np.zeros([d if d > 0 else 1 for d in shape], dtype=np.dtype(dt)), ms_dtypes[dt])
         for _, shape, dt in inputs[1:]]
-    tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with staged_folder(out) as tmp:
+        tmp.mkdir(parents=True)
         ms.export(step, *args, file_name=str(tmp / GRAPH_FILE[:-len(".mindir")]), file_format="MINDIR")
         if not (tmp / GRAPH_FILE).is_file():
             raise CheckpointError(f"MindSpore wrote no {GRAPH_FILE} into {tmp}")
@@ -165,13 +158,6 @@ def export_mindir(src: Path, out: Path, batch_size: int = 1, max_len: int | None
                         "last_index = its length - 1; decode: one token per row at that row's position; the KV cache "
                         "is state inside the graph (a new prefill overwrites it from position 0)"}
         (tmp / EXPORT_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        old = out.with_name(f"{out.name}.old-{os.getpid()}")
-        if out.exists():
-            out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

@@ -37,7 +37,7 @@ from .cli import ArgumentParser, positive_int, refuse_existing, run
 from . import checkpoint
 from .checkpoint import OPTIMIZER_FILE, STATE_FILE
 from .config import Config
-from .fileio import replace_folder
+from .fileio import staged_folder
 from .layout import module_in_layer, parameter_shapes
 
 STRATEGY_FILES = ("strategy.ckpt", "strategy.json")
@@ -144,25 +144,24 @@ def merge(sharded: str | os.PathLike, out: str | os.PathLike, log=print) -> Path
         raise ReshardError(f"{sharded}: the strategy lays parameters over {devices} ranks but "
                            f"{', '.join(str(rank_file(sharded, r).relative_to(sharded)) for r in missing[:8])} "
                            f"{'is' if len(missing) == 1 else 'are'} missing")
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    work = tmp / "transform"
-    log(f"merging {devices} rank files of {sharded} with {strategy.name}")
-    ms.parallel.transform_checkpoints(str(sharded), str(work), "merged", src_strategy_file=str(strategy),
-                                      dst_strategy_file=None)
-    merged = ms.load_checkpoint(str(work / "rank_0" / "merged0.ckpt"))
-    single = cfg.replace(parallel={"data_parallel": 1, "model_parallel": 1, "pipeline_stages": 1, "micro_batches": 1,
-                                   "optimizer_shard": False, "optimizer_shard_size": 0, "vocab_emb_dp": True})
-    shapes = parameter_shapes(single.model)
-    _check_merged(merged, shapes, sharded)
-    weights = {name: merged[name].asnumpy() for name in shapes}
-    checkpoint.write_folder(tmp, single, [(n, a.shape, a.dtype) for n, a in weights.items()], weights.__getitem__,
-                            tokenizer=None)
-    state = [{"name": n, "data": t} for n, t in merged.items() if n not in shapes]
-    ms.save_checkpoint(state, str(tmp / OPTIMIZER_FILE))
-    shutil.rmtree(work)
-    _copy_metadata(sharded, tmp)
-    replace_folder(tmp, out)
+    with staged_folder(out) as tmp:
+        work = tmp / "transform"
+        log(f"merging {devices} rank files of {sharded} with {strategy.name}")
+        ms.parallel.transform_checkpoints(str(sharded), str(work), "merged", src_strategy_file=str(strategy),
+                                          dst_strategy_file=None)
+        merged = ms.load_checkpoint(str(work / "rank_0" / "merged0.ckpt"))
+        single = cfg.replace(parallel={"data_parallel": 1, "model_parallel": 1, "pipeline_stages": 1,
+                                       "micro_batches": 1, "optimizer_shard": False, "optimizer_shard_size": 0,
+                                       "vocab_emb_dp": True})
+        shapes = parameter_shapes(single.model)
+        _check_merged(merged, shapes, sharded)
+        weights = {name: merged[name].asnumpy() for name in shapes}
+        checkpoint.write_folder(tmp, single, [(n, a.shape, a.dtype) for n, a in weights.items()],
+                                weights.__getitem__, tokenizer=None)
+        state = [{"name": n, "data": t} for n, t in merged.items() if n not in shapes]
+        ms.save_checkpoint(state, str(tmp / OPTIMIZER_FILE))
+        shutil.rmtree(work)
+        _copy_metadata(sharded, tmp)
     return out
 
 
@@ -189,27 +188,26 @@ def split(folder: str | os.PathLike, out: str | os.PathLike, data_parallel: int,
     layout = cfg.replace(parallel={"data_parallel": data_parallel, "model_parallel": model_parallel,
                                    "vocab_emb_dp": not vocab_parallel})
     layout.parallel.check(layout.model, device_num=data_parallel * model_parallel)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "full" / "rank_0").mkdir(parents=True)
-    reader = SafetensorsReader(folder / checkpoint.WEIGHTS_FILE)
-    checkpoint.check_weights(reader, cfg)
-    tensors = [{"name": n, "data": ms.Tensor(np.ascontiguousarray(reader.get(n)))} for n in reader.names]
-    if (folder / OPTIMIZER_FILE).is_file():
-        tensors += [{"name": n, "data": t} for n, t in ms.load_checkpoint(str(folder / OPTIMIZER_FILE)).items()]
-    ms.save_checkpoint(tensors, str(tmp / "full" / "rank_0" / "full0.ckpt"))
-    shapes = {t["name"]: tuple(t["data"].shape) for t in tensors}
-    (tmp / "strategy.json").write_text(json.dumps(strategy_layout(layout, shapes)))
-    log(f"splitting {folder} into {data_parallel * model_parallel} ranks (dp {data_parallel} x mp {model_parallel})")
-    ms.parallel.transform_checkpoints(str(tmp / "full"), str(tmp / "ranks"), "checkpoint_", src_strategy_file=None,
-                                      dst_strategy_file=str(tmp / "strategy.json"))
-    for rank_dir in (tmp / "ranks").iterdir():
-        os.replace(rank_dir, tmp / rank_dir.name)
-    shutil.rmtree(tmp / "full")
-    shutil.rmtree(tmp / "ranks")
-    layout.save(tmp / checkpoint.CONFIG_FILE)
-    _copy_metadata(folder, tmp)
-    replace_folder(tmp, out)
+    with staged_folder(out) as tmp:
+        (tmp / "full" / "rank_0").mkdir(parents=True)
+        reader = SafetensorsReader(folder / checkpoint.WEIGHTS_FILE)
+        checkpoint.check_weights(reader, cfg)
+        tensors = [{"name": n, "data": ms.Tensor(np.ascontiguousarray(reader.get(n)))} for n in reader.names]
+        if (folder / OPTIMIZER_FILE).is_file():
+            tensors += [{"name": n, "data": t} for n, t in ms.load_checkpoint(str(folder / OPTIMIZER_FILE)).items()]
+        ms.save_checkpoint(tensors, str(tmp / "full" / "rank_0" / "full0.ckpt"))
+        shapes = {t["name"]: tuple(t["data"].shape) for t in tensors}
+        (tmp / "strategy.json").write_text(json.dumps(strategy_layout(layout, shapes)))
+        log(f"splitting {folder} into {data_parallel * model_parallel} ranks (dp {data_parallel} x mp "
+            f"{model_parallel})")
+        ms.parallel.transform_checkpoints(str(tmp / "full"), str(tmp / "ranks"), "checkpoint_",
+                                          src_strategy_file=None, dst_strategy_file=str(tmp / "strategy.json"))
+        for rank_dir in (tmp / "ranks").iterdir():
+            os.replace(rank_dir, tmp / rank_dir.name)
+        shutil.rmtree(tmp / "full")
+        shutil.rmtree(tmp / "ranks")
+        layout.save(tmp / checkpoint.CONFIG_FILE)
+        _copy_metadata(folder, tmp)
     return out
 
 

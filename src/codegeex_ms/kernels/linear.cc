@@ -12,11 +12,10 @@
 // the best path this CPU supports at run time. Every path is exact up to float summation order.
 //
 // Batch-1 decoding reads every weight once per token, so the kernels are written for bandwidth: weights are
-// streamed row by row and never expanded to float32 in memory. One row of x: each weight row is one dot product
-// with four independent accumulators; two or three rows (AVX-512): each converted weight vector serves all of
-// them; four rows or more (and every multi-row call on AVX2): a tile of x (MT rows, kept in L2) is multiplied with
-// NR=4 weight rows at a time in registers (MR x NR accumulators). The AVX2 path keeps per-row dot products below
-// 16 rows.
+// streamed row by row and never expanded to float32 in memory. AVX-512: one row of x takes one dot product per
+// weight row with four independent accumulators; two or three rows share each converted weight vector; from four
+// rows a tile of x (MT rows, kept in L2) is multiplied with NR=4 weight rows at a time in registers (MR x NR
+// accumulators). AVX2: per-row dot products below 16 rows, the tiles from 16.
 //
 // Threads: MindSpore calls the kernel from its own worker threads, so a kernel whose threads spin-wait (OpenMP's
 // default) fights MindSpore's pool. With several rows of x the weight rows are split over the calling thread and
@@ -89,7 +88,7 @@ float dot_avx512(const float *x, const W *w, int64_t K) {
 // chains short. From 4 rows on the register-blocked tiles below are faster.
 template <typename W, int MR, int U>
 __attribute__((target("avx512f,avx512bw")))
-void dots_avx512(const float *x, int64_t ld, const W *wn, int64_t K, float *out) {
+void dots_avx512(const float *x, const W *wn, int64_t K, float *out) {
   __m512 acc[MR][U];
   for (int i = 0; i < MR; ++i)
     for (int u = 0; u < U; ++u) acc[i][u] = _mm512_setzero_ps();
@@ -97,37 +96,37 @@ void dots_avx512(const float *x, int64_t ld, const W *wn, int64_t K, float *out)
   for (; k + 16 * U <= K; k += 16 * U)
     for (int u = 0; u < U; ++u) {
       __m512 wv = load16(wn + k + 16 * u);
-      for (int i = 0; i < MR; ++i) acc[i][u] = _mm512_fmadd_ps(_mm512_loadu_ps(x + i * ld + k + 16 * u), wv, acc[i][u]);
+      for (int i = 0; i < MR; ++i) acc[i][u] = _mm512_fmadd_ps(_mm512_loadu_ps(x + i * K + k + 16 * u), wv, acc[i][u]);
     }
   for (; k + 16 <= K; k += 16) {
     __m512 wv = load16(wn + k);
-    for (int i = 0; i < MR; ++i) acc[i][0] = _mm512_fmadd_ps(_mm512_loadu_ps(x + i * ld + k), wv, acc[i][0]);
+    for (int i = 0; i < MR; ++i) acc[i][0] = _mm512_fmadd_ps(_mm512_loadu_ps(x + i * K + k), wv, acc[i][0]);
   }
   for (int i = 0; i < MR; ++i) {
     __m512 a = acc[i][0];
     for (int u = 1; u < U; ++u) a = _mm512_add_ps(a, acc[i][u]);
     float sum = _mm512_reduce_add_ps(a);
-    for (int64_t t = k; t < K; ++t) sum += x[i * ld + t] * static_cast<float>(wn[t]);
+    for (int64_t t = k; t < K; ++t) sum += x[i * K + t] * static_cast<float>(wn[t]);
     out[i] = sum;
   }
 }
 
-template <typename W, int MR, int NB>
+template <typename W, int MR>
 __attribute__((target("avx512f,avx512bw")))
 void block_avx512(const float *x, const W *w, const float *scale, float *y, int64_t N, int64_t K, int64_t m0,
                   int64_t n0, int64_t nr) {
-  __m512 acc[MR][NB];
+  __m512 acc[MR][NR];
   for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NB; ++j) acc[i][j] = _mm512_setzero_ps();
-  const W *wr[NB];
-  for (int j = 0; j < NB; ++j) wr[j] = w + (n0 + std::min<int64_t>(j, nr - 1)) * K;
+    for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_setzero_ps();
+  const W *wr[NR];
+  for (int j = 0; j < NR; ++j) wr[j] = w + (n0 + std::min<int64_t>(j, nr - 1)) * K;
   int64_t k = 0;
   for (; k + 16 <= K; k += 16) {
-    __m512 wv[NB];
-    for (int j = 0; j < NB; ++j) wv[j] = load16(wr[j] + k);
+    __m512 wv[NR];
+    for (int j = 0; j < NR; ++j) wv[j] = load16(wr[j] + k);
     for (int i = 0; i < MR; ++i) {
       __m512 xv = _mm512_loadu_ps(x + (m0 + i) * K + k);
-      for (int j = 0; j < NB; ++j) acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]);
+      for (int j = 0; j < NR; ++j) acc[i][j] = _mm512_fmadd_ps(xv, wv[j], acc[i][j]);
     }
   }
   for (int i = 0; i < MR; ++i) {
@@ -158,7 +157,7 @@ void rows_avx512(const float *x, const W *w, const float *scale, float *y, int64
       const float sn = scale ? scale[n] : 1.0f;
       int64_t m = 0;
       for (; m + 2 <= M; m += 2) {
-        dots_avx512<W, 2, 4>(x + m * K, K, wn, K, out);
+        dots_avx512<W, 2, 4>(x + m * K, wn, K, out);
         for (int i = 0; i < 2; ++i) y[(m + i) * N + n] = out[i] * sn;
       }
       for (; m < M; ++m) y[m * N + n] = dot_avx512<W>(x + m * K, wn, K) * sn;
@@ -172,8 +171,8 @@ void rows_avx512(const float *x, const W *w, const float *scale, float *y, int64
     for (int64_t n0 = n_begin; n0 < n_end; n0 += NR) {
       int64_t nr = std::min(NR, n_end - n0);
       int64_t m = mt;
-      for (; m + 4 <= mt_end; m += 4) block_avx512<W, 4, NR>(x, w, scale, y, N, K, m, n0, nr);
-      for (; m < mt_end; ++m) block_avx512<W, 1, NR>(x, w, scale, y, N, K, m, n0, nr);
+      for (; m + 4 <= mt_end; m += 4) block_avx512<W, 4>(x, w, scale, y, N, K, m, n0, nr);
+      for (; m < mt_end; ++m) block_avx512<W, 1>(x, w, scale, y, N, K, m, n0, nr);
     }
   }
 }
