@@ -95,19 +95,14 @@ def build_prompt(args) -> tuple[str, str | None, list[str]]:
         raise UsageError("give a prompt with --prompt, --prompt-file or on stdin")
     if not code.strip():
         raise UsageError("the prompt is empty")
-    if args.mode == "complete":
-        # the stop rules read the completion line by line from a line start (the original's prompts all end with
-        # a newline); a prompt like "def f(x):" would otherwise be judged on its own continuation
-        if args.lang and not args.no_newline and not code.endswith("\n"):
-            code += "\n"
-        return prompts.complete(code, args.lang), args.lang, []
-    if args.mode == "translate":
-        if not args.src_lang or not args.tgt_lang:
-            raise UsageError("--mode translate needs --src-lang and --tgt-lang")
-        return prompts.translate(code, args.src_lang, args.tgt_lang, args.tgt_declaration), args.tgt_lang, []
-    if not args.lang:
+    if args.mode == "translate" and (not args.src_lang or not args.tgt_lang):
+        raise UsageError("--mode translate needs --src-lang and --tgt-lang")
+    if args.mode == "explain" and not args.lang:
         raise UsageError("--mode explain needs --lang")
-    return prompts.explain(code, args.lang), None, ["\n\n"]
+    prompt = prompts.build(args.mode, code, language=args.lang, src_language=args.src_lang,
+                           tgt_language=args.tgt_lang, tgt_declaration=args.tgt_declaration,
+                           end_line=not args.no_newline)
+    return prompt.text, prompt.language, list(prompt.stop)
 
 
 def main(args) -> int:

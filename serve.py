@@ -6,11 +6,14 @@
     curl -s localhost:8000/v1/completions -H 'Content-Type: application/json' \\
         -d '{"prompt": "# language: Python\\ndef fib(n):", "max_tokens": 64, "temperature": 0}'
 
+Open http://127.0.0.1:8000/ in a browser for the playground page (complete, translate, explain; streamed).
 Endpoints: POST /v1/completions (prompt, max_tokens, temperature (0 = greedy), top_p, top_k, n, stop, stream,
 seed, language), GET /v1/models, GET /health, and the CodeGeeX extension's POST /multilingual_code_generate
 ({prompt, n, lang, temperature, top_p, top_k} -> {status: 0, result: {output: {code: [...]}, process_time}}) and
-POST /multilingual_code_translate ({prompt, src_lang, dst_lang, ...}). With --api-key (or CODEGEEX_API_KEY) every
-endpoint but /health needs `Authorization: Bearer KEY` (the CodeGeeX endpoints also accept the body's apikey).
+POST /multilingual_code_translate ({prompt, src_lang, dst_lang, ...}) and /multilingual_code_explain ({prompt, lang,
+...}: the code commented line by line), POST /v1/prompt ({task, code, language, src_lang, dst_lang} -> {prompt,
+language, stop}: the prompt the server would build). With --api-key (or CODEGEEX_API_KEY) every endpoint but
+/health and the page at / needs `Authorization: Bearer KEY` (the CodeGeeX endpoints also accept the body's apikey).
 Requests are decoded together up to --batch-size rows; SIGTERM/SIGINT finish in-flight requests, then exit.
 """
 from __future__ import annotations
@@ -35,6 +38,10 @@ def parse_args(argv=None):
     p.add_argument("--port", type=port, default=8000, help="port (default 8000)")
     p.add_argument("--api-key", default=os.environ.get("CODEGEEX_API_KEY"),
                    help="require this bearer token (default: $CODEGEEX_API_KEY; none = open)")
+    p.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                   help="let web pages from ORIGIN (e.g. http://localhost:3000, or * for any) call the API from a "
+                        "browser; repeat for several. Needed by VS Code for the web, whose extensions run in the "
+                        "browser; the playground page at / is same-origin and needs none (default: none)")
     p.add_argument("--batch-size", type=positive_int, default=4, help="rows decoded together (--checkpoint; default 4)")
     p.add_argument("--batch-wait-ms", type=non_negative_float, default=20.0,
                    help="how long a request waits for others to share its batch (default 20)")
@@ -100,7 +107,7 @@ def main(argv=None) -> int:
     except (CheckpointError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    app = create_app(engine, args.api_key)
+    app = create_app(engine, args.api_key, tuple(args.cors_origin))
     print(f"serving {engine.model_name} on http://{args.host}:{args.port} (batch {engine.generator.batch_size}, "
           f"context {engine.context}, auth {'on' if args.api_key else 'off'})", flush=True)
     # on SIGTERM/SIGINT uvicorn stops accepting, answers the in-flight requests, runs the app's shutdown (which

@@ -31,7 +31,8 @@ def server(tiny_checkpoint, tmp_path_factory):
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, str(REPO / "serve.py"), "--checkpoint", str(tiny_checkpoint),
                                  "--port", str(port), "--batch-size", "4", "--max-new-tokens", "32",
-                                 "--max-prompt-tokens", "100", "--api-key", KEY, "--log-level", "warning"],
+                                 "--max-prompt-tokens", "100", "--api-key", KEY, "--log-level", "warning",
+                                 "--cors-origin", "http://editor.test"],
                                 stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ, LOG_MF_PATH=str(log.parent)))
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 300
@@ -164,6 +165,56 @@ def test_auth(server):
             r = c.post("/v1/completions", json={"prompt": "x", "max_tokens": 2})
             assert r.status_code == 401 and "API key" in r.json()["error"]["message"]
             assert c.get("/v1/models").status_code == 401
+
+
+def test_page_health_and_cors_need_no_key(server):
+    url, _, _ = server
+    page = httpx.get(url + "/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "codegeex-ms playground" in page.text and "/v1/completions" in page.text
+    health = httpx.get(url + "/health").json()
+    assert health["auth"] is True and health["context"] > 0
+    assert health["limits"] == {"max_prompt_tokens": 100, "max_new_tokens": 32, "max_n": 4}
+    assert "Python" in health["languages"] and "C++" in health["languages"]
+    # a browser's preflight is answered before the key check; other origins get no permission
+    preflight = httpx.options(url + "/v1/completions", headers={
+        "Origin": "http://editor.test", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type"})
+    assert preflight.status_code == 200, preflight.text
+    assert preflight.headers["access-control-allow-origin"] == "http://editor.test"
+    refused = httpx.post(url + "/v1/completions", json={"prompt": "x"}, headers={"Origin": "http://editor.test"})
+    assert refused.status_code == 401 and refused.headers["access-control-allow-origin"] == "http://editor.test"
+    other = httpx.post(url + "/v1/completions", json={"prompt": "x"}, headers={"Origin": "http://elsewhere.test"})
+    assert "access-control-allow-origin" not in other.headers
+
+
+def test_prompt_endpoint_and_explain_follow_the_cli_policy(server):
+    from codegeex_ms import prompts
+    url, _, _ = server
+    with client(url) as c:
+        r = c.post("/v1/prompt", json={"task": "complete", "code": "def f(x):", "language": "py"})
+        # an editor's prefix ends at the cursor: no newline added (infer.py adds one for a typed line)
+        assert r.json() == {"prompt": "# language: Python\ndef f(x):", "language": "Python", "stop": []}
+        assert c.post("/v1/prompt", json={"task": "complete", "code": "", "language": "shellscript"}).json()[
+            "prompt"] == "# language: Shell\n"
+        explain = c.post("/v1/prompt", json={"task": "explain", "code": "x = 1", "language": "python"}).json()
+        assert explain == {"prompt": prompts.explain("x = 1", "python"), "language": None, "stop": ["\n\n"]}
+        translate = c.post("/v1/prompt", json={"task": "translate", "code": "x = 1", "src_lang": "python",
+                                               "dst_lang": "cpp"}).json()
+        assert translate["prompt"] == prompts.translate("x = 1", "python", "cpp") and translate["language"] == "C++"
+        for body, needle in [({"task": "translate", "code": "x", "src_lang": "python"}, "dst_lang: required"),
+                             ({"task": "explain", "code": "x"}, "language: required"),
+                             ({"task": "explain", "code": "x", "language": "klingon"}, "klingon")]:
+            r = c.post("/v1/prompt", json=body)
+            assert r.status_code == 400 and needle in r.json()["error"]["message"], r.text
+        assert c.post("/v1/prompt", json={"task": "summarise", "code": "x"}).status_code == 422
+        # the explain endpoint builds the few-shot prompt, longer than this server's 100-token limit (its answers
+        # are checked against a larger server in tests/test_vscode.py)
+        r = c.post("/multilingual_code_explain", json={"prompt": "x = 1\n", "lang": "python", "n": 1, "seed": 4,
+                                                       "max_tokens": 8})
+        assert r.status_code == 400 and r.json() == {"status": 1, "message": "the prompt is 159 tokens; this server "
+                                                                             "accepts at most 100"}, r.text
+    assert httpx.post(url + "/v1/prompt", json={"task": "complete", "code": "x"}).status_code == 401
 
 
 def test_concurrent_requests_get_their_own_results(server):

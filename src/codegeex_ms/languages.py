@@ -78,6 +78,8 @@ _ALIASES = {
     "asm": "Assembly", "clj": "Clojure", "ps1": "PowerShell", "pwsh": "PowerShell", "erl": "Erlang",
     "ex": "Elixir", "hs": "Haskell", "jl": "Julia", "sol": "Solidity", "scm": "Scheme", "el": "Lisp",
     "emacs lisp": "Lisp", "common lisp": "Lisp", "as": "ActionScript", "postgresql": "SQL", "mysql": "SQL",
+    # VS Code's language identifiers where they differ from the names above
+    "shellscript": "Shell", "javascriptreact": "JavaScript", "typescriptreact": "TypeScript", "cuda-cpp": "Cuda",
 }
 
 # File extension (lower case, with the dot) -> canonical name.

@@ -1,4 +1,8 @@
-"""Prompt templates for the three modes of ``infer.py``: completion, translation, explanation.
+"""Prompt templates for the three tasks (completion, translation, explanation) and the policy around them.
+
+``build`` is the one place that turns a task into (prompt text, language of the answer, extra stop strings): the
+CLI (``infer.py``), the server's endpoints and the playground page all go through it, so the same request gets
+the same prompt everywhere.
 
 Completion and translation follow the original exactly:
 completion prefixes the language-tag line; translation is
@@ -10,7 +14,11 @@ comment, so the model continues with a commented copy of the user's code.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from .languages import LANGUAGE_TAGS, add_language_tag, canonical_language
+
+TASKS = ("complete", "translate", "explain")
 
 # The comment marker each language's tag line starts with (before " language:"), used by the explain template.
 def comment_marker(language: str) -> str:
@@ -54,3 +62,39 @@ def explain(code: str, language: str) -> str:
             f"{LANGUAGE_TAGS[canonical_language(language)]}\n{code.rstrip()}\n\n"
             f"{marker} Explain the code line by line\n{indent}{marker} ")
 
+
+
+@dataclass(frozen=True)
+class Prompt:
+    text: str
+    language: str | None        # canonical language of the answer: its stop rule and cleanup (None: no rule)
+    stop: tuple[str, ...] = ()  # stop strings the task itself needs
+
+
+def build(task: str, code: str, language: str | None = None, src_language: str | None = None,
+          tgt_language: str | None = None, tgt_declaration: str = "", end_line: bool = False) -> Prompt:
+    """The prompt for ``task`` on ``code``; raises ValueError naming a missing language, or UnknownLanguageError.
+
+    complete: ``end_line`` ends the code with a newline when a language is given. A prompt typed as a whole line
+    (``infer.py --prompt "def f(x):"``) wants it: the stop rules read the completion line by line from a line
+    start, and "def f(x):" would otherwise be judged on its own continuation. An editor's prefix ends at the
+    cursor, mid-line, and must not get one (the server and the IDE endpoints leave it off).
+    translate: the answer is in ``tgt_language`` and follows its stop rule.
+    explain: the answer is a commented copy of the code, which ends at the first blank line ("\n\n").
+    """
+    if task == "complete":
+        if language is None:
+            return Prompt(code, None)
+        language = canonical_language(language)
+        if end_line and not code.endswith("\n"):
+            code += "\n"
+        return Prompt(complete(code, language), language)
+    if task == "translate":
+        if not src_language or not tgt_language:
+            raise ValueError("translation needs a source and a target language")
+        return Prompt(translate(code, src_language, tgt_language, tgt_declaration), canonical_language(tgt_language))
+    if task == "explain":
+        if not language:
+            raise ValueError("explanation needs the language of the code")
+        return Prompt(explain(code, language), None, ("\n\n",))
+    raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")

@@ -1,4 +1,4 @@
-"""An HTTP server for IDE extensions: OpenAI-style completions and the CodeGeeX extension's two endpoints.
+"""An HTTP server for IDE extensions: OpenAI-style completions, the CodeGeeX extension's endpoints, a playground page.
 
 One engine thread owns the model. Requests wait in a queue; the engine takes as many as fit the decode batch
 (``batch_size`` rows; a request with ``n`` samples takes ``n`` rows), waiting up to ``batch_wait_s`` for
@@ -18,14 +18,17 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Literal
 
+from importlib import resources
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from .generation import SamplingConfig
-from .languages import UnknownLanguageError, canonical_language
-from .prompts import complete, translate
+from .languages import LANGUAGE_TAGS, UnknownLanguageError, canonical_language
+from . import prompts
 
 
 @dataclass(frozen=True)
@@ -215,6 +218,20 @@ class CodeGeeXTranslateRequest(CodeGeeXRequest):
     dst_lang: str
 
 
+class PromptRequest(BaseModel):
+    """A task to turn into a prompt: what the playground and the VS Code extension's OpenAI mode ask first."""
+    model_config = ConfigDict(extra="forbid")
+    task: Literal["complete", "translate", "explain"]
+    code: str
+    language: str | None = None                      # complete (optional) and explain: the code's language
+    src_lang: str | None = None                      # translate
+    dst_lang: str | None = None                      # translate
+
+
+# pages and probes a browser or load balancer reaches without the API key
+OPEN_PATHS = ("/", "/health")
+
+
 def _language(name: str, param: str) -> str:
     try:
         return canonical_language(name)
@@ -222,7 +239,24 @@ def _language(name: str, param: str) -> str:
         raise ClientError(str(e), param) from None
 
 
-def create_app(engine: Engine, api_key: str | None = None) -> FastAPI:
+def _prompt(task: str, code: str, language: str | None = None, src_lang: str | None = None,
+            dst_lang: str | None = None, lang_param: str = "language") -> prompts.Prompt:
+    """prompts.build with the request's field names in its errors."""
+    missing = {"translate": [("src_lang", src_lang), ("dst_lang", dst_lang)],
+               "explain": [(lang_param, language)]}.get(task, [])
+    for name, value in missing:
+        if not value:
+            raise ClientError(f"{name}: required for {task}", name)
+    checked = {lang_param: language, "src_lang": src_lang, "dst_lang": dst_lang}
+    for name, value in checked.items():
+        if value:
+            _language(value, name)
+    return prompts.build(task, code, language=language, src_language=src_lang, tgt_language=dst_lang)
+
+
+def create_app(engine: Engine, api_key: str | None = None, cors_origins: tuple[str, ...] = ()) -> FastAPI:
+    """The FastAPI app. ``cors_origins``: web origins allowed to call the API from a browser (the playground page
+    is same-origin and needs none; VS Code for the web runs extensions in the browser and does)."""
     @contextlib.asynccontextmanager
     async def lifespan(_app):
         yield
@@ -263,7 +297,7 @@ def create_app(engine: Engine, api_key: str | None = None) -> FastAPI:
 
     @app.middleware("http")
     async def authenticate(request: Request, call_next):
-        if api_key and request.url.path != "/health":
+        if api_key and request.url.path not in OPEN_PATHS and request.method != "OPTIONS":
             header = request.headers.get("authorization", "")
             body_key = None
             if request.url.path.startswith("/multilingual"):
@@ -279,9 +313,29 @@ def create_app(engine: Engine, api_key: str | None = None) -> FastAPI:
                                     "authentication_error")
         return await call_next(request)
 
+    if cors_origins:
+        # added after the auth middleware, so it wraps it: preflights are answered before any key check, and
+        # 401 answers carry the CORS headers a browser needs to show them
+        app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type"])
+
+    @app.get("/", response_class=HTMLResponse)
+    async def playground():
+        return HTMLResponse(PLAYGROUND_HTML)
+
     @app.get("/health")
     async def health():
-        return {"status": "ok", "model": engine.model_name, "queued": engine.queue.qsize(), **engine.stats}
+        limits = {"max_prompt_tokens": engine.limits.max_prompt_tokens,
+                  "max_new_tokens": engine.limits.max_new_tokens, "max_n": min(engine.limits.max_n,
+                                                                               engine.generator.batch_size)}
+        return {"status": "ok", "model": engine.model_name, "queued": engine.queue.qsize(), "auth": bool(api_key),
+                "context": engine.context, "limits": limits, "languages": sorted(LANGUAGE_TAGS, key=str.lower),
+                **engine.stats}
+
+    @app.post("/v1/prompt")
+    async def prompt(body: PromptRequest):
+        built = _prompt(body.task, body.code, body.language, body.src_lang, body.dst_lang)
+        return {"prompt": built.text, "language": built.language, "stop": list(built.stop)}
 
     @app.get("/v1/models")
     async def models():
@@ -357,25 +411,35 @@ def create_app(engine: Engine, api_key: str | None = None) -> FastAPI:
                 "usage": {"prompt_tokens": len(ids), "completion_tokens": completion_tokens,
                           "total_tokens": len(ids) + completion_tokens}}
 
-    async def codegeex(body: CodeGeeXRequest, prompt: str, language: str, request: Request):
+    async def codegeex(body: CodeGeeXRequest, prompt: prompts.Prompt, request: Request, lead: str = ""):
+        """Answer a CodeGeeX endpoint; ``lead`` goes in front of every result."""
         max_tokens = body.max_tokens if body.max_tokens is not None else min(128, engine.limits.max_new_tokens)
-        ids = engine.check(prompt, max_tokens, body.n)
+        ids = engine.check(prompt.text, max_tokens, body.n)
         cfg = SamplingConfig(max_new_tokens=max_tokens, temperature=body.temperature, top_p=body.top_p,
                              top_k=body.top_k, seed=body.seed if body.seed is not None else uuid.uuid4().int % 2**32,
-                             stop=body.stop, language=language)
+                             stop=list(body.stop) + list(prompt.stop), language=prompt.language)
         start = time.monotonic()
         result, _ = await wait(engine.submit(ids, cfg, body.n), request)
         return {"status": 0, "message": "success",
-                "result": {"output": {"code": result.completions}, "process_time": round(time.monotonic() - start, 3)}}
+                "result": {"output": {"code": [lead + text for text in result.completions]},
+                           "process_time": round(time.monotonic() - start, 3)}}
 
     @app.post("/multilingual_code_generate")
     async def generate(body: CodeGeeXRequest, request: Request):
-        language = _language(body.lang, "lang")
-        return await codegeex(body, complete(body.prompt, language), language, request)
+        return await codegeex(body, _prompt("complete", body.prompt, body.lang, lang_param="lang"), request)
 
     @app.post("/multilingual_code_translate")
     async def translation(body: CodeGeeXTranslateRequest, request: Request):
-        src, dst = _language(body.src_lang, "src_lang"), _language(body.dst_lang, "dst_lang")
-        return await codegeex(body, translate(body.prompt, src, dst), dst, request)
+        return await codegeex(body, _prompt("translate", body.prompt, src_lang=body.src_lang, dst_lang=body.dst_lang),
+                              request)
+
+    @app.post("/multilingual_code_explain")
+    async def explanation(body: CodeGeeXRequest, request: Request):
+        # the prompt ends with an open comment the model continues: the answer starts with it
+        prompt = _prompt("explain", body.prompt, body.lang, lang_param="lang")
+        return await codegeex(body, prompt, request, lead=prompt.text[prompt.text.rfind("\n") + 1:])
 
     return app
+
+
+PLAYGROUND_HTML = resources.files(__package__).joinpath("playground.html").read_text(encoding="utf-8")
