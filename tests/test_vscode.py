@@ -116,3 +116,14 @@ def test_client_against_serve_py(built, server):
 def test_playground_in_headless_chromium(server):
     env = dict(server, CHROMIUM=CHROMIUM, SCREENSHOT_DIR=os.environ.get("SCREENSHOT_DIR", ""))
     assert passed(npm("test:playground", env)) >= 1
+
+
+@needs_chromium
+def test_extension_in_vscode_for_the_web(built, server):
+    """The real editor: VS Code 1.91 for the web in headless Chromium with the built extension; the key is set
+    with the extension's command, a Python header typed, serve.py's suggestion shown as ghost text, Tab accepts."""
+    env = dict(server, CHROMIUM=CHROMIUM, SCREENSHOT_DIR=os.environ.get("SCREENSHOT_DIR", ""))
+    output = npm("test:editor", env)
+    assert passed(output) == 1
+    latency = [line for line in output.splitlines() if "keystroke to suggestion" in line]
+    print(latency[0] if latency else output[-2000:])
