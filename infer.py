@@ -44,6 +44,10 @@ def parse_args(argv=None):
                      help="tokenizer directory (default: the one recorded in the checkpoint folder)")
     src.add_argument("--compute-dtype", choices=("float32", "float16", "bfloat16"),
                      help="override the checkpoint's compute dtype (bfloat16 only on Ascend)")
+    src.add_argument("--int8-activations", action="store_true",
+                     help="int8 checkpoint on a CPU with AVX-512 VNNI: quantise the Linears' inputs per row too and "
+                          "multiply in integers (faster; approximate, as torch's quantize_dynamic; elsewhere a "
+                          "warning and weight-only int8)")
     src.add_argument("--device", choices=("CPU", "GPU", "Ascend"), help="MindSpore device (default: MindSpore's choice)")
     src.add_argument("--pynative", action="store_true", help="run eagerly (PyNative) instead of compiled graphs, to debug")
 
@@ -112,6 +116,9 @@ def main(args) -> int:
     from codegeex_ms.languages import UnknownLanguageError
     from codegeex_ms.tokenizer import load as load_tokenizer
 
+    if args.int8_activations and args.mindir:
+        raise UsageError("--int8-activations applies to --checkpoint; an exported MindIR graph keeps the ops it was "
+                         "exported with")
     if args.stream and args.n != 1:
         raise UsageError("--stream prints one sample; use --n 1 (or --json for several)")
     try:
@@ -143,8 +150,10 @@ def main(args) -> int:
                              f"exported with (re-export with --batch-size {args.n})")
         context = meta["max_len"]
     else:
-        model = checkpoint.load(args.checkpoint,
-                                precision={"compute_dtype": args.compute_dtype} if args.compute_dtype else None)
+        precision = {"compute_dtype": args.compute_dtype} if args.compute_dtype else {}
+        if args.int8_activations:
+            precision["activation_quant"] = "int8"
+        model = checkpoint.load(args.checkpoint, precision=precision or None)
         context = model.config.model.max_position_embeddings
     t_load = time.perf_counter() - t0
 

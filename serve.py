@@ -52,6 +52,9 @@ def parse_args(argv=None):
                    help="KV-cache length in tokens (--checkpoint; default: --max-prompt-tokens + --max-new-tokens, "
                         "at most the model's positions). Every decode step attends over all of it, so a cache "
                         "no longer than the requests need is faster")
+    p.add_argument("--int8-activations", action="store_true",
+                   help="--checkpoint with int8 weights on a CPU with AVX-512 VNNI: quantise the Linears' inputs per "
+                        "row too and multiply in integers (faster; approximate, as torch's quantize_dynamic)")
     p.add_argument("--model-name", help="name reported by /v1/models (default: the folder name)")
     p.add_argument("--device", choices=("CPU", "GPU", "Ascend"), help="MindSpore device (default: its choice)")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"),
@@ -79,7 +82,7 @@ def build_engine(args):
         if ref is None:
             raise checkpoint.CheckpointError(f"{folder} records no tokenizer (tokenizer.json)")
         tokenizer = load_tokenizer(ref)
-        model = checkpoint.load(folder)
+        model = checkpoint.load(folder, precision={"activation_quant": "int8"} if args.int8_activations else None)
         positions = model.config.model.max_position_embeddings
         context = args.context or min(positions, args.max_prompt_tokens + args.max_new_tokens)
         if not 1 < context <= positions:
@@ -97,6 +100,10 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "codegeex
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    if args.int8_activations and args.mindir:
+        print("error: --int8-activations applies to --checkpoint; an exported MindIR graph keeps the ops it was "
+              "exported with", file=sys.stderr)
+        return 2
     if args.checkpoint is None and args.mindir is None:
         args.checkpoint = DEFAULT_CHECKPOINT
     import uvicorn

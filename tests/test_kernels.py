@@ -64,6 +64,61 @@ def test_f32_kernel_equals_numpy(path, m, n, k, ms_context):
     np.testing.assert_allclose(got, x.astype(np.float64) @ w.T.astype(np.float64), rtol=1e-5, atol=1e-4)
 
 
+def w8a8_reference(x, w, scale):
+    """The int8-activation kernel's maths in numpy: per-row symmetric quantisation, integer sums, two scales."""
+    amax = np.abs(x).max(axis=1).astype(np.float32)
+    inv = np.divide(np.float32(127), amax, out=np.zeros_like(amax), where=amax > 0)
+    q = np.rint(x * inv[:, None]).astype(np.int64)
+    acc = q @ w.astype(np.int64).T
+    return (acc.astype(np.float32) * (amax / np.float32(127))[:, None]) * scale[None, :]
+
+
+W8A8_PATHS = [p for p in kernels.W8A8_PATHS if p != "vnni" or kernels.has_vnni()]
+
+
+@pytest.mark.parametrize("path", W8A8_PATHS)
+@pytest.mark.parametrize("m, n, k", SHAPES)
+def test_w8a8_kernel_equals_its_integer_maths(path, m, n, k, ms_context):
+    """Bit for bit the numpy version of the same quantisation and integer sums (including the masked K tail and
+    a zero row), and within the activation's rounding of the float product."""
+    from mindspore import Tensor
+    rng = np.random.default_rng(m * 7 + n + k * 3)
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    if m > 2:
+        x[1] = 0.0
+    w = rng.integers(-127, 128, (n, k)).astype(np.int8)
+    scale = (rng.random(n) * 0.02 + 1e-3).astype(np.float32)
+    got = kernels.w8a8_linear_op(path)(Tensor(x), Tensor(w), Tensor(scale)).asnumpy()
+    assert got.shape == (m, n) and got.dtype == np.float32
+    np.testing.assert_array_equal(got, w8a8_reference(x, w, scale))
+    exact = x.astype(np.float64) @ (w.astype(np.float64) * scale[:, None]).T
+    bound = (np.abs(x).max(axis=1, keepdims=True) / 127 / 2) * (np.abs(w).sum(axis=1) * scale)[None, :]
+    assert np.all(np.abs(got - exact) <= bound * 1.001 + 1e-6)
+
+
+@pytest.mark.parametrize("path", W8A8_PATHS)
+@pytest.mark.parametrize("gelu", [False, True])
+def test_w8a8_bias_gelu_and_threads(path, gelu, ms_context):
+    from mindspore import Tensor
+    rng = np.random.default_rng(11 + gelu)
+    x = rng.standard_normal((6, 150)).astype(np.float32)
+    w = rng.integers(-127, 128, (300, 150)).astype(np.int8)
+    scale = (rng.random(300) * 0.02 + 1e-3).astype(np.float32)
+    bias = rng.standard_normal(300).astype(np.float32)
+    z = w8a8_reference(x, w, scale).astype(np.float64) + bias
+    expected = z / (1 + np.exp(-1.702 * z)) if gelu else z
+    got = kernels.w8a8_linear_op(path, gelu)(Tensor(x), Tensor(w), Tensor(scale), Tensor(bias)).asnumpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_int8_activations_config_needs_int8_weights():
+    from codegeex_ms.config import ConfigError, PrecisionConfig
+    with pytest.raises(ConfigError, match="activation_quant = int8 needs precision.weight_quant = int8"):
+        PrecisionConfig(activation_quant="int8")
+    with pytest.raises(ConfigError, match="must be none or int8"):
+        PrecisionConfig(weight_quant="int8", activation_quant="int4")
+
+
 def test_threads_give_the_same_result(ms_context):
     code = ("import numpy as np; from mindspore import Tensor; from codegeex_ms import kernels; "
             "r = np.random.default_rng(0); x = r.standard_normal((2, 300)).astype(np.float32); "
@@ -105,6 +160,37 @@ def test_quantized_model_same_logits_and_greedy_tokens_with_and_without_kernels(
     a, b = fast(ids).asnumpy(), plain(ids).asnumpy()
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
     assert (a.argmax(-1) == b.argmax(-1)).all()
+
+
+@pytest.mark.skipif(not kernels.has_vnni(), reason="int8 activations run with AVX-512 VNNI only")
+def test_int8_activations_model_stays_close_to_weight_only(tiny_config, ms_context):
+    """precision.activation_quant = int8 swaps every int8 Linear's kernel for the VNNI one (not the head's); the
+    logits move by the activations' rounding only: a small share of their own spread."""
+    import mindspore as ms
+    from mindspore import Tensor
+    from codegeex_ms.model import CodeGeeX
+    cfg = tiny_config.replace(precision={"weight_quant": "int8"})
+    ms.set_seed(3)
+    exact = CodeGeeX(cfg)
+    approx = CodeGeeX(cfg.replace(precision={"activation_quant": "int8"}))
+    assert "w8a8" in str(approx.layers[0].attention.query.int8_kernel.func)
+    assert "w8a8" not in str(exact.layers[0].attention.query.int8_kernel.func)
+    rng = np.random.default_rng(0)
+    for p_exact, p_approx in zip(exact.get_parameters(), approx.get_parameters()):
+        if p_exact.dtype == ms.int8:
+            value = rng.integers(-127, 128, p_exact.shape).astype(np.int8)
+        elif p_exact.name.endswith("weight_scale"):
+            value = (rng.random(p_exact.shape) * 0.002).astype(np.float32)
+        else:
+            value = (rng.standard_normal(p_exact.shape) * 0.02).astype(np.float32)
+        p_exact.set_data(Tensor(value))
+        p_approx.set_data(Tensor(value))
+    exact.set_train(False)
+    approx.set_train(False)
+    ids = Tensor(rng.integers(0, 50000, (2, 24)).astype(np.int32))
+    a, b = exact(ids).asnumpy(), approx(ids).asnumpy()
+    assert not np.array_equal(a, b)                                   # it is a different computation
+    assert np.abs(a - b).max() < 0.05 * a.std(), (np.abs(a - b).max(), a.std())      # measured: 2%
 
 
 def test_no_compiler_falls_back_with_one_warning(tmp_path):

@@ -88,15 +88,23 @@ class PrecisionConfig:
     layernorm_dtype: str = "float32"
     weight_quant: str = "none"            # "int8": the six Linear weights of every layer stored as int8 + row scales
     embedding_quant: str = "none"         # "int8": the word embedding (and so the tied head) as int8 + row scales
+    # "int8": the int8 Linears also quantise their input, per row and symmetric, and multiply in integers (CPU
+    # kernel with AVX-512 VNNI; approximate, as torch's quantize_dynamic). A run-time choice: the weights are the
+    # same as weight-only int8's. Needs weight_quant int8.
+    activation_quant: str = "none"
 
     def __post_init__(self):
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in ("weight_quant", "embedding_quant"):
+            if f.name in ("weight_quant", "embedding_quant", "activation_quant"):
                 if value not in ("none", "int8"):
                     raise ConfigError(f"precision.{f.name} must be none or int8, got {value!r}")
             elif value not in DTYPES:
                 raise ConfigError(f"precision.{f.name} must be one of {', '.join(DTYPES)}, got {value!r}")
+        if self.activation_quant == "int8" and self.weight_quant != "int8":
+            raise ConfigError("precision.activation_quant = int8 needs precision.weight_quant = int8 (int8 "
+                              "activations multiply int8 weights; make an int8 checkpoint with "
+                              "`python -m codegeex_ms.quantize_export quantize`)")
 
     def check_device(self, device_target: str) -> None:
         """Raise if a dtype cannot run on ``device_target`` (bf16 only computes on Ascend)."""

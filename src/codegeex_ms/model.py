@@ -74,7 +74,8 @@ class Linear(nn.Cell):
     registers; elsewhere the int8 matrix is cast to the compute dtype (a full-size temporary) and the row scale is
     applied to the matmul's output. Both equal ``x @ (W_int8 * scale)ᵀ``. The kernel also adds the bias and, with
     ``fuse_gelu``, applies the fast GELU (``applies_gelu`` tells the caller): every op saved is about 20 us of
-    MindSpore's CPU runtime per decode step and layer.
+    MindSpore's CPU runtime per decode step and layer. With ``precision.activation_quant = "int8"`` the kernel
+    quantises x per row too and multiplies in integers (AVX-512 VNNI): faster, no longer exact.
     """
 
     def __init__(self, in_features: int, out_features: int, cfg: Config, split: str, quantized: bool = False,
@@ -97,7 +98,8 @@ class Linear(nn.Cell):
         self.int8_kernel = None
         if quantized and cfg.precision.compute_dtype == "float32":
             from . import kernels
-            self.int8_kernel = kernels.int8_linear_op(gelu=fuse_gelu) if kernels.enabled() else None
+            if kernels.enabled():
+                self.int8_kernel = kernels.quantized_linear_op(cfg.precision.activation_quant == "int8", fuse_gelu)
         # with the kernel the bias (and, if asked, the fast GELU) are applied inside it: fewer ops per decode step
         self.applies_gelu = self.int8_kernel is not None and fuse_gelu
         self.matmul = ops.MatMul(transpose_b=True)

@@ -60,6 +60,14 @@ def best_path() -> str:
     return "avx512" if {"avx512f", "avx512bw"} <= f else "avx2" if {"avx2", "fma"} <= f else "portable"
 
 
+def has_vnni() -> bool:
+    """Whether the int8-activation kernel (``w8a8_linear_op``) has its fast path here (AVX-512 VNNI)."""
+    return {"avx512f", "avx512bw", "avx512_vnni"} <= set(cpu_features())
+
+
+W8A8_PATHS = ("vnni", "portable")
+
+
 def supported_paths() -> list[str]:
     order = PATHS[PATHS.index(best_path()):]
     return list(order)
@@ -118,3 +126,23 @@ def f32_linear_op(path: str = "auto", gelu: bool = False):
     """``ops.Custom``: (x [M, K] float32, w [N, K] float32[, bias [N] float32]) -> x @ wᵀ (+ bias) [M, N] float32,
     then ``y * sigmoid(1.702 y)`` with ``gelu``; or None."""
     return _custom(f"linear_f32{'_gelu' if gelu else ''}_{path}")
+
+
+def w8a8_linear_op(path: str = "auto", gelu: bool = False):
+    """``ops.Custom``: (x [M, K] float32, w [N, K] int8, scale [N] float32[, bias [N] float32]) -> y [M, N] float32
+    with int8 activations: each row of x quantised symmetric per row (``sx = max|x| / 127``, ``q = rint(x / sx)``),
+    then ``y = float(q @ wᵀ) * sx * scale`` (+ bias, then GELU with ``gelu``); integer sums, so exact to the
+    quantised operands. Approximate against the float model by the activation's rounding, as torch's
+    ``quantize_dynamic`` is. None when the kernels are not available. ``path``: "auto" or one of W8A8_PATHS."""
+    return _custom(f"linear_w8a8{'_gelu' if gelu else ''}_{path}")
+
+
+def quantized_linear_op(int8_activations: bool, gelu: bool = False):
+    """The op an int8 Linear uses: ``w8a8_linear_op`` when int8 activations are asked for and this CPU has AVX-512
+    VNNI (elsewhere one warning, and the exact weight-only kernel instead), else ``int8_linear_op``."""
+    if int8_activations:
+        if has_vnni():
+            return w8a8_linear_op(gelu=gelu)
+        warnings.warn("codegeex_ms.kernels: int8 activations need AVX-512 VNNI, which this CPU lacks; the int8 "
+                      "Linears keep float32 activations (weight-only int8)", RuntimeWarning, stacklevel=2)
+    return int8_linear_op(gelu=gelu)

@@ -4,6 +4,10 @@
 //       y[m, n] = scale[n] * sum_k x[m, k] * w[n, k] (+ bias[n])    (weight-only int8, dequantised in registers)
 //   linear_f32_*(x [M, K] float32, w [N, K] float32[, bias [N] float32]) -> y [M, N] float32
 //   linear_int8_gelu_*, linear_f32_gelu_*: the same, then y * sigmoid(1.702 y) (the model's fast GELU)
+//   linear_w8a8[_gelu]_*(x, w int8, scale[, bias]): x is quantised too, per row and symmetric (sx = max|x| / 127,
+//       q = rint(x / sx)), and multiplied in integers: y[m, n] = float(sum_k q[m, k] w[n, k]) * sx[m] * scale[n]
+//       (+ bias). Approximate (the activation's rounding), as torch's quantize_dynamic; paths _vnni (AVX-512 VNNI)
+//       and _portable, both exact to the same integer sums.
 //
 // The bias and the activation are applied here because in a decode step MindSpore's CPU runtime spends more time
 // between two small ops than in them (about 20 us each): every op folded into the matmul saves that.
@@ -261,9 +265,90 @@ void rows_avx2(const float *x, const W *w, const float *scale, float *y, int64_t
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// int8 activations (w8a8): each row of x quantised to int8, integer dot products
+
+// q[k] = rint(x[k] * (127 / max|x|)) for one row; returns sx = max|x| / 127 (0 for a zero row, whose q is 0)
+float quantize_row(const float *x, int64_t K, int8_t *q) {
+  float amax = 0.0f;
+  for (int64_t k = 0; k < K; ++k) amax = std::max(amax, std::fabs(x[k]));
+  if (amax == 0.0f) {
+    std::memset(q, 0, K);
+    return 0.0f;
+  }
+  const float inv = 127.0f / amax;
+  for (int64_t k = 0; k < K; ++k) q[k] = static_cast<int8_t>(std::nearbyint(x[k] * inv));
+  return amax / 127.0f;
+}
+
+void w8a8_portable(const int8_t *q, const float *sx, const int8_t *w, const float *scale, float *y, int64_t M,
+                   int64_t N, int64_t K, int64_t n_begin, int64_t n_end) {
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t n = n_begin; n < n_end; ++n) {
+      const int8_t *qm = q + m * K, *wn = w + n * K;
+      int32_t acc = 0;
+      for (int64_t k = 0; k < K; ++k) acc += static_cast<int32_t>(qm[k]) * static_cast<int32_t>(wn[k]);
+      y[m * N + n] = static_cast<float>(acc) * sx[m] * scale[n];
+    }
+}
+
+// AVX-512 VNNI: vpdpbusd multiplies unsigned by signed bytes, so x is stored as u = q + 128 and the weight row's
+// own sum (one more vpdpbusd against ones, on the same loaded vector) takes the 128s back out:
+// sum q w = sum u w - 128 sum w. MR rows of x share every loaded weight vector; the tail is a masked load.
+template <int MR>
+__attribute__((target("avx512f,avx512bw,avx512vnni")))
+void w8a8_dots_vnni(const uint8_t *u, const int8_t *wn, int64_t K, int32_t *out) {
+  __m512i acc[MR], wsum = _mm512_setzero_si512();
+  const __m512i ones = _mm512_set1_epi8(1);
+  for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_si512();
+  int64_t k = 0;
+  for (; k + 64 <= K; k += 64) {
+    __m512i wv = _mm512_loadu_si512(wn + k);
+    wsum = _mm512_dpbusd_epi32(wsum, ones, wv);
+    for (int i = 0; i < MR; ++i) acc[i] = _mm512_dpbusd_epi32(acc[i], _mm512_loadu_si512(u + i * K + k), wv);
+  }
+  if (k < K) {
+    __mmask64 tail = _cvtu64_mask64((~0ULL) >> (64 - (K - k)));
+    __m512i wv = _mm512_maskz_loadu_epi8(tail, wn + k);
+    wsum = _mm512_dpbusd_epi32(wsum, ones, wv);
+    for (int i = 0; i < MR; ++i)
+      acc[i] = _mm512_dpbusd_epi32(acc[i], _mm512_maskz_loadu_epi8(tail, u + i * K + k), wv);
+  }
+  const int32_t correction = 128 * _mm512_reduce_add_epi32(wsum);
+  for (int i = 0; i < MR; ++i) out[i] = _mm512_reduce_add_epi32(acc[i]) - correction;
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vnni")))
+void w8a8_vnni(const uint8_t *u, const float *sx, const int8_t *w, const float *scale, float *y, int64_t M, int64_t N,
+               int64_t K, int64_t n_begin, int64_t n_end) {
+  int32_t out[4];
+  for (int64_t n = n_begin; n < n_end; ++n) {
+    const int8_t *wn = w + n * K;
+    int64_t m = 0;
+    for (; m + 4 <= M; m += 4) {
+      w8a8_dots_vnni<4>(u + m * K, wn, K, out);
+      for (int i = 0; i < 4; ++i) y[(m + i) * N + n] = static_cast<float>(out[i]) * sx[m + i] * scale[n];
+    }
+    for (; m + 2 <= M; m += 2) {
+      w8a8_dots_vnni<2>(u + m * K, wn, K, out);
+      for (int i = 0; i < 2; ++i) y[(m + i) * N + n] = static_cast<float>(out[i]) * sx[m + i] * scale[n];
+    }
+    for (; m < M; ++m) {
+      w8a8_dots_vnni<1>(u + m * K, wn, K, out);
+      y[m * N + n] = static_cast<float>(out[0]) * sx[m] * scale[n];
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // dispatch, threads, MindSpore's aot interface
 
-enum class Path { portable, avx2, avx512 };
+enum class Path { portable, avx2, avx512, vnni };
+
+bool has_vnni() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512vnni");
+}
 
 Path best_path() {
   __builtin_cpu_init();
@@ -382,6 +467,33 @@ void run(Path path, const float *x, const W *w, const float *scale, const float 
   pool().run([&](int part) { rows(std::min(N, part * per), part == parts - 1 ? N : std::min(N, (part + 1) * per)); });
 }
 
+// w8a8: quantise every row of x once (into a buffer reused between calls of this thread), then split the weight
+// rows as run() does
+void run_w8a8(Path path, const float *x, const int8_t *w, const float *scale, const float *bias, bool gelu, float *y,
+              int64_t M, int64_t N, int64_t K) {
+  thread_local std::vector<int8_t> q;
+  thread_local std::vector<float> sx;
+  q.resize(M * K);
+  sx.resize(M);
+  for (int64_t m = 0; m < M; ++m) sx[m] = quantize_row(x + m * K, K, q.data() + m * K);
+  if (path == Path::vnni)  // stored as q + 128 for vpdpbusd's unsigned operand
+    for (auto &v : q) v = static_cast<int8_t>(static_cast<uint8_t>(v) ^ 0x80);
+  const int8_t *qd = q.data();
+  const float *sd = sx.data();
+  auto rows = [=](int64_t begin, int64_t end) {
+    if (path == Path::vnni) w8a8_vnni(reinterpret_cast<const uint8_t *>(qd), sd, w, scale, y, M, N, K, begin, end);
+    else w8a8_portable(qd, sd, w, scale, y, M, N, K, begin, end);
+    if (bias || gelu) epilogue(y, M, N, begin, end, bias, gelu);
+  };
+  int parts = M > 1 && kernel_threads() > 1 ? pool().size() : 1;
+  if (parts == 1 || N < 64 * parts) {
+    rows(0, N);
+    return;
+  }
+  int64_t per = (N / parts + NR - 1) / NR * NR;
+  pool().run([&](int part) { rows(std::min(N, part * per), part == parts - 1 ? N : std::min(N, (part + 1) * per)); });
+}
+
 // params: inputs then the output. int8: x [M, K], w [N, K], scale [N], optional bias [N], y [M, N]; f32: x, w,
 // optional bias, y. Returns non-zero on a shape it cannot take.
 int linear_int8(Path path, bool gelu, int nparam, void **params, int *ndims, int64_t **shapes) {
@@ -396,6 +508,19 @@ int linear_int8(Path path, bool gelu, int nparam, void **params, int *ndims, int
   return 0;
 }
 
+int linear_w8a8(Path path, bool gelu, int nparam, void **params, int *ndims, int64_t **shapes) {
+  if ((nparam != 4 && nparam != 5) || ndims[0] != 2 || ndims[1] != 2 || ndims[2] != 1 ||
+      shapes[0][1] != shapes[1][1] || shapes[2][0] != shapes[1][0] ||
+      (nparam == 5 && (ndims[3] != 1 || shapes[3][0] != shapes[1][0])))
+    return 1;
+  if (path == Path::vnni && !has_vnni()) return 2;
+  const float *bias = nparam == 5 ? static_cast<const float *>(params[3]) : nullptr;
+  run_w8a8(path, static_cast<const float *>(params[0]), static_cast<const int8_t *>(params[1]),
+           static_cast<const float *>(params[2]), bias, gelu, static_cast<float *>(params[nparam - 1]), shapes[0][0],
+           shapes[1][0], shapes[0][1]);
+  return 0;
+}
+
 int linear_f32(Path path, bool gelu, int nparam, void **params, int *ndims, int64_t **shapes) {
   if ((nparam != 3 && nparam != 4) || ndims[0] != 2 || ndims[1] != 2 || shapes[0][1] != shapes[1][1] ||
       (nparam == 4 && (ndims[2] != 1 || shapes[2][0] != shapes[1][0])))
@@ -407,6 +532,7 @@ int linear_f32(Path path, bool gelu, int nparam, void **params, int *ndims, int6
 }
 
 const Path kBest = best_path();
+const Path kBestW8A8 = has_vnni() ? Path::vnni : Path::portable;
 
 }  // namespace
 
@@ -424,6 +550,15 @@ LINEAR_PATHS(int8, , false)
 LINEAR_PATHS(int8, _gelu, true)
 LINEAR_PATHS(f32, , false)
 LINEAR_PATHS(f32, _gelu, true)
+// linear_w8a8[_gelu]_{vnni,portable,auto}
+LINEAR_ENTRY(w8a8, _vnni, Path::vnni, false)
+LINEAR_ENTRY(w8a8, _portable, Path::portable, false)
+LINEAR_ENTRY(w8a8, _auto, kBestW8A8, false)
+LINEAR_ENTRY(w8a8, _gelu_vnni, Path::vnni, true)
+LINEAR_ENTRY(w8a8, _gelu_portable, Path::portable, true)
+LINEAR_ENTRY(w8a8, _gelu_auto, kBestW8A8, true)
+// whether the w8a8 _auto functions use VNNI on this CPU
+int w8a8_has_vnni() { return has_vnni() ? 1 : 0; }
 // which path the _auto functions take on this CPU: 0 portable, 1 avx2, 2 avx512
 int best_kernel_path() { return static_cast<int>(kBest); }
 }
