@@ -23,7 +23,8 @@ import sys
 import zlib
 from pathlib import Path
 
-from codegeex_ms.cli import ArgumentParser, UsageError, non_negative_float, non_negative_int, positive_float, positive_int
+from codegeex_ms.cli import (ArgumentParser, UsageError, non_negative_float, non_negative_int, positive_float,
+                             positive_int)
 
 from codegeex_ms.humaneval.dataset import LANGUAGES, DatasetError, parse_languages
 
@@ -40,7 +41,8 @@ def add_common(p, languages=True):
 
 def parse_args(argv=None):
     p = ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
     sub = p.add_subparsers(dest="command", required=True)
 
     g = sub.add_parser("generate", help="sample completions (or translations) with a checkpoint",
@@ -75,7 +77,8 @@ def parse_args(argv=None):
     src.add_argument("--negative-control", action="store_true",
                      help="self-test: a body that throws, for every problem (must fail)")
     e.add_argument("--out", type=Path, required=True, help="results JSONL (appended to; resumes)")
-    e.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1, help="parallel programs (default: all cores)")
+    e.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1,
+                   help="parallel programs (default: all cores)")
     e.add_argument("--compile-timeout", type=positive_float, default=60.0, help="seconds per compilation (default 60)")
     e.add_argument("--run-timeout", type=positive_float, default=15.0, help="seconds per test run (default 15)")
     e.add_argument("--upstream", action="store_true",

@@ -21,7 +21,8 @@ import sys
 import time
 from pathlib import Path
 
-from codegeex_ms.cli import ArgumentParser, UsageError, non_negative_float, non_negative_int, positive_float, positive_int
+from codegeex_ms.cli import (ArgumentParser, UsageError, non_negative_float, non_negative_int, positive_float,
+                             positive_int)
 
 
 REPO = Path(__file__).resolve().parent
@@ -35,7 +36,8 @@ def parse_args(argv=None):
     src = p.add_argument_group("model")
     which = src.add_mutually_exclusive_group()
     which.add_argument("--checkpoint", type=Path,
-                       help="checkpoint folder (config.yaml + model.safetensors), e.g. from python -m codegeex_ms.convert "
+                       help="checkpoint folder (config.yaml + model.safetensors), e.g. from "
+                            "python -m codegeex_ms.convert "
                             f"(default: the embedded small model, {DEFAULT_CHECKPOINT.relative_to(REPO)})")
     which.add_argument("--mindir", type=Path,
                        help="exported folder from `python -m codegeex_ms.quantize_export export` (runs the MindIR "
@@ -48,8 +50,10 @@ def parse_args(argv=None):
                      help="int8 checkpoint on a CPU with AVX-512 VNNI: quantise the Linears' inputs per row too and "
                           "multiply in integers (faster; approximate, as torch's quantize_dynamic; elsewhere a "
                           "warning and weight-only int8)")
-    src.add_argument("--device", choices=("CPU", "GPU", "Ascend"), help="MindSpore device (default: MindSpore's choice)")
-    src.add_argument("--pynative", action="store_true", help="run eagerly (PyNative) instead of compiled graphs, to debug")
+    src.add_argument("--device", choices=("CPU", "GPU", "Ascend"),
+                     help="MindSpore device (default: MindSpore's choice)")
+    src.add_argument("--pynative", action="store_true",
+                     help="run eagerly (PyNative) instead of compiled graphs, to debug")
 
     prm = p.add_argument_group("prompt")
     given = prm.add_mutually_exclusive_group()
@@ -72,12 +76,16 @@ def parse_args(argv=None):
     smp.add_argument("--max-new-tokens", type=positive_int, default=128, help="most tokens to generate (default 128)")
     smp.add_argument("--greedy", action="store_true", help="always take the most likely token")
     smp.add_argument("--temperature", type=positive_float, default=0.8, help="softmax temperature (default 0.8)")
-    smp.add_argument("--top-p", type=non_negative_float, default=0.95, help="nucleus sampling mass, 0 or 1 = off (default 0.95)")
-    smp.add_argument("--top-k", type=non_negative_int, default=0, help="sample among the k most likely tokens, 0 = off (default 0)")
+    smp.add_argument("--top-p", type=non_negative_float, default=0.95,
+                     help="nucleus sampling mass, 0 or 1 = off (default 0.95)")
+    smp.add_argument("--top-k", type=non_negative_int, default=0,
+                     help="sample among the k most likely tokens, 0 = off (default 0)")
     smp.add_argument("--candidates", type=positive_int, default=1024,
                      help="sampling considers only this many most likely tokens (default 1024)")
-    smp.add_argument("--n", type=positive_int, default=1, help="number of samples, decoded together as one batch (default 1)")
-    smp.add_argument("--seed", type=non_negative_int, default=0, help="random seed: the same seed gives the same output")
+    smp.add_argument("--n", type=positive_int, default=1,
+                     help="number of samples, decoded together as one batch (default 1)")
+    smp.add_argument("--seed", type=non_negative_int, default=0,
+                     help="random seed: the same seed gives the same output")
     smp.add_argument("--stop", action="append", default=[], help="extra stop string (repeatable)")
 
     out = p.add_argument_group("output")
@@ -198,7 +206,8 @@ def main(args) -> int:
             if args.n > 1:
                 print(f"=== sample {i + 1}/{args.n} ({result.finish_reasons[i]}) ===")
             print(text)
-    print(f"{result.timings['generated_tokens']} tokens in {args.n} sample(s): prefill {result.prompt_tokens} tokens in "
+    print(f"{result.timings['generated_tokens']} tokens in {args.n} sample(s): "
+          f"prefill {result.prompt_tokens} tokens in "
           f"{timings['prefill_s'] * 1000:.0f} ms, decode {timings['decode_tokens_per_s']:.1f} tokens/s, "
           f"compile {t_compile:.1f} s, load {t_load:.1f} s", file=sys.stderr)
     return 0

@@ -28,7 +28,8 @@ from codegeex_ms.cli import ArgumentParser, non_negative_float, port, positive_i
 
 def parse_args(argv=None):
     p = ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
     src = p.add_mutually_exclusive_group()
     src.add_argument("--checkpoint", type=Path, help="checkpoint folder (config + weights + tokenizer reference; "
                                                      "default: the embedded checkpoints/codegeex-mini)")
@@ -45,9 +46,11 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=positive_int, default=4, help="rows decoded together (--checkpoint; default 4)")
     p.add_argument("--batch-wait-ms", type=non_negative_float, default=20.0,
                    help="how long a request waits for others to share its batch (default 20)")
-    p.add_argument("--max-prompt-tokens", type=positive_int, default=1024, help="longest prompt accepted (default 1024)")
+    p.add_argument("--max-prompt-tokens", type=positive_int, default=1024,
+                   help="longest prompt accepted (default 1024)")
     p.add_argument("--max-new-tokens", type=positive_int, default=512, help="largest max_tokens accepted (default 512)")
-    p.add_argument("--max-n", type=positive_int, default=8, help="most samples per request (default 8, capped by the batch)")
+    p.add_argument("--max-n", type=positive_int, default=8,
+                   help="most samples per request (default 8, capped by the batch)")
     p.add_argument("--context", type=positive_int,
                    help="KV-cache length in tokens (--checkpoint; default: --max-prompt-tokens + --max-new-tokens, "
                         "at most the model's positions). Every decode step attends over all of it, so a cache "

@@ -119,7 +119,8 @@ def run_side(side: str, work: Path, args) -> dict:
         compile_s = generator.warmup(args.prompt_tokens)
         r = generator.generate(list(prompt[0]), sampling)                         # b samples of one prompt
         t = r.timings
-        results[b] = {"prefill": b * args.prompt_tokens / t["prefill_s"], "decode": t["decode_steps"] * b / t["decode_s"],
+        results[b] = {"prefill": b * args.prompt_tokens / t["prefill_s"],
+                      "decode": t["decode_steps"] * b / t["decode_s"],
                       "tokens": [int(i) for i in r.token_ids[0]], "warmup_s": compile_s}
     return {"load_s": load_s, "batches": results}
 

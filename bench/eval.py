@@ -2,9 +2,10 @@
 
     python bench/eval.py [--languages python,cpp,java,js,go,rust] [--limit N] [--workers 2]
 
-For each language, in the same run, both with warm caches (one-time builds excluded for both): (a) ``codegeex_ms.humaneval.execution.evaluate`` (sandboxed; C++ PCH, one warm
-Go cache per worker, prebuilt Rust crates, tuned JVM flags), then (b) the original's per-language commands
-(the CodeGeeX repository's ``codegeex/benchmark/execution.py``) without a sandbox: ``g++ -std=c++11`` per sample, ``javac`` + ``java``,
+For each language, in the same run, both with warm caches (one-time builds excluded for both): (a)
+``codegeex_ms.humaneval.execution.evaluate`` (sandboxed; C++ PCH, one warm Go cache per worker, prebuilt Rust
+crates, tuned JVM flags), then (b) the original's per-language commands (the CodeGeeX repository's
+``codegeex/benchmark/execution.py``) without a sandbox: ``g++ -std=c++11`` per sample, ``javac`` + ``java``,
 ``go test`` (vet on, as its default) per sample, one shared cargo project with ``cargo check`` + ``cargo test
 --bin`` per sample (serialised by cargo's lock, as upstream), python/node per sample. Wall time, CPU time of all
 child processes, and whether the verdicts are identical.

@@ -141,13 +141,15 @@ def main():
     print(f"| {args.config} variant | checkpoint MB | / fp16 | peak RSS GB | decode tokens/s (batch 1) |")
     print("|---|---|---|---|---|")
     for name, mb, m in rows:
-        print(f"| {name} | {mb:.0f} | {mb / rows[1][1]:.2f}x | {m['peak_rss_gb']:.2f} | {m['decode_tokens_per_s']:.2f} |")
+        print(f"| {name} | {mb:.0f} | {mb / rows[1][1]:.2f}x | {m['peak_rss_gb']:.2f} "
+              f"| {m['decode_tokens_per_s']:.2f} |")
     print(f"13B by arithmetic: fp16 {big['fp16_gb']:.2f} GB, int8 Linears + fp16 rest {big['int8_gb']:.2f} GB "
           f"({big['ratio']:.3f}x)")
     for folder in ("int8", "int8_emb"):
         q = quality(work / "fp32", work / folder, args.tokenizer, args.files, args.tokens)
         print(f"{folder} vs fp32 on {q['files']} held-out HumanEval-X solutions: mean |logit error| "
-              f"{q['mean_logit_error']:.4f}, max {q['max_logit_error']:.4f}, top-1 agreement {q['top1_agreement']:.2%}, "
+              f"{q['mean_logit_error']:.4f}, max {q['max_logit_error']:.4f}, top-1 agreement "
+              f"{q['top1_agreement']:.2%}, "
               f"perplexity {q['perplexity_fp32']:.1f} -> {q['perplexity_int8']:.1f} ({q['perplexity_change']:+.3%})")
 
 

@@ -22,7 +22,8 @@ def main():
     p.add_argument("--config", default="codegeex_125m", help="model config (default codegeex_125m)")
     p.add_argument("--seq-len", type=int, default=256, help="tokens per sample (default 256)")
     p.add_argument("--batch", type=int, default=2, help="samples per step (default 2)")
-    p.add_argument("--steps", type=int, default=5, help="timed steps of each, alternating, after one warm-up step (default 5)")
+    p.add_argument("--steps", type=int, default=5,
+                   help="timed steps of each, alternating, after one warm-up step (default 5)")
     args = p.parse_args()
 
     import mindspore as ms

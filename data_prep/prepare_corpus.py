@@ -26,7 +26,8 @@ from codegeex_ms.tokenizer import TokenizerError, load
 
 def parse_args(argv=None):
     p = ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--input", type=Path, action="append", required=True,
                    help="a directory, a .tar/.tar.gz/.zip archive or a file; repeat for several")
     p.add_argument("--tokenizer", type=Path, required=True, help="tokenizer directory (CodeGeeX or sentencepiece)")
@@ -65,7 +66,7 @@ def main(argv=None) -> int:
         tokenizer = load(args.tokenizer)
         options = PrepareOptions(
             seq_len=args.seq_len, mode=args.mode, stride=args.stride, val_fraction=args.val_fraction,
-            shard_bytes=int(args.shard_mb * 2**20), languages=tuple(l.strip() for l in args.languages.split(",")),
+            shard_bytes=int(args.shard_mb * 2**20), languages=tuple(name.strip() for name in args.languages.split(",")),
             max_invalid_utf8=args.max_invalid_utf8,
             filters=FilterConfig(max_avg_line_length=args.max_avg_line_length,
                                  min_alpha_fraction=args.min_alpha_fraction, min_bytes=args.min_bytes,

@@ -66,12 +66,14 @@ def sample_source_files(roots: list[Path], max_bytes: int) -> list[SourceFile]:
 
 def parse_args(argv=None):
     p = ArgumentParser(description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--corpus", type=Path, action="append", required=True,
                    help="a directory (searched recursively), a source file, or the manifest.json of a "
                         "prepared corpus (its input trees are used); repeat for several")
     p.add_argument("--vocab-size", type=int, required=True, help="number of tokens, byte pieces and specials included")
-    p.add_argument("--out", type=Path, required=True, help="output directory (gets tokenizer.model and train_meta.json)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="output directory (gets tokenizer.model and train_meta.json)")
     p.add_argument("--max-bytes", type=int, default=1 << 30,
                    help="stop reading the corpus after this many bytes (default 1 GiB)")
     p.add_argument("--seed", type=int, default=0, help="sentencepiece's random seed (sampling of sentences)")

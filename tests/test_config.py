@@ -29,8 +29,10 @@ def test_13b_matches_the_release():
 def test_optimizer_shard_size_is_checked(tmp_path):
     with pytest.raises(ConfigError, match=r"optimizer_shard_size \(16\) needs parallel.optimizer_shard: true"):
         load_config(_write(tmp_path, "parallel: {data_parallel: 32, optimizer_shard_size: 16}\n"))
-    with pytest.raises(ConfigError, match=r"optimizer_shard_size \(16\) must be >= 2 and divide parallel.data_parallel \(24\)"):
-        load_config(_write(tmp_path, "parallel: {data_parallel: 24, optimizer_shard: true, optimizer_shard_size: 16}\n"))
+    with pytest.raises(ConfigError,
+                       match=r"optimizer_shard_size \(16\) must be >= 2 and divide parallel.data_parallel \(24\)"):
+        load_config(_write(tmp_path,
+                           "parallel: {data_parallel: 24, optimizer_shard: true, optimizer_shard_size: 16}\n"))
     with pytest.raises(ConfigError, match=r"gradient_aggregation_group must be >= 1"):
         load_config(_write(tmp_path, "parallel: {gradient_aggregation_group: 0}\n"))
 
@@ -41,7 +43,8 @@ def test_gradient_aggregation_groups_layers(tiny_config, ms_context):
     model = CodeGeeX(apply_overrides(tiny_config, ["parallel.gradient_aggregation_group=2"]))
     fusion = {p.name: p.comm_fusion for p in model.trainable_params()}
     n = tiny_config.model.num_layers
-    groups = [fusion[f"layers.{i}.mlp.dense_h_to_4h.weight"] for i in range(n)] + [fusion["top_query_layer.attention.query.weight"]]
+    groups = ([fusion[f"layers.{i}.mlp.dense_h_to_4h.weight"] for i in range(n)]
+              + [fusion["top_query_layer.attention.query.weight"]])
     assert groups == [i // 2 + 1 for i in range(n + 1)] and len(set(groups)) > 1
 
 
@@ -90,15 +93,19 @@ def test_bf16_is_rejected_on_cpu_with_a_clear_message():
 def test_parallel_arithmetic_names_the_numbers():
     cfg = load_config(shipped_configs()["codegeex_13b"])
     cfg.parallel.check(cfg.model, device_num=1536)
-    with pytest.raises(ConfigError, match=r"data_parallel \(192\) x model_parallel \(8\) x pipeline_stages \(1\) = 1536, "
+    with pytest.raises(ConfigError,
+                       match=r"data_parallel \(192\) x model_parallel \(8\) x pipeline_stages \(1\) = 1536, "
                                           r"but 1024 devices"):
         cfg.parallel.check(cfg.model, device_num=1024)
-    with pytest.raises(ConfigError, match=r"model\.num_heads \(40\) is not divisible by parallel\.model_parallel \(3\)"):
+    with pytest.raises(ConfigError,
+                       match=r"model\.num_heads \(40\) is not divisible by parallel\.model_parallel \(3\)"):
         ParallelConfig(model_parallel=3).check(cfg.model)
-    ParallelConfig(pipeline_stages=3, micro_batches=3).check(cfg.model)   # 39 layers + the top query layer: stages of 14, 13, 13
+    ParallelConfig(pipeline_stages=3,
+                   micro_batches=3).check(cfg.model)   # 39 layers + the top query layer: stages of 14, 13, 13
     with pytest.raises(ConfigError, match=r"= 40 is fewer than parallel\.pipeline_stages \(42\)"):
         ParallelConfig(pipeline_stages=42, micro_batches=42).check(cfg.model)
-    with pytest.raises(ConfigError, match=r"padded_vocab_size \(52224\) is not divisible by parallel\.model_parallel \(5\)"):
+    with pytest.raises(ConfigError,
+                       match=r"padded_vocab_size \(52224\) is not divisible by parallel\.model_parallel \(5\)"):
         ParallelConfig(model_parallel=5, vocab_emb_dp=False).check(cfg.model.__class__(num_heads=40, hidden_size=5120,
                                                                                        ffn_hidden_size=20480))
 

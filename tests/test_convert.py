@@ -122,7 +122,8 @@ def _weights(folder):
 def test_torch_to_ours_values(tiny_release, tiny_ours):
     _, flat = tiny_release
     ours = _weights(tiny_ours)
-    np.testing.assert_array_equal(ours["word_embeddings.weight"], flat["language_model.embedding.word_embeddings.weight"])
+    np.testing.assert_array_equal(ours["word_embeddings.weight"],
+                                  flat["language_model.embedding.word_embeddings.weight"])
     np.testing.assert_array_equal(ours["top_query_layer.mlp.dense_4h_to_h.weight"],
                                   flat["language_model.transformer.topQueryLayer.mlp.dense_4h_to_h.weight"])
     np.testing.assert_array_equal(ours["layers.1.attention.key.bias"],

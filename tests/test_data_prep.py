@@ -126,14 +126,16 @@ def test_samples_decode_back_to_tagged_documents(prepared, tok):
         text += tok.decode([t for t in ids if t != tok.eos_id])
     assert "# language: Python\ndef " in text
     assert "// language: Go\npackage main" in text
-    assert "// language: Java\n" in text and "// language: Rust\n" in text and "# language: Shell\n#!/usr/bin/env bash" in text
+    assert "// language: Java\n" in text and "// language: Rust\n" in text
+    assert "# language: Shell\n#!/usr/bin/env bash" in text
     assert "<!--" not in text                                   # no Markdown
 
 
 def test_minddataset_sharding(prepared):
     out, manifest = prepared
     total = manifest["splits"]["train"]["samples"]
-    parts = [[r[0].tobytes() for r in open_dataset(out, num_shards=2, shard_id=i).create_tuple_iterator(output_numpy=True)]
+    parts = [[r[0].tobytes() for r in open_dataset(out, num_shards=2,
+                                                   shard_id=i).create_tuple_iterator(output_numpy=True)]
              for i in range(2)]
     assert len(parts[0]) == len(parts[1]) == -(-total // 2)
     everything = [r[0].tobytes() for r in open_dataset(out).create_tuple_iterator(output_numpy=True)]

@@ -174,7 +174,8 @@ def test_pipeline_stages_compile_one_rank_per_stage(standins, tmp_path, layout, 
     from codegeex_ms.safetensors_io import SafetensorsReader
     merged = SafetensorsReader(tmp_path / "merged" / checkpoint.WEIGHTS_FILE)
     for r, name in ((0, "layers.1.mlp.dense_4h_to_h.bias"), (per_stage, "top_query_layer.attention.dense.bias")):
-        np.testing.assert_array_equal(merged.get(name), ms.load_checkpoint(str(reshard.rank_file(step, r)))[name].asnumpy())
+        np.testing.assert_array_equal(merged.get(name), ms.load_checkpoint(str(reshard.rank_file(step,
+                                                                                                 r)))[name].asnumpy())
 
 
 def test_pipeline_with_model_parallel_and_optimizer_sharding_compiles(standins, tmp_path):

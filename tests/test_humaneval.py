@@ -82,7 +82,8 @@ def test_assembly_upstream_and_fixed(data_dir):
     assert '"strings"' not in fixed and '"sort"' in fixed
     # Go/2's test uses math.; upstream imports it only when the completion does
     body = "    return number - float64(int(number))\n}\n"
-    assert '"math"' in assemble(go["Go/2"], body, "go") and '"math"' not in assemble(go["Go/2"], body, "go", upstream=True)
+    assert '"math"' in assemble(go["Go/2"], body, "go") and '"math"' not in assemble(go["Go/2"], body, "go",
+                                                                                     upstream=True)
     assert upstream.startswith(go["Go/158"]["test_setup"])
     rust = load_problems(data_dir, "rust")["Rust/50"]
     assert "gen_range(b'a'..b'z' + 1)" in assemble(rust, "", "rust")
@@ -115,7 +116,8 @@ def test_negative_controls_fail(data_dir, toolchains_ready, tmp_path):
 
 HOSTILE = {
     "loop": "    while True:\n        pass\n",
-    "fork_bomb": "    import os\n    while True:\n        try:\n            os.fork()\n        except OSError:\n            pass\n",
+    "fork_bomb": "    import os\n    while True:\n        try:\n            os.fork()\n        except "
+                 "OSError:\n            pass\n",
     "memory_bomb": "    x = bytearray(16 << 30)\n    return x\n",
     "write_outside": "    open({target!r}, 'w').write('owned')\n    return 0\n",
     "delete_file": "    import os\n    os.remove({victim!r})\n    return 0\n",
@@ -155,7 +157,8 @@ def test_hostile_samples_are_contained(data_dir, toolchains_ready, tmp_path):
     pidfile = tmp_path / "pid.txt"   # the sandbox's /tmp is private, so this write also must not land here
     fmt = {"target": str(outside / "owned.txt"), "victim": str(victim), "port": listener.getsockname()[1],
            "pidfile": str(pidfile)}
-    samples = [{"task_id": "Python/0", "generation": body.format(**fmt), "name": name} for name, body in HOSTILE.items()]
+    samples = [{"task_id": "Python/0", "generation": body.format(**fmt), "name": name} for name,
+               body in HOSTILE.items()]
     samples.append({"task_id": "Python/23", "generation": py["Python/23"]["canonical_solution"], "name": "good"})
     out = tmp_path / "hostile.jsonl"
     evaluate(samples, out, data_dir, EvalOptions(languages=("python",), run_timeout=5), progress=False)

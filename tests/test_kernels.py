@@ -219,7 +219,8 @@ def test_int8_embedding_model_matches_the_dequantized_model(tiny_config, tmp_pat
     q = checkpoint.load(tmp_path / "int8")
     assert q.config.precision.embedding_quant == "int8" and q.word_embeddings.weight.dtype == ms.int8
     reader = SafetensorsReader(tmp_path / "int8" / checkpoint.WEIGHTS_FILE)
-    table = reader.get("word_embeddings.weight").astype(np.float32) * reader.get("word_embeddings.weight_scale")[:, None]
+    table = reader.get("word_embeddings.weight").astype(np.float32) * reader.get("word_embeddings.weight_scale")[:,
+                                                                                                                 None]
     with kernels.disabled():
         plain_q = checkpoint.load(tmp_path / "int8")
         reference = CodeGeeX(q.config.replace(precision={"embedding_quant": "none"}))

@@ -75,7 +75,8 @@ def test_every_flag_is_explained(entry, monkeypatch):
     for name, p in _parsers(parser, entry):
         assert p.description, f"{name} has no description"
         for action in p._actions:
-            if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)) or action.help == argparse.SUPPRESS:
+            if isinstance(action, (argparse._HelpAction,
+                                   argparse._SubParsersAction)) or action.help == argparse.SUPPRESS:
                 continue
             label = "/".join(action.option_strings) or action.dest
             assert action.help and len(action.help.split()) >= 3, f"{name}: {label} is not explained"

@@ -28,7 +28,8 @@ def test_layout_lists_scales_for_the_six_linears(tiny_config):
     scales = [n for n in shapes if n.endswith("_scale")]
     assert len(scales) == 6 * 3
     assert shapes["top_query_layer.mlp.dense_h_to_4h.weight_scale"] == (256,)
-    assert not is_quantized_weight("word_embeddings.weight") and not is_quantized_weight("layers.0.attention.query.bias")
+    assert not is_quantized_weight("word_embeddings.weight")
+    assert not is_quantized_weight("layers.0.attention.query.bias")
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +117,8 @@ def test_mindir_export_generates_what_the_checkpoint_does(source, tiny_checkpoin
     out = tmp_path / "mindir"
     assert main(["export", str(folder), str(out), "--batch-size", "1", "--max-len", "128"]) == 0
     meta = json.loads((out / "export.json").read_text())
-    assert meta["batch_size"] == 1 and meta["max_len"] == 128 and meta["weight_quant"] == ("int8" if source == "int8" else "none")
+    assert meta["batch_size"] == 1 and meta["max_len"] == 128
+    assert meta["weight_quant"] == ("int8" if source == "int8" else "none")
     assert meta["inputs"][0] == {"name": "tokens", "shape": [1, -1], "dtype": "int32"}
     tok = load(shared_dir / "tokenizer" / "codegeex")
     eager = Generator(codegeex_ms.load(folder), tok, batch_size=1, max_len=128)

@@ -58,7 +58,8 @@ SNIPPETS = [
 
 
 def test_known_ids(tok):
-    """Ids the original CodeGeeX tokenizer gives: GPT-J BPE, runs of 2 to 10 spaces are the added tokens 50266..50274."""
+    """Ids the original CodeGeeX tokenizer gives: GPT-J BPE, runs of 2 to 10 spaces are the added tokens
+    50266..50274."""
     assert tok.vocab_size == 50400 and tok.eos_id == 50256
     assert tok.encode("    return x") == [50268, 7783, 2124]
     assert tok.encode(" " * 23) == [50274, 50274, 50267]

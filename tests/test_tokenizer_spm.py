@@ -73,7 +73,8 @@ def test_space_runs_and_tags_are_single_tokens(trained):
 
 def test_vocab_too_small_is_explained(corpus, tmp_path):
     result = subprocess.run([sys.executable, str(REPO / "data_prep" / "train_tokenizer.py"), "--corpus", str(corpus),
-                             "--vocab-size", "100", "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+                             "--vocab-size", "100", "--out", str(tmp_path)], capture_output=True, text=True,
+                            timeout=300)
     assert result.returncode == 2 and "--vocab-size 100 is too small" in result.stderr
 
 

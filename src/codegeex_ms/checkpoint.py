@@ -43,7 +43,8 @@ def check_weights(reader: SafetensorsReader, cfg: Config) -> None:
     unexpected = [n for n in reader.names if n not in expected]
     problems = []
     if missing:
-        problems.append(f"{len(missing)} missing parameter(s): {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}")
+        problems.append(f"{len(missing)} missing parameter(s): "
+                        f"{', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}")
     if unexpected:
         problems.append(f"{len(unexpected)} unexpected parameter(s): "
                         f"{', '.join(unexpected[:8])}{' ...' if len(unexpected) > 8 else ''}")
@@ -84,7 +85,8 @@ def _numpy_dtype(param) -> np.dtype:
     if param.dtype == ms.bfloat16:
         raise CheckpointError(f"{param.name}: bfloat16 weights cannot be saved as numpy safetensors; "
                               "cast the model to float32 or float16 first")
-    dtypes = {ms.float32: np.float32, ms.float16: np.float16, ms.int8: np.int8, ms.int32: np.int32, ms.float64: np.float64}
+    dtypes = {ms.float32: np.float32, ms.float16: np.float16, ms.int8: np.int8, ms.int32: np.int32,
+              ms.float64: np.float64}
     if param.dtype not in dtypes:
         raise CheckpointError(f"{param.name}: cannot save dtype {param.dtype}")
     return np.dtype(dtypes[param.dtype])
@@ -165,7 +167,8 @@ def load_weights(model, path: str | os.PathLike) -> None:
     for param in model.get_parameters():
         value = reader.get(param.name)                 # a fresh array read from the file (not a memory map)
         if (value.dtype == np.int8) != (param.dtype == ms.int8):
-            raise CheckpointError(f"{folder}: {param.name} is stored as {value.dtype} but the model expects {param.dtype}")
+            raise CheckpointError(f"{folder}: {param.name} is stored as {value.dtype} but the model expects "
+                                  f"{param.dtype}")
         # the same dtype: the parameter takes the array's memory (no second copy); otherwise one cast copy
         same = ms.Tensor(np.zeros(0, value.dtype)).dtype == param.dtype
         param.set_data(ms.from_numpy(value) if same else ms.Tensor(value, dtype=param.dtype))

@@ -57,8 +57,8 @@ def project_errors() -> tuple[type[BaseException], ...]:
     from .checkpoint import CheckpointError
     from .config import ConfigError
     from .safetensors_io import SafetensorsFileError
-    errors: list[type[BaseException]] = [UsageError, ConfigError, CheckpointError, SafetensorsFileError, FileNotFoundError,
-                                         IsADirectoryError, NotADirectoryError, PermissionError]
+    errors: list[type[BaseException]] = [UsageError, ConfigError, CheckpointError, SafetensorsFileError,
+                                         FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError]
     for module, name in (("convert", "ConversionError"), ("reshard", "ReshardError"),
                          ("humaneval.dataset", "DatasetError"), ("languages", "UnknownLanguageError"),
                          ("ascend_standins", "StandinError")):

@@ -141,7 +141,8 @@ class ParallelConfig:
     def __post_init__(self):
         if self.aoe_tune_mode not in ("", "online", "offline"):
             raise ConfigError(f"parallel.aoe_tune_mode must be '', 'online' or 'offline', got {self.aoe_tune_mode!r}")
-        for name in ("data_parallel", "model_parallel", "pipeline_stages", "micro_batches", "gradient_aggregation_group"):
+        for name in ("data_parallel", "model_parallel", "pipeline_stages", "micro_batches",
+                     "gradient_aggregation_group"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"parallel.{name} must be >= 1, got {getattr(self, name)}")
         if self.optimizer_shard_size:
@@ -304,7 +305,8 @@ def config_from_dict(data: Any, source: str = "<dict>") -> Config:
 
 def _config_from_dict(data: Any, source: str) -> Config:
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping with sections {', '.join(_SECTIONS)}, got {type(data).__name__}")
+        raise ConfigError(f"{source}: expected a mapping with sections {', '.join(_SECTIONS)}, got "
+                          f"{type(data).__name__}")
     unknown = sorted(set(data) - set(_SECTIONS))
     if unknown:
         raise ConfigError(f"{source}: unknown section(s) {', '.join(unknown)}; known: {', '.join(_SECTIONS)}")

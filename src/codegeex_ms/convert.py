@@ -139,7 +139,9 @@ class TorchSource(TensorSource):
 
     def dtype(self, name):
         t = self.tensors[name]
-        return np.dtype(np.float32) if t.dtype == self._torch.bfloat16 else np.dtype(str(t.dtype).removeprefix("torch."))
+        if t.dtype == self._torch.bfloat16:
+            return np.dtype(np.float32)
+        return np.dtype(str(t.dtype).removeprefix("torch."))
 
 
 class MindSporeSource(TensorSource):
@@ -244,7 +246,8 @@ def torch_rules(cfg: Config, source_names=()) -> dict[str, Rule]:
     rules = {}
     for ours in parameter_shapes(cfg.model):
         name = torch_name(ours)
-        match = re.fullmatch(r"transformer\.(layers\.\d+|topQueryLayer)\.attention\.(query|key|value)\.(weight|bias)", name)
+        match = re.fullmatch(r"transformer\.(layers\.\d+|topQueryLayer)\.attention\.(query|key|value)\.(weight|bias)",
+                             name)
         if match and name not in names:
             block, which, kind = match.groups()
             fused_qkv = f"transformer.{block}.attention.query_key_value.{kind}"
@@ -263,14 +266,17 @@ def torch_rules(cfg: Config, source_names=()) -> dict[str, Rule]:
 
 _MS_LAYER = {
     "input_layernorm.weight": ("layernorm1.gamma", False), "input_layernorm.bias": ("layernorm1.beta", False),
-    "attention.query.weight": ("attention.dense1.weight", False), "attention.query.bias": ("attention.dense1.bias", False),
+    "attention.query.weight": ("attention.dense1.weight", False),
+    "attention.query.bias": ("attention.dense1.bias", False),
     "attention.key.weight": ("attention.dense2.weight", False), "attention.key.bias": ("attention.dense2.bias", False),
-    "attention.value.weight": ("attention.dense3.weight", False), "attention.value.bias": ("attention.dense3.bias", False),
+    "attention.value.weight": ("attention.dense3.weight", False),
+    "attention.value.bias": ("attention.dense3.bias", False),
     "attention.dense.weight": ("attention.projection.weight", True),
     "attention.dense.bias": ("attention.projection.bias", False),
     "post_attention_layernorm.weight": ("layernorm2.gamma", False),
     "post_attention_layernorm.bias": ("layernorm2.beta", False),
-    "mlp.dense_h_to_4h.weight": ("output.mapping.weight", True), "mlp.dense_h_to_4h.bias": ("output.mapping.bias", False),
+    "mlp.dense_h_to_4h.weight": ("output.mapping.weight", True),
+    "mlp.dense_h_to_4h.bias": ("output.mapping.bias", False),
     "mlp.dense_4h_to_h.weight": ("output.projection.weight", True),
     "mlp.dense_4h_to_h.bias": ("output.projection.bias", False),
 }
@@ -287,7 +293,8 @@ def mindspore_rules(cfg: Config, source_names=()) -> dict[str, Rule]:
         "final_layernorm.bias": Rule("backbone.layernorm.beta"),
     }
     for prefix in layer_prefixes(cfg.model):
-        ms_prefix = "backbone.top_query_layer" if prefix == "top_query_layer" else prefix.replace("layers.", "backbone.blocks.")
+        ms_prefix = ("backbone.top_query_layer" if prefix == "top_query_layer"
+                     else prefix.replace("layers.", "backbone.blocks."))
         for ours, (theirs, transpose) in _MS_LAYER.items():
             rules[f"{prefix}.{ours}"] = Rule(f"{ms_prefix}.{theirs}", transpose=transpose)
     return rules
@@ -403,7 +410,8 @@ def from_ours(folder: Path, out: Path, layout: str, dtype: str | None = None, pr
         entries = []
         for ours, rule in rules.items():
             # The rule maps source -> ours; a transpose is its own inverse.
-            entries.append({"name": rule.source, "data": ms.Tensor(np.ascontiguousarray(_cast(rule.apply(source.get(ours)), dtype)))})
+            entries.append({"name": rule.source,
+                            "data": ms.Tensor(np.ascontiguousarray(_cast(rule.apply(source.get(ours)), dtype)))})
             if progress:
                 progress(ours)
         ms.save_checkpoint(entries, str(tmp))

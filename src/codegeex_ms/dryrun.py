@@ -80,7 +80,8 @@ def compile_rank(cfg: Config, rank: int, world: int, out_dir: Path, save: bool =
     for kind, params in (("weight", weights), ("state", states)):
         for p in params:
             shape = tuple(p.shape)
-            rows.append({"name": p.name, "kind": kind, "dtype": str(p.dtype), "global_shape": list(global_shapes[p.name]),
+            rows.append({"name": p.name, "kind": kind, "dtype": str(p.dtype),
+                         "global_shape": list(global_shapes[p.name]),
                          "rank_shape": list(shape), "bytes": math.prod(shape) * DTYPE_BYTES.get(str(p.dtype), 4),
                          "held": described is None or p.name in described})
     checkpoint_file = None
@@ -91,7 +92,8 @@ def compile_rank(cfg: Config, rank: int, world: int, out_dir: Path, save: bool =
         held = {r["name"] for r in rows if r["held"] and not r["name"].startswith("accu_grads.")}
         ms.save_checkpoint([{"name": p.name, "data": p} for p in weights + states if p.name in held],
                            str(checkpoint_file))
-    return {"checkpoint_file": str(checkpoint_file) if checkpoint_file else None, "rank": rank, "world": world, "compile_s": round(seconds, 2), "compiled": compiled,
+    return {"checkpoint_file": str(checkpoint_file) if checkpoint_file else None, "rank": rank, "world": world,
+            "compile_s": round(seconds, 2), "compiled": compiled,
             "batch_shape": list(batch[0].shape), "strategy_file": str(strategy) if strategy.is_file() else None,
             "parameters": rows}
 
@@ -261,7 +263,8 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--config", help="model config YAML or shipped name (codegeex_13b, codegeex_tiny, ...)")
-    p.add_argument("--world", type=positive_int, required=True, help="devices of the job (data x model x pipeline parallel)")
+    p.add_argument("--world", type=positive_int, required=True,
+                   help="devices of the job (data x model x pipeline parallel)")
     p.add_argument("--rank", type=non_negative_int, default=0, help="the rank whose graph is compiled (default 0)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config value, e.g. parallel.model_parallel=2 (repeatable)")

@@ -69,7 +69,8 @@ def is_quantized_weight(name: str) -> bool:
     return name.endswith(".weight") and module_in_layer(name) in QUANTIZED_LINEARS
 
 
-def parameter_shapes(cfg: ModelConfig, weight_quant: str = "none", embedding_quant: str = "none") -> dict[str, tuple[int, ...]]:
+def parameter_shapes(cfg: ModelConfig, weight_quant: str = "none",
+                     embedding_quant: str = "none") -> dict[str, tuple[int, ...]]:
     """Our parameter name -> shape, in forward order. With ``weight_quant="int8"`` each quantized Linear weight
     (stored int8) is followed by its per-output-row ``weight_scale``; with ``embedding_quant="int8"`` the word
     embedding (stored int8) by its per-row ``word_embeddings.weight_scale``."""

@@ -5,8 +5,8 @@
                                                                         │ keys/values
     pos [b, s] ──top-query emb (queries)──────────────────> TopQueryLayer ─> x @ word_embᵀ ─> logits [b, s, V]
 
-Everything here matches the released CodeGeeX-13B (its PyTorch code and checkpoints): separate q/k/v/out projections with
-biases, fast GELU, LayerNorm eps 1e-5, learned absolute positions, a top query layer whose queries come
+Everything here matches the released CodeGeeX-13B (its PyTorch code and checkpoints): separate q/k/v/out projections
+with biases, fast GELU, LayerNorm eps 1e-5, learned absolute positions, a top query layer whose queries come
 from a second learned position table, no LayerNorm after it, logits tied to the word embedding.
 
 Each Cell declares its ops and their ``.shard()`` strategies in ``__init__`` from one ParallelConfig
@@ -211,7 +211,8 @@ class Attention(nn.Cell):
         if kv_cache is None:
             return self.dense(self.attend(q, k, v, mask_adder))
         # the cache keeps keys already scaled, so a decode step scales its new key, not the whole cache
-        k = ops.scatter_nd_update(kv_cache[0], cache_index, cast(k * self.scale, kv_cache[0].dtype))  # [b, n, max_len, d]
+        # [b, n, max_len, d]
+        k = ops.scatter_nd_update(kv_cache[0], cache_index, cast(k * self.scale, kv_cache[0].dtype))
         v = ops.scatter_nd_update(kv_cache[1], cache_index, cast(v, kv_cache[1].dtype))
         return self.dense(self.attend(q, k, v, mask_adder, k_scaled=True))
 
@@ -312,7 +313,7 @@ class CodeGeeX(nn.Cell):
         cfg.precision.check_device(ms.get_context("device_target"))
         self.config = cfg
         m, p = cfg.model, cfg.parallel
-        dp, mp = p.data_parallel, p.model_parallel
+        dp = p.data_parallel
         vocab_parallel = not p.vocab_emb_dp
         self.compute_dtype = MS_DTYPES[cfg.precision.compute_dtype]
 

@@ -125,7 +125,8 @@ def init_distributed(cfg: Config, run_dir=None) -> RankLayout:
         if p.pipeline_stages > 1:
             ms.set_auto_parallel_context(pipeline_stages=p.pipeline_stages)
         if p.optimizer_shard and p.optimizer_shard_size:
-            ms.set_auto_parallel_context(parallel_optimizer_config={"optimizer_weight_shard_size": p.optimizer_shard_size})
+            ms.set_auto_parallel_context(
+                parallel_optimizer_config={"optimizer_weight_shard_size": p.optimizer_shard_size})
         if run_dir is not None:
             ms.set_auto_parallel_context(strategy_ckpt_config={"save_file": str(strategy_path(run_dir, rank)),
                                                                "only_trainable_params": False})

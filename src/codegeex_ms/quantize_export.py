@@ -186,7 +186,8 @@ def load_mindir_generator(folder: Path, tokenizer=None):
 
 def parse_args(argv=None):
     p = ArgumentParser(prog="python -m codegeex_ms.quantize_export", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
     sub = p.add_subparsers(dest="command", required=True)
     q = sub.add_parser("quantize", help="write an int8 weight-only copy of a checkpoint folder",
                        description="Write an int8 weight-only copy of a checkpoint folder.")

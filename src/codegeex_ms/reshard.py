@@ -81,7 +81,8 @@ def strategy_layout(cfg: Config, shapes: dict[str, tuple[int, ...]]) -> dict:
                            "strategy file (pipeline stages and optimizer sharding change the slices)")
     items = {}
     for name, shape in shapes.items():
-        items[name] = {"dev_matrix": [p.data_parallel, p.model_parallel], "tensor_map": tensor_map(name, len(shape), cfg),
+        items[name] = {"dev_matrix": [p.data_parallel, p.model_parallel],
+                       "tensor_map": tensor_map(name, len(shape), cfg),
                        "param_split_shape": [], "field": 0, "opt_weight_shard_step": 0, "opt_weight_shard_size": 0}
     return {"parallel_layout_item": items}
 
@@ -227,7 +228,8 @@ def main(argv=None) -> int:
     s.add_argument("out", type=Path, help="new output folder (an existing one is refused unless --overwrite)")
     s.add_argument("--overwrite", action="store_true", help="replace OUT as a whole (atomically) if it exists")
     s.add_argument("--data-parallel", type=positive_int, default=1, help="data-parallel replicas (default 1)")
-    s.add_argument("--model-parallel", type=positive_int, required=True, help="tensor (model) parallel ranks of the target layout")
+    s.add_argument("--model-parallel", type=positive_int, required=True,
+                   help="tensor (model) parallel ranks of the target layout")
     s.add_argument("--vocab-parallel", action="store_true",
                    help="split the word embedding's rows over the model-parallel ranks too (vocab_emb_dp false, "
                         "as the 13B layout)")

@@ -394,7 +394,8 @@ def create_app(engine: Engine, api_key: str | None = None, cors_origins: tuple[s
                     for i, reason in enumerate(result.finish_reasons):
                         chunk = {"id": cid, "object": "text_completion", "created": created,
                                  "model": engine.model_name,
-                                 "choices": [{"text": "", "index": i, "logprobs": None, "finish_reason": finish(reason)}]}
+                                 "choices": [{"text": "", "index": i, "logprobs": None,
+                                              "finish_reason": finish(reason)}]}
                         yield f"data: {json.dumps(chunk)}\n\n"
                     yield "data: [DONE]\n\n"
                 finally:

@@ -53,7 +53,8 @@ class WarmupCosineLR(LearningRateSchedule):
 
     def construct(self, global_step):
         step = global_step.astype(ms.float32)
-        cosine = self.min_lr + 0.5 * (self.lr - self.min_lr) * (1.0 + ops.cos(math.pi * ops.minimum(step, self.decay) / self.decay))
+        progress = ops.minimum(step, self.decay) / self.decay
+        cosine = self.min_lr + 0.5 * (self.lr - self.min_lr) * (1.0 + ops.cos(math.pi * progress))
         if self.has_warmup:
             return ops.select(step < self.warmup, self.lr * step / self.warmup, cosine)
         return cosine
@@ -87,7 +88,8 @@ class TokenBatches:
                              f"({self.batch} x {world} ranks)")
 
     def _order(self, epoch: int) -> np.ndarray:
-        order = np.random.default_rng([self.seed, epoch]).permutation(self.size) if self.shuffle else np.arange(self.size)
+        order = (np.random.default_rng([self.seed, epoch]).permutation(self.size) if self.shuffle
+                 else np.arange(self.size))
         per_rank = self.batches_per_epoch * self.batch
         return order[self.rank::self.world][:per_rank]
 
@@ -260,7 +262,8 @@ class TrainStep:
             # weight by the pipeline pass (it looks for its gradient accumulator and fails)
             self.scaler.scale_value.requires_grad = False
             self.scaler.counter.requires_grad = False
-        self.reducer = nn.DistributedGradReducer(self.optimizer.parameters, mean=False, degree=world) if explicit else None
+        self.reducer = (nn.DistributedGradReducer(self.optimizer.parameters, mean=False, degree=world)
+                        if explicit else None)
         self.explicit_reduce = explicit
         self.grad_fn = ms.value_and_grad(self._scaled_loss, None, self.optimizer.parameters)
         self.hyper_map = ops.HyperMap()
@@ -431,7 +434,8 @@ def load_run_checkpoint(folder: Path, model: CodeGeeX, step: TrainStep, rank: in
         raise ValueError(f"checkpoint {folder} lacks {', '.join(missing[:5])}")
     for name, param in wanted.items():
         if tuple(saved[name].shape) != tuple(param.shape):
-            raise ValueError(f"checkpoint {folder}: {name} has shape {tuple(saved[name].shape)}, expected {tuple(param.shape)}")
+            raise ValueError(f"checkpoint {folder}: {name} has shape {tuple(saved[name].shape)}, expected "
+                             f"{tuple(param.shape)}")
         param.set_data(Tensor(saved[name].asnumpy(), param.dtype))
     return state
 
@@ -589,7 +593,8 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, tokenizer: str | None = No
         else:
             log(f"no usable checkpoint in {run_dir}; starting from scratch")
     metrics_path = run_dir / "metrics.jsonl"
-    metrics = [json.loads(line) for line in metrics_path.read_text().splitlines()] if metrics_path.exists() and resume else []
+    metrics = ([json.loads(line) for line in metrics_path.read_text().splitlines()]
+               if metrics_path.exists() and resume else [])
     metrics = [m for m in metrics if m["step"] <= state["step"]]
     if rank == 0:
         atomic_write_text(metrics_path, "".join(json.dumps(m) + "\n" for m in metrics))
@@ -606,7 +611,8 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, tokenizer: str | None = No
         if sharded_checkpoints:
             path = save_sharded_run_checkpoint(run_dir, model, step_fn, state, t.keep_checkpoints, tokenizer, rank)
         else:
-            path = save_run_checkpoint(run_dir, model, step_fn, state, t.keep_checkpoints, tokenizer) if rank == 0 else None
+            path = (save_run_checkpoint(run_dir, model, step_fn, state, t.keep_checkpoints, tokenizer)
+                    if rank == 0 else None)
         if rank == 0:
             plot_run(metrics, run_dir / "loss.png")
         return path
@@ -647,9 +653,11 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, tokenizer: str | None = No
             with open(metrics_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
             if state["step"] % t.log_every == 0 or "val_loss" in record or not finite:
-                log(f"step {state['step']:>6} | loss {loss:.4f}" + (f" | val {record['val_loss']:.4f}" if "val_loss" in record else "")
-                    + f" | lr {lr:.2e} | grad {record['grad_norm']:.3f} | scale {record['loss_scale']:.0f}"
-                    + f"{' | SKIPPED (overflow)' if not finite else ''} | {record['tokens_per_s']:.0f} tok/s | mfu {record['mfu']:.1%}")
+                val = f" | val {record['val_loss']:.4f}" if "val_loss" in record else ""
+                skipped = " | SKIPPED (overflow)" if not finite else ""
+                log(f"step {state['step']:>6} | loss {loss:.4f}{val} | lr {lr:.2e} | grad {record['grad_norm']:.3f} "
+                    f"| scale {record['loss_scale']:.0f}{skipped} | {record['tokens_per_s']:.0f} tok/s "
+                    f"| mfu {record['mfu']:.1%}")
         if state["step"] % t.save_every == 0 or state["step"] == t.max_steps:
             last_checkpoint, saved_at = save(), state["step"]
     if stop.received is not None and saved_at != state["step"]:

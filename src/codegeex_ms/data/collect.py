@@ -65,7 +65,8 @@ def _classify(label: str, data: bytes, languages: set[str], stats: CollectStats,
 
 def _walk_directory(root: Path, stats: CollectStats) -> Iterator[tuple[str, Path]]:
     visited = set()
-    for directory, dirnames, filenames in os.walk(root, followlinks=True, onerror=lambda e: stats.skipped.update(["unreadable"])):
+    for directory, dirnames, filenames in os.walk(root, followlinks=True,
+                                                  onerror=lambda e: stats.skipped.update(["unreadable"])):
         try:
             st = os.stat(directory)
         except OSError:

@@ -153,7 +153,8 @@ def prepare(inputs: list[Path], out_dir: Path, tokenizer, options: PrepareOption
         splits["validation" if _is_validation(doc["hash"], options.val_fraction) else "train"].append(doc)
     shard_stats = []
     eod = tokenizer.eos_id
-    jobs = [(split, i, group) for split, docs in splits.items() for i, group in enumerate(_group(docs, options.shard_bytes))]
+    jobs = [(split, i, group) for split, docs in splits.items()
+            for i, group in enumerate(_group(docs, options.shard_bytes))]
     for split, i, group in tqdm(jobs, desc="tokenize+write", unit="shard", file=sys.stderr):
         path = out_dir / f"{split}-{i:05d}.mindrecord"
         stats_path = path.with_name(path.name + ".json")
@@ -209,8 +210,8 @@ def prepare(inputs: list[Path], out_dir: Path, tokenizer, options: PrepareOption
 
 def plot_tokens(manifest: dict, path: Path) -> None:
     plt = pyplot()
-    langs = sorted(manifest["languages"], key=lambda l: -manifest["languages"][l].get("tokens", 0))
-    tokens = [manifest["languages"][l].get("tokens", 0) / 1e6 for l in langs]
+    langs = sorted(manifest["languages"], key=lambda lang: -manifest["languages"][lang].get("tokens", 0))
+    tokens = [manifest["languages"][lang].get("tokens", 0) / 1e6 for lang in langs]
     fig, ax = plt.subplots(figsize=(max(4, 0.6 * len(langs) + 2), 3.5))
     ax.bar(langs, tokens)
     ax.set_ylabel("tokens (millions)")

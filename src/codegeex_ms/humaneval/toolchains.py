@@ -4,8 +4,8 @@ Everything comes from Debian and npm (no crates.io, no Go proxy): ``doctor`` che
 install command for what is missing. Compiled artefacts shared by all samples are built once per run in the
 workspace: a C++ precompiled header of the harness's include set, the Rust crates rand/regex/md5 (from Debian's
 ``librust-*-dev`` sources, offline), and a node_modules with ``js-md5``. Go runs in GOPATH mode against Debian's
-testify, with one build cache per worker uid that persists in the cache directory. Toolchains are looked up on the system PATH only
-(``/usr/local/bin:/usr/bin:/bin``), because the unprivileged sandbox uid cannot enter ``/root``.
+testify, with one build cache per worker uid that persists in the cache directory. Toolchains are looked up on the
+system PATH only (``/usr/local/bin:/usr/bin:/bin``), because the unprivileged sandbox uid cannot enter ``/root``.
 """
 from __future__ import annotations
 

@@ -94,7 +94,8 @@ def library() -> Path | None:
         return None
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-    result = subprocess.run([compiler, "-O3", "-std=c++17", "-shared", "-fPIC", "-pthread", str(SOURCE), "-o", str(tmp)],
+    result = subprocess.run([compiler, "-O3", "-std=c++17", "-shared", "-fPIC", "-pthread", str(SOURCE),
+                             "-o", str(tmp)],
                             capture_output=True, text=True)
     if result.returncode != 0:
         tmp.unlink(missing_ok=True)
