@@ -69,7 +69,7 @@ def build_engine(args):
     import mindspore as ms
     from codegeex_ms import checkpoint
     from codegeex_ms.generation import Generator
-    from codegeex_ms.serving import Engine, Limits
+    from codegeex_ms.serving import Engine, RequestLimits
     from codegeex_ms.tokenizer import load as load_tokenizer
 
     ms.set_context(mode=ms.GRAPH_MODE)
@@ -93,7 +93,7 @@ def build_engine(args):
         generator = Generator(model, tokenizer, batch_size=args.batch_size, max_len=context)
     # compile the decode graph and every prefill bucket a request can meet before taking requests
     generator.warmup(longest_prompt=min(args.max_prompt_tokens, generator.max_len))
-    limits = Limits(args.max_prompt_tokens, args.max_new_tokens, args.max_n)
+    limits = RequestLimits(args.max_prompt_tokens, args.max_new_tokens, args.max_n)
     return Engine(generator, tokenizer, args.model_name or Path(folder).resolve().name, limits,
                   args.batch_wait_ms / 1000)
 

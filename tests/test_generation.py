@@ -77,7 +77,7 @@ def test_no_recompilation_while_decoding(pair, tokenizer):
     generator.generate(tokenizer.encode("int main() {"), config)
     generator.generate(tokenizer.encode("public class A {\n  int f() {"), config)  # same 64-token bucket
     assert len(generator.cached.compile_cache) == 2
-    assert generator.compiled_shapes == {(3, 64), (3, 1)}
+    assert generator.call_shapes == {(3, 64), (3, 1)}
 
 
 def test_seed_reproducible(pair, tokenizer):
@@ -184,7 +184,7 @@ def test_prefill_buckets_double_and_a_server_warms_them_all(pair, tokenizer):
     generator = Generator(model, tokenizer, batch_size=1, max_len=200)
     assert generator.buckets() == [64, 128, 200] and generator.buckets(100) == [64, 128]
     generator.warmup(longest_prompt=200)
-    assert generator.compiled_shapes == {(1, 64), (1, 128), (1, 200), (1, 1)}
+    assert generator.call_shapes == {(1, 64), (1, 128), (1, 200), (1, 1)}
     compiled = len(generator.cached.compile_cache)
     generator.generate(list(range(1, 150)), SamplingConfig(max_new_tokens=4, greedy=True))
     assert len(generator.cached.compile_cache) == compiled         # a 149-token prompt found its graph ready

@@ -15,7 +15,7 @@ import dataclasses
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 import yaml
 
@@ -269,16 +269,17 @@ class Config:
 _SECTIONS = {"model": ModelConfig, "precision": PrecisionConfig, "parallel": ParallelConfig, "train": TrainConfig}
 
 
-def _check_type(value: Any, annotation: str, where: str) -> Any:
-    if annotation == "bool":
+def _check_type(value: Any, expected: type, where: str) -> Any:
+    """``value`` as the field's type (``expected``, from ``typing.get_type_hints``), or a ConfigError naming it."""
+    if expected is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{where} must be true or false, got {value!r}")
-    elif annotation == "int":
+    elif expected is int:
         if isinstance(value, float) and value.is_integer():     # "2.0" in YAML: older files wrote some ints so
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{where} must be an integer, got {value!r}")
-    elif annotation == "float":
+    elif expected is float:
         if isinstance(value, str):          # YAML 1.1 reads "3e-4" (no dot) as a string
             try:
                 value = float(value)
@@ -287,7 +288,7 @@ def _check_type(value: Any, annotation: str, where: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where} must be a number, got {value!r}")
         value = float(value)
-    elif annotation == "str":
+    elif expected is str:
         if not isinstance(value, str):
             raise ConfigError(f"{where} must be a string, got {value!r}")
     return value
@@ -320,7 +321,8 @@ def _config_from_dict(data: Any, source: str) -> Config:
         if bad:
             raise ConfigError(f"{source}: unknown key(s) {', '.join(f'{name}.{k}' for k in bad)}; "
                               f"known keys of {name}: {', '.join(known)}")
-        kwargs = {k: _check_type(v, known[k].type, f"{source}: {name}.{k}") for k, v in values.items()}
+        types = get_type_hints(cls)
+        kwargs = {k: _check_type(v, types[k], f"{source}: {name}.{k}") for k, v in values.items()}
         try:
             sections[name] = cls(**kwargs)
         except ConfigError as e:

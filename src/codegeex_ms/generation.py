@@ -175,7 +175,8 @@ class Generator:
             self.max_len, self.cached, self.candidates = max_len, step_cell, candidates
         self.batch_size, self.prefill_bucket = batch_size, prefill_bucket
         self.eos_id = tokenizer.eos_id
-        self.compiled_shapes: set[tuple[int, int]] = set()
+        # every distinct (rows, tokens) the step was called with: MindSpore compiles one graph per shape
+        self.call_shapes: set[tuple[int, int]] = set()
 
     def _bucket(self, length: int) -> int:
         return prefill_bucket(length, self.max_len, self.prefill_bucket)
@@ -197,7 +198,7 @@ class Generator:
         top_k = np.array([1 if c.greedy else (c.top_k if 0 < c.top_k < self.candidates else self.candidates)
                           for c in cfgs], np.int32)
         top_p = np.array([2.0 if (c.greedy or c.top_p in (0.0, 1.0)) else c.top_p for c in cfgs], np.float32)
-        self.compiled_shapes.add(tokens.shape)
+        self.call_shapes.add(tokens.shape)
         out = self.cached(Tensor(tokens, ms.int32), Tensor(start.astype(np.int32)), Tensor(last_index.astype(np.int32)),
                           Tensor(noise, ms.float32), Tensor(temperature), Tensor(top_k), Tensor(top_p))
         return out.asnumpy()

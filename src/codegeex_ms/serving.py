@@ -32,7 +32,7 @@ from . import prompts
 
 
 @dataclass(frozen=True)
-class Limits:
+class RequestLimits:
     max_prompt_tokens: int = 1024
     max_new_tokens: int = 512
     max_n: int = 8
@@ -62,7 +62,8 @@ class Job:
 class Engine:
     """The model behind a queue; ``submit`` from the event loop, results come back as futures."""
 
-    def __init__(self, generator, tokenizer, model_name: str, limits: Limits = Limits(), batch_wait_s: float = 0.02):
+    def __init__(self, generator, tokenizer, model_name: str, limits: RequestLimits = RequestLimits(),
+                 batch_wait_s: float = 0.02):
         self.generator, self.tokenizer, self.model_name = generator, tokenizer, model_name
         self.limits, self.batch_wait_s = limits, batch_wait_s
         self.context = generator.max_len

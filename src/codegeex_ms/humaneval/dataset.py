@@ -13,11 +13,10 @@ from pathlib import Path
 
 from ..fileio import atomic_write_bytes
 from ..languages import language_tag
+from ..prompts import translate
 
 LANGUAGES = ("python", "cpp", "java", "js", "go", "rust")
 TASK_PREFIX = {"python": "Python", "cpp": "CPP", "java": "Java", "js": "JavaScript", "go": "Go", "rust": "Rust"}
-# the original's names in the translation template (benchmark/utils.py)
-TRANSLATION_NAME = {"python": "Python", "cpp": "C++", "java": "Java", "js": "JavaScript", "go": "Go", "rust": "Rust"}
 # canonical language names of languages.py, for the tag line and the stop rules
 CANONICAL = {"python": "Python", "cpp": "C++", "java": "Java", "js": "JavaScript", "go": "Go", "rust": "Rust"}
 
@@ -100,9 +99,8 @@ def generation_prompt(problem: dict, lang: str) -> str:
 
 def translation_prompt(src_problem: dict, src_lang: str, tgt_problem: dict, tgt_lang: str) -> str:
     """The original's translation prompt (benchmark/utils.py: read_translation_dataset)."""
-    return (f"code translation\n{TRANSLATION_NAME[src_lang]}:\n{src_problem['declaration']}"
-            f"{src_problem['canonical_solution'].rstrip()}\n{TRANSLATION_NAME[tgt_lang]}:\n"
-            f"{tgt_problem['declaration']}")
+    return translate(src_problem["declaration"] + src_problem["canonical_solution"], CANONICAL[src_lang],
+                     CANONICAL[tgt_lang], tgt_problem["declaration"])
 
 
 def fetch(data_dir: str | Path, languages=LANGUAGES, base_url: str | None = None) -> list[Path]:

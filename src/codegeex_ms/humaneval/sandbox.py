@@ -29,7 +29,7 @@ FIRST_UID = 61000
 
 
 @dataclass(frozen=True)
-class Limits:
+class ResourceLimits:
     cpu_seconds: int = 60
     address_space: int | None = 4 << 30       # None for runtimes that reserve large virtual ranges (JVM, node, Go)
     file_size: int = 64 << 20
@@ -116,7 +116,7 @@ class Sandbox:
                 pass
         shutil.rmtree(path, onerror=make_writable)
 
-    def run(self, argv: list[str], cwd: Path, slot: int, timeout: float, limits: Limits = Limits(),
+    def run(self, argv: list[str], cwd: Path, slot: int, timeout: float, limits: ResourceLimits = ResourceLimits(),
             env: dict | None = None) -> RunResult:
         """Run ``argv`` in ``cwd`` (a job directory); kill the whole group after ``timeout`` seconds."""
         base_env = {"PATH": MINIMAL_PATH, "HOME": str(cwd), "TMPDIR": str(cwd / "tmp"), "LANG": "C.UTF-8"}

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .programs import CPP_HEADER
-from .sandbox import MINIMAL_PATH, Limits, Sandbox
+from .sandbox import MINIMAL_PATH, ResourceLimits, Sandbox
 
 # nodejs and npm are left to the doctor's per-tool lines: where Node.js came from NodeSource (which bundles npm),
 # Debian's npm package conflicts with it and apt refuses the whole line
@@ -125,7 +125,7 @@ class ToolchainError(RuntimeError):
 class Step:
     argv: list[str]
     timeout: float
-    limits: Limits
+    limits: ResourceLimits
     env: dict = field(default_factory=dict)
 
 
@@ -259,8 +259,8 @@ class Toolchains:
 
     def recipe(self, lang: str, task_id: str, slot: int) -> Recipe:
         ct, rt = self.compile_timeout, self.run_timeout
-        native = Limits(cpu_seconds=int(rt) + 1)
-        compiler = Limits(cpu_seconds=int(ct) + 1, address_space=None, file_size=256 << 20)
+        native = ResourceLimits(cpu_seconds=int(rt) + 1)
+        compiler = ResourceLimits(cpu_seconds=int(ct) + 1, address_space=None, file_size=256 << 20)
         if lang == "python":
             return Recipe("main.py", None, Step(["python3", "main.py"], rt, native))
         if lang == "cpp":
@@ -274,11 +274,11 @@ class Toolchains:
                           Step(["javac", "-J-Xmx1g", "-J-XX:+UseSerialGC", "-J-XX:TieredStopAtLevel=1",
                                 "-encoding", "UTF-8", "Main.java"], ct, compiler),
                           Step(["java", "-Xmx1g", "-Xss64m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-                                "-cp", ".", "Main"], rt, Limits(cpu_seconds=int(rt) + 1, address_space=None)))
+                                "-cp", ".", "Main"], rt, ResourceLimits(cpu_seconds=int(rt) + 1, address_space=None)))
         if lang == "js":
             return Recipe("test.js", None,
                           Step(["node", "--max-old-space-size=2048", "test.js"], rt,
-                               Limits(cpu_seconds=int(rt) + 1, address_space=None),
+                               ResourceLimits(cpu_seconds=int(rt) + 1, address_space=None),
                                {"NODE_PATH": str(self.dir / "js" / "node_modules")}))
         if lang == "go":
             # one build cache per worker uid, kept between runs: a cold cache compiles the standard library and
@@ -303,7 +303,7 @@ class Toolchains:
                           Step(["go", "test", "-c", "-vet=off", "-trimpath", "-o", "main.test", "main_test.go"],
                                ct, compiler, env),
                           Step(["./main.test", "-test.timeout", f"{int(rt)}s"], rt,
-                               Limits(cpu_seconds=int(rt) + 1, address_space=None), {"GOMAXPROCS": "2"}))
+                               ResourceLimits(cpu_seconds=int(rt) + 1, address_space=None), {"GOMAXPROCS": "2"}))
         if lang == "rust":
             return Recipe("main.rs",
                           Step(["rustc", "--edition", "2021", "--test", "-C", "opt-level=0", "-C", "debuginfo=0",
