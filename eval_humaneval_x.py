@@ -143,7 +143,7 @@ def cmd_generate(args) -> int:
     from codegeex_ms.generation import Generator, SamplingConfig, cache_length
     from codegeex_ms.humaneval.dataset import CANONICAL, generation_prompt, load_problems, translation_prompt
     from codegeex_ms.humaneval.execution import completed_rows
-    from codegeex_ms.tokenizer import load as load_tokenizer
+    from codegeex_ms.loading import load_for_inference
 
     langs = parse_languages(args.languages)
     if args.task == "translation":
@@ -158,12 +158,8 @@ def cmd_generate(args) -> int:
     for row in completed_rows(args.out):          # also drops a torn last line before appending
         done[row["task_id"]] = done.get(row["task_id"], 0) + 1
     ms.set_context(mode=ms.GRAPH_MODE)
-    model = checkpoint.load(args.checkpoint)
-    tok_dir = checkpoint.tokenizer_path(args.checkpoint)
-    if tok_dir is None:
-        raise UsageError(f"{args.checkpoint} records no tokenizer")
-    tokenizer = load_tokenizer(tok_dir)
-    context = model.config.model.max_position_embeddings
+    loaded = load_for_inference(args.checkpoint)
+    model, tokenizer, context = loaded.model, loaded.tokenizer, loaded.context
     if args.max_new_tokens >= context:
         raise UsageError(f"--max-new-tokens {args.max_new_tokens} must be below the context ({context})")
     check_generation_settings(args)

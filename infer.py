@@ -119,14 +119,13 @@ def build_prompt(args) -> tuple[str, str | None, list[str]]:
 
 def main(args) -> int:
     import mindspore as ms
-    from codegeex_ms import checkpoint
     from codegeex_ms.generation import Generator, SamplingConfig, cache_length
     from codegeex_ms.languages import UnknownLanguageError
-    from codegeex_ms.tokenizer import load as load_tokenizer
+    from codegeex_ms.loading import load_for_inference
 
-    if args.int8_activations and args.mindir:
-        raise UsageError("--int8-activations applies to --checkpoint; an exported MindIR graph keeps the ops it was "
-                         "exported with")
+    if (args.int8_activations or args.compute_dtype) and args.mindir:
+        raise UsageError("--int8-activations and --compute-dtype apply to --checkpoint; an exported MindIR graph "
+                         "keeps the ops it was exported with")
     if args.stream and args.n != 1:
         raise UsageError("--stream prints one sample; use --n 1 (or --json for several)")
     try:
@@ -141,28 +140,15 @@ def main(args) -> int:
         if not (DEFAULT_CHECKPOINT / "config.yaml").is_file():
             raise UsageError(f"the embedded model {DEFAULT_CHECKPOINT} is missing; pass --checkpoint DIR")
         args.checkpoint = DEFAULT_CHECKPOINT
-    folder = args.checkpoint or args.mindir
-    tokenizer_dir = args.tokenizer or checkpoint.tokenizer_path(folder)
-    if tokenizer_dir is None:
-        raise UsageError(f"{folder} records no tokenizer; pass --tokenizer DIR")
-    tokenizer = load_tokenizer(tokenizer_dir)
+    precision = {"compute_dtype": args.compute_dtype} if args.compute_dtype else {}
+    if args.int8_activations:
+        precision["activation_quant"] = "int8"
     t0 = time.perf_counter()
-    if args.mindir:
-        from codegeex_ms.quantize_export import load_mindir_generator
-        try:
-            generator, meta = load_mindir_generator(args.mindir, tokenizer)
-        except checkpoint.CheckpointError as e:
-            raise UsageError(f"{e}") from None
-        if args.n > generator.batch_size:
-            raise UsageError(f"--n {args.n} exceeds the batch size {generator.batch_size} the graph was "
-                             f"exported with (re-export with --batch-size {args.n})")
-        context = meta["max_len"]
-    else:
-        precision = {"compute_dtype": args.compute_dtype} if args.compute_dtype else {}
-        if args.int8_activations:
-            precision["activation_quant"] = "int8"
-        model = checkpoint.load(args.checkpoint, precision=precision or None)
-        context = model.config.model.max_position_embeddings
+    loaded = load_for_inference(args.checkpoint, args.mindir, args.tokenizer, precision)
+    tokenizer, model, generator, context = loaded.tokenizer, loaded.model, loaded.generator, loaded.context
+    if generator is not None and args.n > generator.batch_size:
+        raise UsageError(f"--n {args.n} exceeds the batch size {generator.batch_size} the graph was "
+                         f"exported with (re-export with --batch-size {args.n})")
     t_load = time.perf_counter() - t0
 
     ids = tokenizer.encode(prompt)
@@ -190,10 +176,8 @@ def main(args) -> int:
         sys.stdout.write(text)
         sys.stdout.flush()
 
-    result = generator.generate(ids, cfg, on_text=show if args.stream and not args.json else None)
-    # an exported graph decodes its whole batch; keep the samples asked for
-    for name in ("completions", "raw_completions", "token_ids", "finish_reasons"):
-        setattr(result, name, getattr(result, name)[:args.n])
+    # --n rows (an exported graph may have more: the others stay idle)
+    result = generator.generate_rows([(ids, cfg, args.n)], on_text=show if args.stream and not args.json else None)[0]
     timings = {"load_s": round(t_load, 3), "compile_s": round(t_compile, 3)} | \
         {k: round(v, 4) if isinstance(v, float) else v for k, v in result.timings.items()}
     if args.json:

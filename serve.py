@@ -67,34 +67,26 @@ def parse_args(argv=None):
 
 def build_engine(args):
     import mindspore as ms
-    from codegeex_ms import checkpoint
+    from codegeex_ms.checkpoint import CheckpointError
     from codegeex_ms.generation import Generator
+    from codegeex_ms.loading import load_for_inference
     from codegeex_ms.serving import Engine, RequestLimits
-    from codegeex_ms.tokenizer import load as load_tokenizer
 
     ms.set_context(mode=ms.GRAPH_MODE)
     if args.device:
         ms.set_device(args.device)
-    folder = args.checkpoint or args.mindir
-    if args.mindir:
-        from codegeex_ms.quantize_export import load_mindir_generator
-        generator, _ = load_mindir_generator(args.mindir)
-        tokenizer = generator.tokenizer
-    else:
-        ref = checkpoint.tokenizer_path(folder)
-        if ref is None:
-            raise checkpoint.CheckpointError(f"{folder} records no tokenizer (tokenizer.json)")
-        tokenizer = load_tokenizer(ref)
-        model = checkpoint.load(folder, precision={"activation_quant": "int8"} if args.int8_activations else None)
-        positions = model.config.model.max_position_embeddings
-        context = args.context or min(positions, args.max_prompt_tokens + args.max_new_tokens)
-        if not 1 < context <= positions:
-            raise checkpoint.CheckpointError(f"--context {context}: must be in 2..{positions} (the model's positions)")
-        generator = Generator(model, tokenizer, batch_size=args.batch_size, max_len=context)
+    loaded = load_for_inference(args.checkpoint, args.mindir,
+                                precision={"activation_quant": "int8"} if args.int8_activations else None)
+    generator = loaded.generator
+    if generator is None:
+        context = args.context or min(loaded.context, args.max_prompt_tokens + args.max_new_tokens)
+        if not 1 < context <= loaded.context:
+            raise CheckpointError(f"--context {context}: must be in 2..{loaded.context} (the model's positions)")
+        generator = Generator(loaded.model, loaded.tokenizer, batch_size=args.batch_size, max_len=context)
     # compile the decode graph and every prefill bucket a request can meet before taking requests
     generator.warmup(longest_prompt=min(args.max_prompt_tokens, generator.max_len))
     limits = RequestLimits(args.max_prompt_tokens, args.max_new_tokens, args.max_n)
-    return Engine(generator, tokenizer, args.model_name or Path(folder).resolve().name, limits,
+    return Engine(generator, loaded.tokenizer, args.model_name or loaded.folder.resolve().name, limits,
                   args.batch_wait_ms / 1000)
 
 

@@ -90,3 +90,26 @@ def test_peak_memory_holds_the_weights_once(tiny_config, tmp_path):
     added = rss["after"] - rss["before"]
     assert size > 150e6
     assert added <= 1.15 * size, f"loading {size / 1e6:.0f} MB added {added / 1e6:.0f} MB to the peak RSS"
+
+
+def test_load_for_inference_opens_a_checkpoint_or_names_what_is_wrong(tiny_checkpoint, shared_dir, tmp_path):
+    import shutil
+    from codegeex_ms.checkpoint import CheckpointError
+    from codegeex_ms.loading import load_for_inference
+    loaded = load_for_inference(tiny_checkpoint, precision={"weight_quant": "none"})
+    assert loaded.generator is None and loaded.model is not None and loaded.folder == tiny_checkpoint
+    assert loaded.context == loaded.model.config.model.max_position_embeddings
+    assert loaded.tokenizer.encode("def f():") and loaded.tokenizer.eos_id == loaded.model.config.model.eod_token_id
+    # without tokenizer.json: named, with the fix; an explicit tokenizer works
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_checkpoint, bare)
+    (bare / "tokenizer.json").unlink()
+    with pytest.raises(CheckpointError, match=r"bare records no tokenizer \(tokenizer.json\); pass --tokenizer DIR"):
+        load_for_inference(bare)
+    assert load_for_inference(bare, tokenizer=shared_dir / "tokenizer" / "codegeex").model is not None
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_for_inference(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="exactly one"):
+        load_for_inference(tiny_checkpoint, tiny_checkpoint)
+    with pytest.raises(CheckpointError, match="precision overrides apply to checkpoints"):
+        load_for_inference(mindir=tmp_path, precision={"compute_dtype": "float16"})

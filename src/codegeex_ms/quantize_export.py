@@ -107,19 +107,17 @@ def export_mindir(src: Path, out: Path, batch_size: int = 1, max_len: int | None
     from mindspore import Tensor
     from . import checkpoint
     from .generation import PREFILL_BUCKET, CachedCodeGeeX
-    from .tokenizer import load as load_tokenizer
+    from .loading import load_tokenizer
 
     cfg = read_config(src)                      # a clear error when config.yaml is missing
     dtype = compute_dtype or cfg.precision.compute_dtype
     if dtype == "bfloat16" and ms.get_context("device_target") == "CPU":
         raise CheckpointError(f"{src}: compute dtype bfloat16 does not run on CPU; pass --compute-dtype float32 "
                               "or float16, or export on Ascend")
-    tok_ref = tokenizer_path(src)
-    if tok_ref is None:
-        raise CheckpointError(f"{src} records no tokenizer (tokenizer.json); the exported folder needs one")
-    tokenizer = load_tokenizer(tok_ref)
+    tokenizer = load_tokenizer(src, fix="the exported folder needs one (convert the checkpoint with --tokenizer)")
     if tokenizer.vocab_size != cfg.model.vocab_size or tokenizer.eos_id != cfg.model.eod_token_id:
-        raise CheckpointError(f"{src}: its tokenizer {tok_ref} ({tokenizer.vocab_size} tokens, EOS {tokenizer.eos_id}) "
+        raise CheckpointError(f"{src}: its tokenizer {tokenizer_path(src)} ({tokenizer.vocab_size} tokens, EOS "
+                              f"{tokenizer.eos_id}) "
                               f"does not match the model (vocab_size {cfg.model.vocab_size}, eod_token_id "
                               f"{cfg.model.eod_token_id})")
     max_len = max_len or cfg.model.max_position_embeddings
@@ -166,7 +164,7 @@ def load_mindir_generator(folder: Path, tokenizer=None):
     import mindspore as ms
     from mindspore import nn
     from .generation import Generator
-    from .tokenizer import load as load_tokenizer
+    from .loading import load_tokenizer
     meta_path = Path(folder) / EXPORT_FILE
     if not meta_path.is_file():
         raise CheckpointError(f"{folder} is not an exported model folder: {EXPORT_FILE} is missing")
@@ -174,7 +172,7 @@ def load_mindir_generator(folder: Path, tokenizer=None):
     if meta.get("format") != EXPORT_FORMAT:
         raise CheckpointError(f"{meta_path}: format {meta.get('format')!r}, expected {EXPORT_FORMAT!r}")
     if tokenizer is None:
-        tokenizer = load_tokenizer(tokenizer_path(folder))
+        tokenizer = load_tokenizer(folder)
     if tokenizer.identity().get("sha256") != meta["tokenizer"].get("sha256"):
         raise CheckpointError(f"{folder}: the tokenizer {tokenizer.identity().get('path')} is not the one the graph "
                               f"was exported with ({meta['tokenizer'].get('path')}, sha256 "

@@ -1,0 +1,57 @@
+"""One way to open a model for inference: a checkpoint folder or an exported MindIR folder, with its tokenizer.
+
+``infer.py``, ``serve.py`` and ``eval_humaneval_x.py`` all go through ``load_for_inference``, so a folder without a
+tokenizer, a run folder given as a checkpoint or a graph exported with another tokenizer fails the same way
+everywhere (a ``CheckpointError`` naming the folder and the fix).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .checkpoint import CheckpointError, tokenizer_path
+
+
+def load_tokenizer(folder: str | os.PathLike, override: str | os.PathLike | None = None,
+                   fix: str = "pass --tokenizer DIR"):
+    """The tokenizer recorded in ``folder`` (``tokenizer.json``), or ``override``; a CheckpointError ending with
+    ``fix`` when the folder records none and no override is given."""
+    from .tokenizer import load
+    ref = override or tokenizer_path(folder)
+    if ref is None:
+        raise CheckpointError(f"{folder} records no tokenizer (tokenizer.json); {fix}")
+    return load(ref)
+
+
+@dataclass
+class InferenceModel:
+    folder: Path
+    tokenizer: object
+    context: int            # tokens the model's positions (or the exported graph's cache) hold
+    model: object = None    # a checkpoint's network: build a Generator with the batch and cache you need
+    generator: object = None    # an exported graph's Generator (its batch size and cache are fixed)
+    export_meta: dict | None = None
+
+
+def load_for_inference(checkpoint: str | os.PathLike | None = None, mindir: str | os.PathLike | None = None,
+                       tokenizer: str | os.PathLike | None = None, precision: dict | None = None) -> InferenceModel:
+    """Open exactly one of ``checkpoint`` (a folder from convert/quantize/train) or ``mindir`` (an exported folder).
+    ``tokenizer`` overrides the folder's recorded one; ``precision`` overrides fields of a checkpoint's precision
+    section (e.g. ``{"compute_dtype": "float16"}``, ``{"activation_quant": "int8"}``)."""
+    if (checkpoint is None) == (mindir is None):
+        raise ValueError("give exactly one of checkpoint and mindir")
+    if mindir is not None:
+        from .quantize_export import load_mindir_generator
+        if precision:
+            raise CheckpointError(f"{mindir}: precision overrides apply to checkpoints; an exported graph keeps "
+                                  "the ops it was exported with")
+        folder = Path(mindir)
+        tok = load_tokenizer(folder, tokenizer)
+        generator, meta = load_mindir_generator(folder, tok)
+        return InferenceModel(folder, tok, meta["max_len"], generator=generator, export_meta=meta)
+    from . import checkpoint as checkpoints
+    folder = Path(checkpoint)
+    tok = load_tokenizer(folder, tokenizer)
+    model = checkpoints.load(folder, precision=precision or None)
+    return InferenceModel(folder, tok, model.config.model.max_position_embeddings, model=model)
