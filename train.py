@@ -92,7 +92,8 @@ def main(args) -> int:
     import mindspore as ms
     from codegeex_ms.parallel import init_distributed
     from codegeex_ms.run_folder import remove_run_folder
-    from codegeex_ms.training import all_ranks_agree, train
+    from codegeex_ms.run_checkpoint import all_ranks_agree
+    from codegeex_ms.training import train
 
     ms.set_context(mode=ms.PYNATIVE_MODE if args.pynative else ms.GRAPH_MODE)
     if args.device:

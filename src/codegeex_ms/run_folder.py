@@ -28,7 +28,7 @@ def check_new_run_folder(run_dir: Path, overwrite: bool) -> None:
         raise ConfigError(f"--out {run_dir}: is a file, not a folder")
     found = run_artefacts(run_dir) if run_dir.is_dir() else []
     if found and not overwrite:
-        from .training import complete_checkpoints
+        from .run_checkpoint import complete_checkpoints
         latest = complete_checkpoints(run_dir)
         where = f" (latest checkpoint {latest[-1].name})" if latest else ""
         raise ConfigError(f"--out {run_dir}: holds an earlier run{where}; continue it with --resume {run_dir}, "

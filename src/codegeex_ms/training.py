@@ -20,15 +20,15 @@ import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.nn.learning_rate_schedule import LearningRateSchedule
 
-from . import checkpoint, reshard
-from .checkpoint import OPTIMIZER_FILE, STATE_FILE
 from .config import Config, TrainConfig
 from .data.pack import COLUMN, shard_files
-from .fileio import atomic_write_text, pyplot, replace_folder, save_figure
+from .fileio import atomic_write_text, pyplot, save_figure
 from .layout import count_parameters, is_no_decay
 from .masks import eod_reset_masks, loss_mask as eod_loss_mask
 from .model import CodeGeeX
 from .parallel import RankLayout, stage_parameter_names, strategy_path
+from .run_checkpoint import (all_ranks_agree, complete_checkpoints, load_run_checkpoint, save_run_checkpoint,
+                             save_sharded_run_checkpoint)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -336,129 +336,6 @@ class TrainStep:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Checkpoints of a run: RUN_DIR/checkpoints/step-00000250/{model.safetensors, config.yaml, optimizer.ckpt, state.json}
-# or, when every rank holds slices (semi_auto_parallel on Ascend), step-N/{rank_R/checkpoint_R.ckpt, strategy file,
-# config.yaml, state.json}; `python -m codegeex_ms.reshard merge` turns the latter into the former.
-
-def _finish_checkpoint(tmp: Path, final: Path, keep: int) -> Path:
-    """Put the complete temporary folder in place (fsync, rename) and keep the last ``keep``."""
-    replace_folder(tmp, final)
-    for old in complete_checkpoints(final.parent.parent)[:-keep]:
-        shutil.rmtree(old)
-    return final
-
-
-def save_run_checkpoint(run_dir: Path, model: CodeGeeX, step: TrainStep, state: dict, keep: int,
-                        tokenizer: str | None) -> Path:
-    """Write a complete checkpoint folder atomically (temporary folder, fsync, rename) and keep the last ``keep``."""
-    root = run_dir / "checkpoints"
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step-{state['step']:08d}"
-    tmp = root / (final.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    checkpoint.save(model, tmp, tokenizer=tokenizer)
-    ms.save_checkpoint([{"name": p.name, "data": p} for p in step.state_parameters()], str(tmp / OPTIMIZER_FILE))
-    (tmp / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
-    return _finish_checkpoint(tmp, final, keep)
-
-
-def save_sharded_run_checkpoint(run_dir: Path, model: CodeGeeX, step: TrainStep, state: dict, keep: int,
-                                tokenizer: str | None, rank: int) -> Path | None:
-    """Every rank writes its own slices into the temporary folder; rank 0 adds the config, state and strategy
-    file and renames the folder once all ranks are done (barriers in between), so a crash leaves only ``.tmp``.
-    The strategy file is the one MindSpore wrote for the run (``parallel.strategy_path``; under pipeline stages,
-    one rank's file per stage merged into one); without one (data parallel) the config's layout is written.
-    Under pipeline stages a rank saves only its stage's parameters."""
-    cfg = model.config
-    ranks_per_stage = cfg.parallel.data_parallel * cfg.parallel.model_parallel
-    strategy = strategy_path(run_dir, rank)
-    root = run_dir / "checkpoints"
-    final = root / f"step-{state['step']:08d}"
-    tmp = root / (final.name + ".tmp")
-    if rank == 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-    all_ranks_agree(True)
-    path = reshard.rank_file(tmp, rank)
-    params = list(model.get_parameters()) + step.state_parameters()
-    held = stage_parameter_names(cfg, strategy)
-    params = [p for p in params if held is None or p.name in held]
-    try:
-        path.parent.mkdir()
-        ms.save_checkpoint([{"name": p.name, "data": p} for p in params], str(path))
-        problem = None
-    except (OSError, RuntimeError) as e:
-        problem = f"rank {rank} could not write {path}: {e}"
-    if not all_ranks_agree(problem is None):       # no rank renames a folder another rank failed to fill
-        raise RuntimeError(problem or f"another rank could not write its part of {tmp}; the previous "
-                                      f"checkpoints are intact")
-    if rank == 0:
-        model.config.save(tmp / checkpoint.CONFIG_FILE)
-        (tmp / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
-        if tokenizer is not None:
-            checkpoint.write_tokenizer_reference(tmp, tokenizer)
-        if cfg.parallel.pipeline_stages > 1:
-            stage_files = [strategy_path(run_dir, s * ranks_per_stage) for s in range(cfg.parallel.pipeline_stages)]
-            reshard.merge_pipeline_strategies(stage_files, tmp / "strategy.ckpt")
-        elif strategy.is_file():
-            shutil.copyfile(strategy, tmp / f"strategy{strategy.suffix}")
-        else:
-            shapes = {p.name: tuple(p.shape) for p in params}
-            (tmp / "strategy.json").write_text(json.dumps(reshard.strategy_layout(model.config, shapes)))
-        _finish_checkpoint(tmp, final, keep)
-    all_ranks_agree(True)
-    return final if rank == 0 else None
-
-
-def load_run_checkpoint(folder: Path, model: CodeGeeX, step: TrainStep, rank: int | None = None,
-                        held: set[str] | None = None) -> dict:
-    """Restore weights, optimizer state and loss scale; raises ValueError naming what is wrong.
-    ``rank``: load that rank's slices from a sharded checkpoint instead of the single-device files;
-    ``held``: the parameters this rank holds (its pipeline stage's; None: all)."""
-    try:
-        state = json.loads((folder / STATE_FILE).read_text())
-        if rank is None:
-            checkpoint.load_weights(model, folder)
-            saved = ms.load_checkpoint(str(folder / OPTIMIZER_FILE))
-            wanted = {p.name: p for p in step.state_parameters()}
-        else:
-            saved = ms.load_checkpoint(str(reshard.rank_file(folder, rank)))
-            if held is None and model.config.parallel.pipeline_stages > 1:
-                held = set(saved)          # no strategy file of this run yet: the stage's file says what it holds
-            wanted = {p.name: p for p in list(model.get_parameters()) + step.state_parameters()
-                      if held is None or p.name in held}
-    except Exception as e:  # noqa: BLE001 - any failure means this checkpoint is unusable
-        raise ValueError(f"checkpoint {folder} is unreadable: {type(e).__name__}: {str(e)[:300]}") from None
-    missing = sorted(set(wanted) - set(saved))
-    if missing:
-        raise ValueError(f"checkpoint {folder} lacks {', '.join(missing[:5])}")
-    for name, param in wanted.items():
-        if tuple(saved[name].shape) != tuple(param.shape):
-            raise ValueError(f"checkpoint {folder}: {name} has shape {tuple(saved[name].shape)}, expected "
-                             f"{tuple(param.shape)}")
-        param.set_data(Tensor(saved[name].asnumpy(), param.dtype))
-    return state
-
-
-def all_ranks_agree(ok: bool) -> bool:
-    """True only if ``ok`` holds on every rank (so all ranks resume from the same checkpoint). Also a barrier.
-    A compiled all-reduce sum: on CPU, MindSpore has no Barrier kernel and no eager all-reduce."""
-    from mindspore.communication import get_group_size
-    total = _sum_over_ranks(Tensor(np.array([1.0 if ok else 0.0], np.float32)))
-    return int(round(float(total.asnumpy()[0]))) == get_group_size()
-
-
-@ms.jit
-def _sum_over_ranks(x):
-    return ops.AllReduce()(x)
-
-
-def complete_checkpoints(run_dir: Path) -> list[Path]:
-    return sorted(p for p in (run_dir / "checkpoints").glob("step-*") if not p.name.endswith(".tmp")) \
-        if (run_dir / "checkpoints").is_dir() else []
-
-
-# ---------------------------------------------------------------------------------------------------------
 # Metrics and plots
 
 def flops_per_token(cfg: Config) -> float:
@@ -547,6 +424,64 @@ def build_train_step(cfg: Config, layout: RankLayout) -> tuple[CodeGeeX, TrainSt
     return model, TrainStep(model, cfg, layout.world, layout.data_parallel_reduce)
 
 
+FRESH_STATE = {"step": 0, "micro_batches": 0, "skipped_steps": 0}
+
+
+def _resume(run_dir: Path, model: CodeGeeX, step_fn: TrainStep, cfg: Config, layout: RankLayout, log) -> dict:
+    """Restore the newest checkpoint that every rank can load (an unreadable or incomplete one falls back to the
+    one before) and return its state; a fresh state when there is none."""
+    rank, sharded = layout.rank, layout.sharded_checkpoints
+    held = None
+    if sharded and strategy_path(run_dir, rank).is_file():
+        held = stage_parameter_names(cfg, strategy_path(run_dir, rank))
+    for folder in reversed(complete_checkpoints(run_dir)):
+        try:
+            state, problem = load_run_checkpoint(folder, model, step_fn, rank if sharded else None, held), None
+        except ValueError as e:
+            state, problem = None, str(e)
+        if sharded and not all_ranks_agree(problem is None):
+            problem = problem or f"checkpoint {folder} is unusable on another rank"
+        if problem is None:
+            log(f"resumed from {folder} at step {state['step']}")
+            return state
+        log(f"warning: {problem}; trying the previous checkpoint")
+    log(f"no usable checkpoint in {run_dir}; starting from scratch")
+    return dict(FRESH_STATE)
+
+
+def _optimizer_step(step_fn: TrainStep, batches, grad_accumulation: int) -> tuple[float, bool, float]:
+    """One optimizer step over ``grad_accumulation`` micro-batches: (mean loss, gradients finite, gradient norm)."""
+    if grad_accumulation == 1:
+        loss, finite, norm = step_fn.step(*[Tensor(x) for x in next(batches)])
+        return float(loss.asnumpy()), bool(finite.asnumpy()), float(norm.asnumpy())
+    total, loss = None, 0.0
+    for _ in range(grad_accumulation):
+        micro_loss, grads = step_fn.grads(*[Tensor(x) for x in next(batches)])
+        # mutable: a tuple of tensors is otherwise a compile-time constant, recompiled every call
+        grads = ms.mutable(grads)
+        total = grads if total is None else ms.mutable(step_fn.accumulate(total, grads))
+        loss += float(micro_loss.asnumpy()) / grad_accumulation
+    finite, norm = step_fn.apply(total, Tensor(float(grad_accumulation), ms.float32))
+    return loss, bool(finite.asnumpy()), float(norm.asnumpy())
+
+
+def _validation_loss(model: CodeGeeX, step_fn: TrainStep, batches: TokenBatches, count: int) -> float:
+    """The mean loss of the first ``count`` validation batches, in inference mode."""
+    model.set_train(False)
+    values = [float(step_fn.evaluate(*[Tensor(x) for x in b]).asnumpy())
+              for _, b in zip(range(count), batches.iterate(epochs=1))]
+    model.set_train(True)
+    return sum(values) / len(values)
+
+
+def _log_line(record: dict) -> str:
+    val = f" | val {record['val_loss']:.4f}" if "val_loss" in record else ""
+    skipped = " | SKIPPED (overflow)" if record["skipped"] else ""
+    return (f"step {record['step']:>6} | loss {record['loss']:.4f}{val} | lr {record['lr']:.2e} "
+            f"| grad {record['grad_norm']:.3f} | scale {record['loss_scale']:.0f}{skipped} "
+            f"| {record['tokens_per_s']:.0f} tok/s | mfu {record['mfu']:.1%}")
+
+
 def train(cfg: Config, data_dir: Path, run_dir: Path, tokenizer: str | None = None, resume: bool = False,
           layout: RankLayout = RankLayout(), log=print) -> RunResult:
     """Train ``cfg`` on the shards in ``data_dir``, writing checkpoints, metrics.jsonl and loss.png to ``run_dir``.
@@ -572,26 +507,7 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, tokenizer: str | None = No
         run_dir.mkdir(parents=True, exist_ok=True)
         for stale in (run_dir / "checkpoints").glob("*.tmp") if (run_dir / "checkpoints").is_dir() else []:
             shutil.rmtree(stale)
-    state = {"step": 0, "micro_batches": 0, "skipped_steps": 0}
-    held = None
-    if resume and sharded_checkpoints and strategy_path(run_dir, rank).is_file():
-        held = stage_parameter_names(cfg, strategy_path(run_dir, rank))
-    if resume:
-        for folder in reversed(complete_checkpoints(run_dir)):
-            try:
-                loaded, problem = load_run_checkpoint(folder, model, step_fn, rank if sharded_checkpoints else None,
-                                                      held), None
-            except ValueError as e:
-                loaded, problem = None, str(e)
-            if sharded_checkpoints and not all_ranks_agree(problem is None):
-                problem = problem or f"checkpoint {folder} is unusable on another rank"
-            if problem is None:
-                state = loaded
-                log(f"resumed from {folder} at step {state['step']}")
-                break
-            log(f"warning: {problem}; trying the previous checkpoint")
-        else:
-            log(f"no usable checkpoint in {run_dir}; starting from scratch")
+    state = _resume(run_dir, model, step_fn, cfg, layout, log) if resume else dict(FRESH_STATE)
     metrics_path = run_dir / "metrics.jsonl"
     metrics = ([json.loads(line) for line in metrics_path.read_text().splitlines()]
                if metrics_path.exists() and resume else [])
@@ -619,45 +535,24 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, tokenizer: str | None = No
 
     while state["step"] < t.max_steps and stop.received is None:
         start = time.perf_counter()
-        if t.grad_accumulation == 1:
-            batch = [Tensor(x) for x in next(batches)]
-            loss, finite, norm = step_fn.step(*batch)
-            loss = float(loss.asnumpy())
-        else:
-            total, loss = None, 0.0
-            for _ in range(t.grad_accumulation):
-                micro_loss, grads = step_fn.grads(*[Tensor(x) for x in next(batches)])
-                # mutable: a tuple of tensors is otherwise a compile-time constant, recompiled every call
-                grads = ms.mutable(grads)
-                total = grads if total is None else ms.mutable(step_fn.accumulate(total, grads))
-                loss += float(micro_loss.asnumpy()) / t.grad_accumulation
-            finite, norm = step_fn.apply(total, Tensor(float(t.grad_accumulation), ms.float32))
-        finite = bool(finite.asnumpy())
+        loss, finite, norm = _optimizer_step(step_fn, batches, t.grad_accumulation)
         elapsed = time.perf_counter() - start
         lr = lr_at(t, state["step"] - state["skipped_steps"])
         state["micro_batches"] += t.grad_accumulation
         state["skipped_steps"] += 0 if finite else 1
         state["step"] += 1
         losses.append(loss)
-        record = {"step": state["step"], "loss": loss, "lr": lr, "grad_norm": float(norm.asnumpy()),
+        record = {"step": state["step"], "loss": loss, "lr": lr, "grad_norm": norm,
                   "loss_scale": step_fn.loss_scale, "skipped": not finite, "tokens_per_s": tokens_per_step / elapsed,
                   "mfu": tokens_per_step / elapsed * flops_token / (peak * world)}
         if val_batches is not None and state["step"] % t.eval_every == 0:
-            model.set_train(False)
-            vals = [float(step_fn.evaluate(*[Tensor(x) for x in b]).asnumpy())
-                    for _, b in zip(range(t.eval_batches), val_batches.iterate(epochs=1))]
-            model.set_train(True)
-            record["val_loss"] = sum(vals) / len(vals)
+            record["val_loss"] = _validation_loss(model, step_fn, val_batches, t.eval_batches)
         metrics.append(record)
         if rank == 0:
             with open(metrics_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
             if state["step"] % t.log_every == 0 or "val_loss" in record or not finite:
-                val = f" | val {record['val_loss']:.4f}" if "val_loss" in record else ""
-                skipped = " | SKIPPED (overflow)" if not finite else ""
-                log(f"step {state['step']:>6} | loss {loss:.4f}{val} | lr {lr:.2e} | grad {record['grad_norm']:.3f} "
-                    f"| scale {record['loss_scale']:.0f}{skipped} | {record['tokens_per_s']:.0f} tok/s "
-                    f"| mfu {record['mfu']:.1%}")
+                log(_log_line(record))
         if state["step"] % t.save_every == 0 or state["step"] == t.max_steps:
             last_checkpoint, saved_at = save(), state["step"]
     if stop.received is not None and saved_at != state["step"]:
