@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import sys
-import zlib
 from pathlib import Path
 
 from codegeex_ms.cli import (ArgumentParser, UsageError, non_negative_float, non_negative_int, positive_float,
@@ -140,9 +139,10 @@ def cmd_generate(args) -> int:
     import mindspore as ms
     from tqdm import tqdm
     from codegeex_ms import checkpoint
-    from codegeex_ms.generation import Generator, SamplingConfig, cache_length
-    from codegeex_ms.humaneval.dataset import CANONICAL, generation_prompt, load_problems, translation_prompt
+    from codegeex_ms.generation import Generator, cache_length
+    from codegeex_ms.humaneval.dataset import load_problems
     from codegeex_ms.humaneval.execution import completed_rows
+    from codegeex_ms.humaneval.sampling import SampleSettings, pack_batches, plan_units, prompt_for, write_samples
     from codegeex_ms.loading import load_for_inference
 
     langs = parse_languages(args.languages)
@@ -163,72 +163,22 @@ def cmd_generate(args) -> int:
     if args.max_new_tokens >= context:
         raise UsageError(f"--max-new-tokens {args.max_new_tokens} must be below the context ({context})")
     check_generation_settings(args)
-    # units of work: up to batch-size samples of one problem; units of different problems share a batch
-    units = []
-    for lang in langs:
-        for task_id in list(problems[lang])[:args.limit]:
-            have = done.get(task_id, 0)
-            while have < args.n:
-                count = min(args.batch_size, args.n - have)
-                units.append((lang, task_id, have, count))
-                have += count
-    batches, current, rows = [], [], 0
+    settings = SampleSettings(args.task, args.max_new_tokens, args.greedy, args.temperature, args.top_k, args.top_p,
+                              args.seed, args.src_lang)
+    units = plan_units({lang: list(problems[lang])[:args.limit] for lang in langs}, args.n, args.batch_size, done)
+    prompts = {}                                  # (lang, task_id) -> (prompt, ids), built once
     for unit in units:
-        if rows + unit[3] > args.batch_size:
-            batches.append(current)
-            current, rows = [], 0
-        current.append(unit)
-        rows += unit[3]
-    if current:
-        batches.append(current)
-
-    def prompt_of(lang, task_id):
-        problem = problems[lang][task_id]
-        if args.task == "translation":
-            number = task_id.split("/")[1]
-            src_problem = next(p for t, p in problems[args.src_lang].items() if t.split("/")[1] == number)
-            return translation_prompt(src_problem, args.src_lang, problem, lang)
-        return generation_prompt(problem, lang)
-
-    encoded = {}                                  # (lang, task_id) -> (prompt, ids), built once
-    for lang, task_id, _, _ in units:
-        if (lang, task_id) not in encoded:
-            prompt = prompt_of(lang, task_id)
-            encoded[lang, task_id] = prompt, tokenizer.encode(prompt)
+        if (unit.lang, unit.task_id) not in prompts:
+            prompt = prompt_for(problems, unit, settings)
+            prompts[unit.lang, unit.task_id] = prompt, tokenizer.encode(prompt)
     # the KV cache holds the longest prompt of this run and its completion (not the model's whole context):
     # every decode step attends over all of it
-    longest = max((len(ids) for _, ids in encoded.values()), default=1)
-    max_len = cache_length(longest + args.max_new_tokens, context)
-    generator = Generator(model, tokenizer, batch_size=args.batch_size, max_len=max_len)
-    written = 0
-    room = max_len - args.max_new_tokens
+    longest = max((len(ids) for _, ids in prompts.values()), default=1)
+    generator = Generator(model, tokenizer, batch_size=args.batch_size,
+                          max_len=cache_length(longest + args.max_new_tokens, context))
     with open(args.out, "a", encoding="utf-8") as out, \
-            tqdm(total=sum(u[3] for u in units), desc=f"generating ({args.task})", unit="sample") as bar:
-        for batch in batches:
-            requests, prompts = [], []
-            for lang, task_id, first, count in batch:
-                prompt, ids = encoded[lang, task_id]
-                # the seed depends on the problem and the sample index only: a resumed or differently batched run
-                # draws the same samples
-                seed = zlib.crc32(f"{args.seed}/{task_id}/{first}".encode())
-                cfg = SamplingConfig(max_new_tokens=args.max_new_tokens, greedy=args.greedy,
-                                     temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, seed=seed,
-                                     language=CANONICAL[lang])
-                requests.append((ids[-room:], cfg, count))
-                prompts.append((prompt, len(ids) > room))
-            results = generator.generate_rows(requests)
-            for (lang, task_id, _, _), (prompt, truncated), result in zip(batch, prompts, results):
-                for completion in result.completions:
-                    row = {"task_id": task_id, "prompt": prompt, "generation": completion, "task": args.task}
-                    if args.task == "translation":
-                        row.update(src_lang=args.src_lang, tgt_lang=lang)
-                    if truncated:
-                        row["prompt_truncated"] = True
-                    out.write(json.dumps(row) + "\n")
-                    written += 1
-            out.flush()
-            os.fsync(out.fileno())
-            bar.update(sum(u[3] for u in batch))
+            tqdm(total=sum(u.count for u in units), desc=f"generating ({args.task})", unit="sample") as bar:
+        written = write_samples(generator, pack_batches(units, args.batch_size), prompts, settings, out, bar.update)
     print(f"wrote {written} samples to {args.out} ({sum(done.values())} were already there)")
     return 0
 
