@@ -157,6 +157,43 @@ class GenerationResult:
     timings: dict = field(default_factory=dict)
 
 
+class _Row:
+    """One row of the batch while it decodes: its tokens, text, and why it stopped (None while it runs)."""
+
+    def __init__(self, cfg: SamplingConfig, decoder):
+        self.cfg, self.decoder, self.has_rule = cfg, decoder, has_stop_rule(cfg.language)
+        self.tokens: list[int] = []
+        self.text = ""
+        self.reason: str | None = None
+
+    def take(self, token: int, eos_id: int) -> str:
+        """Add the sampled ``token``; returns the new text, and sets ``reason`` when the row is done: EOS, a stop
+        string, the language's stop rule, or max_new_tokens."""
+        if token == eos_id:
+            self.reason = "eos"
+            self.text += self.decoder.flush()
+            return ""
+        self.tokens.append(token)
+        new = self.decoder.push(token)
+        self.text += new
+        if any(stop in self.text for stop in self.cfg.stop):
+            self.reason = "stop"
+        elif self.has_rule and is_finished(self.text, self.cfg.language):
+            self.reason = "rule"
+        elif len(self.tokens) >= self.cfg.max_new_tokens:
+            self.reason = "length"
+            self.text += self.decoder.flush()
+        return new
+
+    def completion(self) -> str:
+        """The text with stop handling applied: cut at the first stop string, or cleaned by the stop rule."""
+        if self.reason == "stop":
+            return self.text[:min(self.text.find(stop) for stop in self.cfg.stop if stop in self.text)]
+        if self.reason == "rule":
+            return cleanup(self.text, self.cfg.language)
+        return self.text
+
+
 class Generator:
     """Batched sampling of several completions of one prompt, on a KV-cached model compiled once."""
 
@@ -230,6 +267,56 @@ class Generator:
         seeded noise and stop rules, so a request's output does not depend on what it shares the batch with.
         ``on_text(row, text)`` receives new text as it comes; a row for which ``cancelled(row)`` turns true stops
         (finish reason "cancelled")."""
+        spans = self._row_spans(requests)
+        used, b = spans[-1][1], self.batch_size
+        # idle rows (when fewer than batch_size are asked for) repeat the last row and are dropped at the end
+        cfgs = [cfg for (_, cfg, n) in requests for _ in range(n)] + [requests[-1][1]] * (b - used)
+        prompts = [list(ids) for (ids, _, n) in requests for _ in range(n)] + [list(requests[-1][0])] * (b - used)
+        noise = self._noise_source(requests, spans)
+
+        t0 = time.perf_counter()
+        lengths = np.array([len(p) for p in prompts], np.int32)
+        tokens = np.full((b, self._bucket(int(lengths.max()))), self.eos_id, np.int32)
+        for i, prompt in enumerate(prompts):
+            tokens[i, :len(prompt)] = prompt
+        next_ids = self._step(tokens, np.zeros(b, np.int32), lengths - 1, noise(), cfgs)       # prefill
+        t_prefill = time.perf_counter() - t0
+
+        rows = [_Row(cfg, self.tokenizer.stream_decoder()) for cfg in cfgs]
+        for row in rows[used:]:
+            row.reason = "idle"
+        steps, t1, positions = 0, time.perf_counter(), lengths.copy()
+        while True:
+            for i, row in enumerate(rows[:used]):
+                if row.reason is not None:
+                    continue
+                if cancelled is not None and cancelled(i):
+                    row.reason = "cancelled"
+                    continue
+                new = row.take(int(next_ids[i]), self.eos_id)
+                if on_text and new:
+                    on_text(i, new)
+            if all(row.reason is not None for row in rows):
+                break
+            next_ids = self._step(next_ids.reshape(b, 1).astype(np.int32), positions, np.zeros(b, np.int32),
+                                  noise(), cfgs)
+            positions += 1
+            steps += 1
+        t_decode = time.perf_counter() - t1
+
+        results = []
+        for (lo, hi), (ids, _, _) in zip(spans, requests):
+            mine = rows[lo:hi]
+            timings = {"prefill_s": t_prefill, "prefill_tokens": len(ids), "decode_s": t_decode, "decode_steps": steps,
+                       "generated_tokens": sum(len(r.tokens) for r in mine), "batch_rows": used,
+                       "decode_tokens_per_s": (steps * (hi - lo) / t_decode) if t_decode > 0 and steps else 0.0}
+            results.append(GenerationResult([r.completion() for r in mine], [r.text for r in mine],
+                                            [r.tokens for r in mine], [str(r.reason) for r in mine], len(ids), timings))
+        return results
+
+    def _row_spans(self, requests) -> list[tuple[int, int]]:
+        """The batch rows [lo, hi) of each request, after checking that every request fits the cache and all fit
+        the batch."""
         spans, row = [], 0
         for prompt_ids, cfg, n in requests:
             if len(prompt_ids) == 0:
@@ -241,79 +328,17 @@ class Generator:
             row += n
         if not 0 < row <= self.batch_size:
             raise ValueError(f"{row} rows requested; this generator decodes 1..{self.batch_size}")
-        b = self.batch_size
-        # idle rows (when fewer than batch_size are asked for) repeat the last row and are dropped at the end
-        cfgs = [cfg for (_, cfg, n) in requests for _ in range(n)] + [requests[-1][1]] * (b - row)
-        prompts = [list(ids) for (ids, _, n) in requests for _ in range(n)] + [list(requests[-1][0])] * (b - row)
+        return spans
+
+    def _noise_source(self, requests, spans) -> Callable[[], np.ndarray]:
+        """Each call: the uniform noise of the next step, [batch, candidates], drawn from every request's own seeded
+        generator (greedy rows get the noise that leaves the logits' argmax)."""
         rngs = [np.random.default_rng(cfg.seed) for (_, cfg, _) in requests]
 
         def noise():
-            out = np.full((b, self.candidates), _GREEDY_NOISE, np.float32)
+            out = np.full((self.batch_size, self.candidates), _GREEDY_NOISE, np.float32)
             for rng, (lo, hi), (_, cfg, _) in zip(rngs, spans, requests):
                 if not cfg.greedy:
                     out[lo:hi] = np.clip(rng.random((hi - lo, self.candidates), dtype=np.float32), 1e-12, 1 - 1e-7)
             return out
-
-        lengths = np.array([len(p) for p in prompts], np.int32)
-        tokens = np.full((b, self._bucket(int(lengths.max()))), self.eos_id, np.int32)
-        for i, p in enumerate(prompts):
-            tokens[i, :len(p)] = p
-        t0 = time.perf_counter()
-        next_ids = self._step(tokens, np.zeros(b, np.int32), lengths - 1, noise(), cfgs)
-        t_prefill = time.perf_counter() - t0
-
-        generated = [[] for _ in range(b)]
-        texts = [""] * b
-        decoders = [self.tokenizer.stream_decoder() for _ in range(b)]
-        reasons: list[str | None] = [None] * row + ["idle"] * (b - row)
-        rules = [has_stop_rule(c.language) for c in cfgs]
-        steps, t1 = 0, time.perf_counter()
-        positions = lengths.copy()
-        while True:
-            for i in range(row):
-                if reasons[i] is not None:
-                    continue
-                cfg, token = cfgs[i], int(next_ids[i])
-                if cancelled is not None and cancelled(i):
-                    reasons[i] = "cancelled"
-                    continue
-                if token == self.eos_id:
-                    reasons[i] = "eos"
-                    texts[i] += decoders[i].flush()
-                    continue
-                generated[i].append(token)
-                new = decoders[i].push(token)
-                texts[i] += new
-                if on_text and new:
-                    on_text(i, new)
-                if any(stop in texts[i] for stop in cfg.stop):
-                    reasons[i] = "stop"
-                elif rules[i] and is_finished(texts[i], cfg.language):
-                    reasons[i] = "rule"
-                elif len(generated[i]) >= cfg.max_new_tokens:
-                    reasons[i] = "length"
-                    texts[i] += decoders[i].flush()
-            if all(r is not None for r in reasons):
-                break
-            next_ids = self._step(next_ids.reshape(b, 1).astype(np.int32), positions, np.zeros(b, np.int32),
-                                  noise(), cfgs)
-            positions += 1
-            steps += 1
-        t_decode = time.perf_counter() - t1
-
-        completions = []
-        for text, reason, cfg in zip(texts, reasons, cfgs):
-            if reason == "stop":
-                text = text[:min(text.find(stop) for stop in cfg.stop if stop in text)]
-            elif reason == "rule":
-                text = cleanup(text, cfg.language)
-            completions.append(text)
-        results = []
-        for (lo, hi), (ids, _, _) in zip(spans, requests):
-            new_tokens = sum(len(g) for g in generated[lo:hi])
-            timings = {"prefill_s": t_prefill, "prefill_tokens": len(ids), "decode_s": t_decode, "decode_steps": steps,
-                       "generated_tokens": new_tokens, "batch_rows": row,
-                       "decode_tokens_per_s": (steps * (hi - lo) / t_decode) if t_decode > 0 and steps else 0.0}
-            results.append(GenerationResult(completions[lo:hi], texts[lo:hi], generated[lo:hi],
-                                            [str(r) for r in reasons[lo:hi]], len(ids), timings))
-        return results
+        return noise
