@@ -267,10 +267,20 @@ def create_app(engine: Engine, api_key: str | None = None, cors_origins: tuple[s
               flush=True)
 
     app = FastAPI(title="codegeex-ms", version="1", docs_url=None, redoc_url=None, lifespan=lifespan)
+    _error_handlers(app)
+    _access_control(app, api_key, cors_origins)
+    _page_and_info_routes(app, engine, api_key)
+    _openai_routes(app, engine)
+    _codegeex_routes(app, engine)
+    return app
 
-    def openai_error(status: int, message: str, param: str | None = None, kind: str = "invalid_request_error"):
-        return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": None}}, status)
 
+def _openai_error(status: int, message: str, param: str | None = None, kind: str = "invalid_request_error"):
+    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": None}}, status)
+
+
+def _error_handlers(app: FastAPI) -> None:
+    """Validation errors and ClientErrors as the OpenAI error shape, or the CodeGeeX endpoints' own."""
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
         errors = exc.errors()
@@ -288,14 +298,17 @@ def create_app(engine: Engine, api_key: str | None = None, cors_origins: tuple[s
             status = 422
         if request.url.path.startswith("/multilingual"):
             return JSONResponse({"status": 1, "message": message}, status)
-        return openai_error(status, message, where or None)
+        return _openai_error(status, message, where or None)
 
     @app.exception_handler(ClientError)
     async def client_error(request: Request, exc: ClientError):
         if request.url.path.startswith("/multilingual"):
             return JSONResponse({"status": 1, "message": str(exc)}, exc.status)
-        return openai_error(exc.status, str(exc), exc.param)
+        return _openai_error(exc.status, str(exc), exc.param)
 
+
+def _access_control(app: FastAPI, api_key: str | None, cors_origins: tuple[str, ...]) -> None:
+    """The API key check (everything but OPEN_PATHS and preflights), wrapped by CORS when origins are given."""
     @app.middleware("http")
     async def authenticate(request: Request, call_next):
         if api_key and request.url.path not in OPEN_PATHS and request.method != "OPTIONS":
@@ -310,7 +323,7 @@ def create_app(engine: Engine, api_key: str | None = None, cors_origins: tuple[s
                 if request.url.path.startswith("/multilingual"):     # the CodeGeeX endpoints' own error shape
                     return JSONResponse({"status": 1, "message": "missing or wrong API key (apikey field or "
                                                                  "Authorization: Bearer KEY)"}, 401)
-                return openai_error(401, "missing or wrong API key (Authorization: Bearer KEY)", None,
+                return _openai_error(401, "missing or wrong API key (Authorization: Bearer KEY)", None,
                                     "authentication_error")
         return await call_next(request)
 
@@ -320,6 +333,9 @@ def create_app(engine: Engine, api_key: str | None = None, cors_origins: tuple[s
         app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"])
 
+
+def _page_and_info_routes(app: FastAPI, engine: Engine, api_key: str | None) -> None:
+    """GET / (the playground), GET /health, GET /v1/models, POST /v1/prompt."""
     @app.get("/", response_class=HTMLResponse)
     async def playground():
         return HTMLResponse(PLAYGROUND_HTML)
@@ -343,18 +359,22 @@ def create_app(engine: Engine, api_key: str | None = None, cors_origins: tuple[s
         return {"object": "list", "data": [{"id": engine.model_name, "object": "model", "created": 0,
                                             "owned_by": "codegeex-ms"}]}
 
-    async def wait(job: Job, request: Request):
-        """The job's result; if the client disconnects first, cancel the job."""
-        try:
-            while True:
-                done, _ = await asyncio.wait({job.done}, timeout=0.1)
-                if done:
-                    return job.done.result()
-                if await request.is_disconnected():
-                    raise asyncio.CancelledError
-        finally:
-            engine.finish(job)
 
+async def _wait(engine: Engine, job: Job, request: Request):
+    """The job's result; if the client disconnects first, cancel the job."""
+    try:
+        while True:
+            done, _ = await asyncio.wait({job.done}, timeout=0.1)
+            if done:
+                return job.done.result()
+            if await request.is_disconnected():
+                raise asyncio.CancelledError
+    finally:
+        engine.finish(job)
+
+
+def _openai_routes(app: FastAPI, engine: Engine) -> None:
+    """POST /v1/completions, plain or streamed as server-sent events."""
     @app.post("/v1/completions")
     async def completions(body: CompletionRequest, request: Request):
         if body.model not in (None, engine.model_name):
@@ -405,7 +425,7 @@ def create_app(engine: Engine, api_key: str | None = None, cors_origins: tuple[s
             return StreamingResponse(events(), media_type="text/event-stream")
 
         job = engine.submit(ids, cfg, body.n)
-        result, _ = await wait(job, request)
+        result, _ = await _wait(engine, job, request)
         completion_tokens = sum(len(t) for t in result.token_ids)
         return {"id": cid, "object": "text_completion", "created": created, "model": engine.model_name,
                 "choices": [{"text": text, "index": i, "logprobs": None, "finish_reason": finish(reason)}
@@ -413,6 +433,9 @@ def create_app(engine: Engine, api_key: str | None = None, cors_origins: tuple[s
                 "usage": {"prompt_tokens": len(ids), "completion_tokens": completion_tokens,
                           "total_tokens": len(ids) + completion_tokens}}
 
+
+def _codegeex_routes(app: FastAPI, engine: Engine) -> None:
+    """The CodeGeeX extension's endpoints: generate, translate, explain."""
     async def codegeex(body: CodeGeeXRequest, prompt: prompts.Prompt, request: Request, lead: str = ""):
         """Answer a CodeGeeX endpoint; ``lead`` goes in front of every result."""
         max_tokens = body.max_tokens if body.max_tokens is not None else min(128, engine.limits.max_new_tokens)
@@ -421,7 +444,7 @@ def create_app(engine: Engine, api_key: str | None = None, cors_origins: tuple[s
                              top_k=body.top_k, seed=body.seed if body.seed is not None else uuid.uuid4().int % 2**32,
                              stop=list(body.stop) + list(prompt.stop), language=prompt.language)
         start = time.monotonic()
-        result, _ = await wait(engine.submit(ids, cfg, body.n), request)
+        result, _ = await _wait(engine, engine.submit(ids, cfg, body.n), request)
         return {"status": 0, "message": "success",
                 "result": {"output": {"code": [lead + text for text in result.completions]},
                            "process_time": round(time.monotonic() - start, 3)}}
@@ -440,8 +463,6 @@ def create_app(engine: Engine, api_key: str | None = None, cors_origins: tuple[s
         # the prompt ends with an open comment the model continues: the answer starts with it
         prompt = _prompt("explain", body.prompt, body.lang, lang_param="lang")
         return await codegeex(body, prompt, request, lead=prompt.text[prompt.text.rfind("\n") + 1:])
-
-    return app
 
 
 PLAYGROUND_HTML = resources.files(__package__).joinpath("playground.html").read_text(encoding="utf-8")
