@@ -121,11 +121,42 @@ def test_replace_and_roundtrip(tmp_path):
 
 
 def test_compiler_switches_are_validated_and_inert_on_cpu(ms_context):
-    from codegeex_ms.config import ConfigError, ParallelConfig, resolve_config
+    from codegeex_ms.config import CompileConfig, ConfigError, resolve_config
     from codegeex_ms.parallel import apply_compiler_options
     cfg = resolve_config("codegeex_13b")
-    assert cfg.parallel.graph_kernel is True and cfg.parallel.aoe_tune_mode == ""
-    with pytest.raises(ConfigError, match="aoe_tune_mode must be"):
-        ParallelConfig(aoe_tune_mode="sometimes")
-    apply_compiler_options(ParallelConfig(graph_kernel=True, aoe_tune_mode="online"), "CPU")   # no effect, no error
+    assert cfg.compile.graph_kernel is True and cfg.compile.aoe_tune_mode == ""
+    with pytest.raises(ConfigError, match="compile.aoe_tune_mode must be"):
+        CompileConfig(aoe_tune_mode="sometimes")
+    apply_compiler_options(CompileConfig(graph_kernel=True, aoe_tune_mode="online"), "CPU")   # no effect, no error
     assert not ms_context.get_context("enable_graph_kernel")
+
+
+def test_checkpoint_config_describes_the_network_and_older_files_still_load(tiny_config, tmp_path):
+    import yaml
+    from codegeex_ms.config import apply_overrides, load_config
+    # a checkpoint folder's config: model and precision only; read back with a one-device layout and a training
+    # length the model holds
+    cfg = apply_overrides(tiny_config, ["parallel.data_parallel=2", "compile.graph_kernel=true", "train.lr=0.5"])
+    cfg.save(tmp_path / "network.yaml", network_only=True)
+    assert set(yaml.safe_load((tmp_path / "network.yaml").read_text())) == {"model", "precision"}
+    network = load_config(tmp_path / "network.yaml")
+    assert network.model == cfg.model and network.precision == cfg.precision
+    assert network.parallel.data_parallel == 1 and not network.compile.graph_kernel
+    assert network.train.seq_len == min(2048, cfg.model.max_position_embeddings)
+    # a run's config keeps everything
+    cfg.save(tmp_path / "run.yaml")
+    assert load_config(tmp_path / "run.yaml") == cfg
+    # the layout of older files: every section, compiler switches under parallel
+    old = cfg.to_dict()
+    old["parallel"].update(old.pop("compile"))
+    (tmp_path / "old.yaml").write_text(yaml.safe_dump(old))
+    assert load_config(tmp_path / "old.yaml") == cfg
+
+
+def test_overrides_are_replace_with_the_source_named(tiny_config):
+    from codegeex_ms.config import ConfigError, apply_overrides
+    assert apply_overrides(tiny_config, ["train.lr=0.25"]) == tiny_config.replace(train={"lr": 0.25})
+    with pytest.raises(ConfigError, match=r"^--set: unknown key\(s\) train.fooo"):
+        apply_overrides(tiny_config, ["train.fooo=1"])
+    with pytest.raises(ConfigError, match=r"^--set: unknown config section 'trian'"):
+        apply_overrides(tiny_config, ["trian.lr=1"])

@@ -2,7 +2,8 @@
 
 A folder holds everything needed to rebuild the model::
 
-    config.yaml          the Config the weights belong to (model + precision + parallel)
+    config.yaml          the network the weights belong to (model + precision); a run's step checkpoints keep the
+                         whole config (parallel layout, compiler switches, recipe)
     model.safetensors    weights under our exact parameter names (see layout.py)
     tokenizer.json       (optional) where the tokenizer lives: {"path": ...}
 
@@ -56,8 +57,10 @@ def check_weights(reader: SafetensorsReader, cfg: Config) -> None:
 
 
 def write_folder(out_dir: str | os.PathLike, cfg: Config, shapes_dtypes: list[tuple[str, tuple, Any]],
-                 fetch, tokenizer: str | None = None, progress=None) -> Path:
-    """Write a checkpoint folder from a tensor source (``fetch(name) -> np.ndarray``), one tensor at a time."""
+                 fetch, tokenizer: str | None = None, progress=None, network_only: bool = True) -> Path:
+    """Write a checkpoint folder from a tensor source (``fetch(name) -> np.ndarray``), one tensor at a time.
+    ``network_only``: its config.yaml describes the network (model, precision) only; a run's step checkpoints
+    keep the whole config (layout and recipe) for ``--resume`` and ``reshard``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     expected = parameter_shapes(cfg.model, cfg.precision.weight_quant, cfg.precision.embedding_quant)
@@ -67,17 +70,18 @@ def write_folder(out_dir: str | os.PathLike, cfg: Config, shapes_dtypes: list[tu
                               f"missing {sorted(set(expected) - set(names))[:8]}, "
                               f"unexpected {sorted(set(names) - set(expected))[:8]}")
     write_safetensors(out / WEIGHTS_FILE, shapes_dtypes, fetch, metadata={"format": FORMAT}, progress=progress)
-    cfg.save(out / CONFIG_FILE)
+    cfg.save(out / CONFIG_FILE, network_only=network_only)
     if tokenizer is not None:
         write_tokenizer_reference(out, tokenizer)
     return out
 
 
-def save(model, out_dir: str | os.PathLike, tokenizer: str | None = None) -> Path:
+def save(model, out_dir: str | os.PathLike, tokenizer: str | None = None, network_only: bool = True) -> Path:
     """Save a CodeGeeX model (weights + its config) as a self-describing folder, atomically per file."""
     params = {p.name: p for p in model.get_parameters()}
     specs = [(name, tuple(p.shape), _numpy_dtype(p)) for name, p in params.items()]
-    return write_folder(out_dir, model.config, specs, lambda name: params[name].asnumpy(), tokenizer)
+    return write_folder(out_dir, model.config, specs, lambda name: params[name].asnumpy(), tokenizer,
+                        network_only=network_only)
 
 
 def _numpy_dtype(param) -> np.dtype:

@@ -1,11 +1,17 @@
-"""Model, precision, parallel and training configuration: small validated dataclasses loaded from YAML.
+"""Model, precision, parallel, compiler and training configuration: small validated dataclasses loaded from YAML.
 
-A YAML file in ``model_configs/`` has four sections that map 1:1 onto the dataclasses below::
+A YAML file in ``model_configs/`` has five sections that map 1:1 onto the dataclasses below::
 
     model:     {hidden_size: 5120, num_layers: 39, ...}   # the architecture (changes the function)
     precision: {param_dtype: float32, compute_dtype: float16, ...}
     parallel:  {data_parallel: 192, model_parallel: 8, ...}
+    compile:   {graph_kernel: true, aoe_tune_mode: "", ...}  # Ascend/GPU compiler switches; optional
     train:     {lr: 1.0e-4, warmup_steps: 2000, ...}      # optional; defaults are the 13B recipe
+
+A checkpoint folder's ``config.yaml`` holds only ``model`` and ``precision`` (the network the weights belong to);
+the layout, compiler switches and recipe of a run live in the run folder's ``config.yaml`` (and in its step
+checkpoints, which ``train.py --resume`` and ``reshard`` read). Older files with every section, or with the compiler
+switches under ``parallel``, still load.
 
 Unknown keys, wrong types and out-of-range values raise ``ConfigError`` naming the file and the key.
 """
@@ -133,14 +139,8 @@ class ParallelConfig:
     gradient_aggregation_group: int = 1  # gradient all-reduce fusion: this many layers per bucket; 13B: 4
     recompute: bool = False
     vocab_emb_dp: bool = True      # True: replicate the vocabulary; False: split its rows over model_parallel
-    # Ascend/GPU compiler switches (inert on CPU): graph-kernel fusion and AOE operator auto-tuning
-    graph_kernel: bool = False
-    graph_kernel_flags: str = ""   # e.g. "--opt_level=2"
-    aoe_tune_mode: str = ""        # "" (off), "online" or "offline" (Ascend)
 
     def __post_init__(self):
-        if self.aoe_tune_mode not in ("", "online", "offline"):
-            raise ConfigError(f"parallel.aoe_tune_mode must be '', 'online' or 'offline', got {self.aoe_tune_mode!r}")
         for name in ("data_parallel", "model_parallel", "pipeline_stages", "micro_batches",
                      "gradient_aggregation_group"):
             if getattr(self, name) < 1:
@@ -235,11 +235,25 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class CompileConfig:
+    """Ascend/GPU compiler switches (inert on CPU): graph-kernel fusion and AOE operator auto-tuning."""
+    graph_kernel: bool = False
+    graph_kernel_flags: str = ""   # e.g. "--opt_level=2"
+    aoe_tune_mode: str = ""        # "" (off), "online" or "offline" (Ascend)
+
+    def __post_init__(self):
+        if self.aoe_tune_mode not in ("", "online", "offline"):
+            raise ConfigError(f"compile.aoe_tune_mode must be '', 'online' or 'offline', got {self.aoe_tune_mode!r}")
+
+
+@dataclass(frozen=True)
 class Config:
-    """Everything needed to build and train a model: architecture, precision, parallel layout, recipe."""
+    """Everything needed to build and train a model: architecture, precision, parallel layout, compiler switches,
+    recipe."""
     model: ModelConfig = field(default_factory=ModelConfig)
     precision: PrecisionConfig = field(default_factory=PrecisionConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
+    compile: CompileConfig = field(default_factory=CompileConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self):
@@ -252,8 +266,8 @@ class Config:
         return dataclasses.asdict(self)
 
     def replace(self, **sections: dict[str, Any]) -> "Config":
-        """A copy with some fields changed, e.g. ``cfg.replace(model={"hidden_dropout": 0.0})``; an error names
-        the field, with no source prefix."""
+        """A copy with some fields changed, e.g. ``cfg.replace(model={"hidden_dropout": 0.0})``: the one way to
+        override (``apply_overrides`` parses ``section.key=value`` strings into this). An error names the field."""
         merged = self.to_dict()
         for section, values in sections.items():
             if section not in merged:
@@ -261,12 +275,20 @@ class Config:
             merged[section].update(values)
         return config_from_dict(merged, source="")
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the config as YAML atomically."""
-        atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
+    def save(self, path: str | os.PathLike, network_only: bool = False) -> None:
+        """Write the config as YAML atomically; ``network_only``: only the sections that describe the network
+        (model, precision), as a checkpoint folder keeps them."""
+        data = self.to_dict()
+        if network_only:
+            data = {name: data[name] for name in NETWORK_SECTIONS}
+        atomic_write_text(path, yaml.safe_dump(data, sort_keys=False))
 
 
-_SECTIONS = {"model": ModelConfig, "precision": PrecisionConfig, "parallel": ParallelConfig, "train": TrainConfig}
+_SECTIONS = {"model": ModelConfig, "precision": PrecisionConfig, "parallel": ParallelConfig,
+             "compile": CompileConfig, "train": TrainConfig}
+NETWORK_SECTIONS = ("model", "precision")
+# compiler switches that older files kept under parallel
+_MOVED_TO_COMPILE = ("graph_kernel", "graph_kernel_flags", "aoe_tune_mode")
 
 
 def _check_type(value: Any, expected: type, where: str) -> Any:
@@ -294,6 +316,24 @@ def _check_type(value: Any, expected: type, where: str) -> Any:
     return value
 
 
+def _migrate(data: dict) -> dict:
+    """Older layouts read as the current one: compiler switches under ``parallel`` move to ``compile``; a file
+    without a ``train`` section (a checkpoint folder's) gets a training length its model can hold."""
+    data = dict(data)
+    parallel = data.get("parallel")
+    if isinstance(parallel, dict) and any(k in parallel for k in _MOVED_TO_COMPILE):
+        compile_ = dict(data.get("compile") or {})
+        for key in _MOVED_TO_COMPILE:
+            if key in parallel:
+                compile_.setdefault(key, parallel[key])
+        data["parallel"] = {k: v for k, v in parallel.items() if k not in _MOVED_TO_COMPILE}
+        data["compile"] = compile_
+    model = data.get("model")
+    if "train" not in data and isinstance(model, dict) and isinstance(model.get("max_position_embeddings"), int):
+        data["train"] = {"seq_len": min(TrainConfig.seq_len, model["max_position_embeddings"])}
+    return data
+
+
 def config_from_dict(data: Any, source: str = "<dict>") -> Config:
     """Build a validated Config from nested dicts; errors name ``source`` (if not empty) and the offending key."""
     try:
@@ -311,6 +351,7 @@ def _config_from_dict(data: Any, source: str) -> Config:
     unknown = sorted(set(data) - set(_SECTIONS))
     if unknown:
         raise ConfigError(f"{source}: unknown section(s) {', '.join(unknown)}; known: {', '.join(_SECTIONS)}")
+    data = _migrate(data)
     sections = {}
     for name, cls in _SECTIONS.items():
         values = data.get(name) or {}
@@ -382,9 +423,7 @@ def apply_overrides(cfg: Config, overrides: list[str], source: str = "--set") ->
         if not sep or not dot or not name:
             raise ConfigError(f"{source} {item!r}: expected section.key=value, e.g. train.lr=3e-4")
         sections.setdefault(section, {})[name] = yaml.safe_load(raw)
-    merged = cfg.to_dict()
-    for section, values in sections.items():
-        if section not in merged:
-            raise ConfigError(f"{source}: unknown config section {section!r}; known: {', '.join(merged)}")
-        merged[section].update(values)
-    return config_from_dict(merged, source=source)
+    try:
+        return cfg.replace(**sections)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: {e}") from None

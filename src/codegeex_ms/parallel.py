@@ -49,8 +49,8 @@ def simulated() -> bool:
 
 
 def apply_compiler_options(p, device: str) -> None:
-    """Graph-kernel fusion (Ascend/GPU) and AOE operator tuning (Ascend) from the parallel config; on other
-    devices the switches are inert, like the shard strategies."""
+    """Graph-kernel fusion (Ascend/GPU) and AOE operator tuning (Ascend) from the config's ``compile`` section;
+    on other devices the switches are inert, like the shard strategies."""
     import mindspore as ms
     if p.graph_kernel and device in ("Ascend", "GPU"):
         ms.set_context(enable_graph_kernel=True, graph_kernel_flags=p.graph_kernel_flags)
@@ -107,7 +107,7 @@ def init_distributed(cfg: Config, run_dir=None) -> RankLayout:
     p = cfg.parallel
     check_layout(cfg, world)
     device = ms.get_context("device_target")
-    apply_compiler_options(p, device)
+    apply_compiler_options(cfg.compile, device)
     if world > 1 and needs_semi_auto(cfg):
         if device != "Ascend":
             raise ConfigError(f"parallel.model_parallel = {p.model_parallel}, pipeline_stages = {p.pipeline_stages}, "

@@ -157,8 +157,9 @@ def merge(sharded: str | os.PathLike, out: str | os.PathLike, log=print) -> Path
         shapes = parameter_shapes(single.model)
         _check_merged(merged, shapes, sharded)
         weights = {name: merged[name].asnumpy() for name in shapes}
+        # a run checkpoint (train.py --resume continues it): the whole config, with the one-device layout
         checkpoint.write_folder(tmp, single, [(n, a.shape, a.dtype) for n, a in weights.items()],
-                                weights.__getitem__, tokenizer=None)
+                                weights.__getitem__, tokenizer=None, network_only=False)
         state = [{"name": n, "data": t} for n, t in merged.items() if n not in shapes]
         ms.save_checkpoint(state, str(tmp / OPTIMIZER_FILE))
         shutil.rmtree(work)

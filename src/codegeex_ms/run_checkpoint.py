@@ -45,7 +45,7 @@ def save_run_checkpoint(run_dir: Path, model: CodeGeeX, step: TrainStep, state: 
     final = root / f"step-{state['step']:08d}"
     tmp = root / (final.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    checkpoint.save(model, tmp, tokenizer=tokenizer)
+    checkpoint.save(model, tmp, tokenizer=tokenizer, network_only=False)
     ms.save_checkpoint([{"name": p.name, "data": p} for p in step.state_parameters()], str(tmp / OPTIMIZER_FILE))
     (tmp / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
     return _finish_checkpoint(tmp, final, keep)
