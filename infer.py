@@ -48,8 +48,9 @@ def parse_args(argv=None):
                      help="override the checkpoint's compute dtype (bfloat16 only on Ascend)")
     src.add_argument("--int8-activations", action="store_true",
                      help="int8 checkpoint on a CPU with AVX-512 VNNI: quantise the Linears' inputs per row too and "
-                          "multiply in integers (faster; approximate, as torch's quantize_dynamic; elsewhere a "
-                          "warning and weight-only int8)")
+                          "multiply in integers (approximate, as torch's quantize_dynamic; not faster where decoding "
+                          "is bound by memory bandwidth, see bench/README.md; without VNNI a warning and weight-only "
+                          "int8)")
     src.add_argument("--device", choices=("CPU", "GPU", "Ascend"),
                      help="MindSpore device (default: MindSpore's choice)")
     src.add_argument("--pynative", action="store_true",

@@ -57,7 +57,8 @@ def parse_args(argv=None):
                         "no longer than the requests need is faster")
     p.add_argument("--int8-activations", action="store_true",
                    help="--checkpoint with int8 weights on a CPU with AVX-512 VNNI: quantise the Linears' inputs per "
-                        "row too and multiply in integers (faster; approximate, as torch's quantize_dynamic)")
+                        "row too and multiply in integers (approximate, as torch's quantize_dynamic; not faster where "
+                        "decoding is bound by memory bandwidth, see bench/README.md)")
     p.add_argument("--model-name", help="name reported by /v1/models (default: the folder name)")
     p.add_argument("--device", choices=("CPU", "GPU", "Ascend"), help="MindSpore device (default: its choice)")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"),

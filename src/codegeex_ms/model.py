@@ -75,7 +75,8 @@ class Linear(nn.Cell):
     applied to the matmul's output. Both equal ``x @ (W_int8 * scale)ᵀ``. The kernel also adds the bias and, with
     ``fuse_gelu``, applies the fast GELU (``applies_gelu`` tells the caller): every op saved is about 20 us of
     MindSpore's CPU runtime per decode step and layer. With ``precision.activation_quant = "int8"`` the kernel
-    quantises x per row too and multiplies in integers (AVX-512 VNNI): faster, no longer exact.
+    quantises x per row too and multiplies in integers (AVX-512 VNNI): no longer exact, and not faster where the
+    weights stream from memory.
     """
 
     def __init__(self, in_features: int, out_features: int, cfg: Config, split: str, quantized: bool = False,

@@ -280,6 +280,30 @@ float quantize_row(const float *x, int64_t K, int8_t *q) {
   return amax / 127.0f;
 }
 
+// the same with AVX-512, writing u = q + 128 (vpdpbusd's unsigned operand) directly: the conversion rounds to
+// nearest even under the default MXCSR, as nearbyint does, so both paths quantise identically
+__attribute__((target("avx512f,avx512bw,avx512vnni")))
+float quantize_row_offset_vnni(const float *x, int64_t K, uint8_t *u) {
+  __m512 vmax = _mm512_setzero_ps();
+  int64_t k = 0;
+  for (; k + 16 <= K; k += 16) vmax = _mm512_max_ps(vmax, _mm512_abs_ps(_mm512_loadu_ps(x + k)));
+  float amax = _mm512_reduce_max_ps(vmax);
+  for (; k < K; ++k) amax = std::max(amax, std::fabs(x[k]));
+  if (amax == 0.0f) {
+    std::memset(u, 128, K);
+    return 0.0f;
+  }
+  const float inv = 127.0f / amax;
+  const __m512 vinv = _mm512_set1_ps(inv);
+  const __m512i offset = _mm512_set1_epi32(128);
+  for (k = 0; k + 16 <= K; k += 16) {
+    __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + k), vinv)), offset);
+    _mm_storeu_si128(reinterpret_cast<__m128i *>(u + k), _mm512_cvtepi32_epi8(q));
+  }
+  for (; k < K; ++k) u[k] = static_cast<uint8_t>(static_cast<int>(std::nearbyint(x[k] * inv)) + 128);
+  return amax / 127.0f;
+}
+
 void w8a8_portable(const int8_t *q, const float *sx, const int8_t *w, const float *scale, float *y, int64_t M,
                    int64_t N, int64_t K, int64_t n_begin, int64_t n_end) {
   for (int64_t m = 0; m < M; ++m)
@@ -297,24 +321,41 @@ void w8a8_portable(const int8_t *q, const float *sx, const int8_t *w, const floa
 template <int MR>
 __attribute__((target("avx512f,avx512bw,avx512vnni")))
 void w8a8_dots_vnni(const uint8_t *u, const int8_t *wn, int64_t K, int32_t *out) {
-  __m512i acc[MR], wsum = _mm512_setzero_si512();
+  // four independent accumulators per row (256 weight bytes per step): a single vpdpbusd chain is latency-bound
+  // and keeps too few loads in flight to stream weights at the memory's rate
+  constexpr int U = 4;
+  __m512i acc[MR][U], wsum[U];
   const __m512i ones = _mm512_set1_epi8(1);
-  for (int i = 0; i < MR; ++i) acc[i] = _mm512_setzero_si512();
+  for (int j = 0; j < U; ++j) {
+    wsum[j] = _mm512_setzero_si512();
+    for (int i = 0; i < MR; ++i) acc[i][j] = _mm512_setzero_si512();
+  }
   int64_t k = 0;
+  for (; k + 64 * U <= K; k += 64 * U)
+    for (int j = 0; j < U; ++j) {
+      __m512i wv = _mm512_loadu_si512(wn + k + 64 * j);
+      wsum[j] = _mm512_dpbusd_epi32(wsum[j], ones, wv);
+      for (int i = 0; i < MR; ++i)
+        acc[i][j] = _mm512_dpbusd_epi32(acc[i][j], _mm512_loadu_si512(u + i * K + k + 64 * j), wv);
+    }
   for (; k + 64 <= K; k += 64) {
     __m512i wv = _mm512_loadu_si512(wn + k);
-    wsum = _mm512_dpbusd_epi32(wsum, ones, wv);
-    for (int i = 0; i < MR; ++i) acc[i] = _mm512_dpbusd_epi32(acc[i], _mm512_loadu_si512(u + i * K + k), wv);
+    wsum[0] = _mm512_dpbusd_epi32(wsum[0], ones, wv);
+    for (int i = 0; i < MR; ++i) acc[i][0] = _mm512_dpbusd_epi32(acc[i][0], _mm512_loadu_si512(u + i * K + k), wv);
   }
   if (k < K) {
     __mmask64 tail = _cvtu64_mask64((~0ULL) >> (64 - (K - k)));
     __m512i wv = _mm512_maskz_loadu_epi8(tail, wn + k);
-    wsum = _mm512_dpbusd_epi32(wsum, ones, wv);
+    wsum[0] = _mm512_dpbusd_epi32(wsum[0], ones, wv);
     for (int i = 0; i < MR; ++i)
-      acc[i] = _mm512_dpbusd_epi32(acc[i], _mm512_maskz_loadu_epi8(tail, u + i * K + k), wv);
+      acc[i][0] = _mm512_dpbusd_epi32(acc[i][0], _mm512_maskz_loadu_epi8(tail, u + i * K + k), wv);
   }
-  const int32_t correction = 128 * _mm512_reduce_add_epi32(wsum);
-  for (int i = 0; i < MR; ++i) out[i] = _mm512_reduce_add_epi32(acc[i]) - correction;
+  __m512i ws = _mm512_add_epi32(_mm512_add_epi32(wsum[0], wsum[1]), _mm512_add_epi32(wsum[2], wsum[3]));
+  const int32_t correction = 128 * _mm512_reduce_add_epi32(ws);
+  for (int i = 0; i < MR; ++i) {
+    __m512i a = _mm512_add_epi32(_mm512_add_epi32(acc[i][0], acc[i][1]), _mm512_add_epi32(acc[i][2], acc[i][3]));
+    out[i] = _mm512_reduce_add_epi32(a) - correction;
+  }
 }
 
 __attribute__((target("avx512f,avx512bw,avx512vnni")))
@@ -475,9 +516,10 @@ void run_w8a8(Path path, const float *x, const int8_t *w, const float *scale, co
   thread_local std::vector<float> sx;
   q.resize(M * K);
   sx.resize(M);
-  for (int64_t m = 0; m < M; ++m) sx[m] = quantize_row(x + m * K, K, q.data() + m * K);
-  if (path == Path::vnni)  // stored as q + 128 for vpdpbusd's unsigned operand
-    for (auto &v : q) v = static_cast<int8_t>(static_cast<uint8_t>(v) ^ 0x80);
+  for (int64_t m = 0; m < M; ++m)
+    sx[m] = path == Path::vnni  // stored as q + 128 for vpdpbusd's unsigned operand
+                ? quantize_row_offset_vnni(x + m * K, K, reinterpret_cast<uint8_t *>(q.data() + m * K))
+                : quantize_row(x + m * K, K, q.data() + m * K);
   const int8_t *qd = q.data();
   const float *sd = sx.data();
   auto rows = [=](int64_t begin, int64_t end) {
