@@ -132,6 +132,21 @@ def test_threads_give_the_same_result(ms_context):
     assert outs[0] == outs[1]
 
 
+def same_random_int8_weights(a, b, rng):
+    """The same random values in two int8 models: int8 weights, small row scales, small floats elsewhere."""
+    import mindspore as ms
+    from mindspore import Tensor
+    for p_a, p_b in zip(a.get_parameters(), b.get_parameters()):
+        if p_a.dtype == ms.int8:
+            value = rng.integers(-127, 128, p_a.shape).astype(np.int8)
+        elif p_a.name.endswith("weight_scale"):
+            value = (rng.random(p_a.shape) * 0.002).astype(np.float32)
+        else:
+            value = (rng.standard_normal(p_a.shape) * 0.02).astype(np.float32)
+        p_a.set_data(Tensor(value))
+        p_b.set_data(Tensor(value))
+
+
 def test_quantized_model_same_logits_and_greedy_tokens_with_and_without_kernels(tiny_config, ms_context):
     """The int8 model with the kernel equals the int8 model on MindSpore's cast-then-matmul path."""
     import mindspore as ms
@@ -145,15 +160,7 @@ def test_quantized_model_same_logits_and_greedy_tokens_with_and_without_kernels(
     assert fast.layers[0].attention.query.int8_kernel is not None
     assert plain.layers[0].attention.query.int8_kernel is None
     rng = np.random.default_rng(0)
-    for p_fast, p_plain in zip(fast.get_parameters(), plain.get_parameters()):
-        if p_fast.dtype == ms.int8:
-            value = rng.integers(-127, 128, p_fast.shape).astype(np.int8)
-        elif p_fast.name.endswith("weight_scale"):
-            value = (rng.random(p_fast.shape) * 0.002).astype(np.float32)
-        else:
-            value = (rng.standard_normal(p_fast.shape) * 0.02).astype(np.float32)
-        p_fast.set_data(Tensor(value))
-        p_plain.set_data(Tensor(value))
+    same_random_int8_weights(fast, plain, rng)
     fast.set_train(False)
     plain.set_train(False)
     ids = Tensor(rng.integers(0, 50000, (2, 24)).astype(np.int32))
@@ -176,15 +183,7 @@ def test_int8_activations_model_stays_close_to_weight_only(tiny_config, ms_conte
     assert "w8a8" in str(approx.layers[0].attention.query.int8_kernel.func)
     assert "w8a8" not in str(exact.layers[0].attention.query.int8_kernel.func)
     rng = np.random.default_rng(0)
-    for p_exact, p_approx in zip(exact.get_parameters(), approx.get_parameters()):
-        if p_exact.dtype == ms.int8:
-            value = rng.integers(-127, 128, p_exact.shape).astype(np.int8)
-        elif p_exact.name.endswith("weight_scale"):
-            value = (rng.random(p_exact.shape) * 0.002).astype(np.float32)
-        else:
-            value = (rng.standard_normal(p_exact.shape) * 0.02).astype(np.float32)
-        p_exact.set_data(Tensor(value))
-        p_approx.set_data(Tensor(value))
+    same_random_int8_weights(exact, approx, rng)
     exact.set_train(False)
     approx.set_train(False)
     ids = Tensor(rng.integers(0, 50000, (2, 24)).astype(np.int32))

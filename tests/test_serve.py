@@ -2,11 +2,7 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -14,39 +10,17 @@ from pathlib import Path
 import pytest
 
 httpx = pytest.importorskip("httpx")
+from serving_process import start_serve  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 KEY = "test-secret"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tiny_checkpoint, tmp_path_factory):
-    port = _free_port()
     log = tmp_path_factory.mktemp("serve") / "server.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, str(REPO / "serve.py"), "--checkpoint", str(tiny_checkpoint),
-                                 "--port", str(port), "--batch-size", "4", "--max-new-tokens", "32",
-                                 "--max-prompt-tokens", "100", "--api-key", KEY, "--log-level", "warning",
-                                 "--cors-origin", "http://editor.test"],
-                                stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ, LOG_MF_PATH=str(log.parent)))
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None, log.read_text()
-        time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("server did not start:\n" + log.read_text())
+    url, proc = start_serve(["--checkpoint", str(tiny_checkpoint), "--batch-size", "4", "--max-new-tokens", "32",
+                             "--max-prompt-tokens", "100", "--api-key", KEY, "--log-level", "warning",
+                             "--cors-origin", "http://editor.test"], log)
     yield url, proc, log
     if proc.poll() is None:
         proc.kill()

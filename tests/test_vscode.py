@@ -10,16 +10,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
 import pytest
 
 httpx = pytest.importorskip("httpx")
+from serving_process import start_serve  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
 EXTENSION = REPO / "extensions" / "vscode"
 KEY = "editor-secret"
@@ -74,35 +73,12 @@ def test_unit_tests_with_vscode_mocked(built):
     assert passed(npm("test:unit")) >= 15
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """serve.py with the embedded model, an API key, and CORS open for VS Code for the web."""
-    port = _free_port()
     log = tmp_path_factory.mktemp("serve") / "server.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, str(REPO / "serve.py"), "--port", str(port), "--api-key", KEY,
-                                 "--cors-origin", "*", "--max-new-tokens", "128", "--max-prompt-tokens", "512",
-                                 "--log-level", "warning"],
-                                stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ, LOG_MF_PATH=str(log.parent)))
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        assert proc.poll() is None, log.read_text()
-        time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("server did not start:\n" + log.read_text())
+    url, proc = start_serve(["--api-key", KEY, "--cors-origin", "*", "--max-new-tokens", "128",
+                             "--max-prompt-tokens", "512", "--log-level", "warning"], log)
     yield {"SERVER_URL": url, "SERVER_KEY": KEY}
     proc.kill()
     proc.wait()

@@ -488,6 +488,21 @@ void epilogue(float *y, int64_t M, int64_t N, int64_t n_begin, int64_t n_end, co
   }
 }
 
+// rows(begin, end) computes output columns [begin, end) for every row of x. One row of x (batch-1 decoding) reads
+// each weight once and is bound by memory bandwidth: one thread, no hand-over cost (measured: a second core reading
+// half the weights lowers the rate); with several rows the work is arithmetic and is split over the pool, in
+// multiples of NR weight rows
+template <typename Rows>
+void split_rows(int64_t M, int64_t N, const Rows &rows) {
+  int parts = M > 1 && kernel_threads() > 1 ? pool().size() : 1;
+  if (parts == 1 || N < 64 * parts) {
+    rows(0, N);
+    return;
+  }
+  int64_t per = (N / parts + NR - 1) / NR * NR;
+  pool().run([&](int part) { rows(std::min(N, part * per), part == parts - 1 ? N : std::min(N, (part + 1) * per)); });
+}
+
 template <typename W>
 void run(Path path, const float *x, const W *w, const float *scale, const float *bias, bool gelu, float *y, int64_t M,
          int64_t N, int64_t K) {
@@ -497,15 +512,7 @@ void run(Path path, const float *x, const W *w, const float *scale, const float 
     else rows_portable<W>(x, w, scale, y, M, N, K, begin, end);
     if (bias || gelu) epilogue(y, M, N, begin, end, bias, gelu);
   };
-  // one row of x (batch-1 decoding) reads each weight once and is bound by memory bandwidth: one thread, no
-  // hand-over cost; with several rows the work is arithmetic and is split over the pool
-  int parts = M > 1 && kernel_threads() > 1 ? pool().size() : 1;
-  if (parts == 1 || N < 64 * parts) {
-    rows(0, N);
-    return;
-  }
-  int64_t per = (N / parts + NR - 1) / NR * NR;
-  pool().run([&](int part) { rows(std::min(N, part * per), part == parts - 1 ? N : std::min(N, (part + 1) * per)); });
+  split_rows(M, N, rows);
 }
 
 // w8a8: quantise every row of x once (into a buffer reused between calls of this thread), then split the weight
@@ -527,13 +534,7 @@ void run_w8a8(Path path, const float *x, const int8_t *w, const float *scale, co
     else w8a8_portable(qd, sd, w, scale, y, M, N, K, begin, end);
     if (bias || gelu) epilogue(y, M, N, begin, end, bias, gelu);
   };
-  int parts = M > 1 && kernel_threads() > 1 ? pool().size() : 1;
-  if (parts == 1 || N < 64 * parts) {
-    rows(0, N);
-    return;
-  }
-  int64_t per = (N / parts + NR - 1) / NR * NR;
-  pool().run([&](int part) { rows(std::min(N, part * per), part == parts - 1 ? N : std::min(N, (part + 1) * per)); });
+  split_rows(M, N, rows);
 }
 
 // params: inputs then the output. int8: x [M, K], w [N, K], scale [N], optional bias [N], y [M, N]; f32: x, w,
