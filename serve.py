@@ -12,8 +12,9 @@ seed, language), GET /v1/models, GET /health, and the CodeGeeX extension's POST 
 ({prompt, n, lang, temperature, top_p, top_k} -> {status: 0, result: {output: {code: [...]}, process_time}}) and
 POST /multilingual_code_translate ({prompt, src_lang, dst_lang, ...}) and /multilingual_code_explain ({prompt, lang,
 ...}: the code commented line by line), POST /v1/prompt ({task, code, language, src_lang, dst_lang} -> {prompt,
-language, stop}: the prompt the server would build). With --api-key (or CODEGEEX_API_KEY) every endpoint but
-/health and the page at / needs `Authorization: Bearer KEY` (the CodeGeeX endpoints also accept the body's apikey).
+language, stop, lead}: the prompt the server would build, and what it already wrote of the answer). With --api-key
+(or CODEGEEX_API_KEY) every endpoint but /health and the page at / needs `Authorization: Bearer KEY` (the CodeGeeX
+endpoints also accept the body's apikey).
 Requests are decoded together up to --batch-size rows; SIGTERM/SIGINT finish in-flight requests, then exit.
 """
 from __future__ import annotations

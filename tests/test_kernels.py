@@ -132,10 +132,12 @@ def test_threads_give_the_same_result(ms_context):
     assert outs[0] == outs[1]
 
 
-def same_random_int8_weights(a, b, rng):
-    """The same random values in two int8 models: int8 weights, small row scales, small floats elsewhere."""
+def logits_with_same_random_int8_weights(a, b):
+    """Both int8 models given the same random values (int8 weights, small row scales, small floats elsewhere) and
+    run on the same random ids in inference mode: their logits."""
     import mindspore as ms
     from mindspore import Tensor
+    rng = np.random.default_rng(0)
     for p_a, p_b in zip(a.get_parameters(), b.get_parameters()):
         if p_a.dtype == ms.int8:
             value = rng.integers(-127, 128, p_a.shape).astype(np.int8)
@@ -145,12 +147,15 @@ def same_random_int8_weights(a, b, rng):
             value = (rng.standard_normal(p_a.shape) * 0.02).astype(np.float32)
         p_a.set_data(Tensor(value))
         p_b.set_data(Tensor(value))
+    a.set_train(False)
+    b.set_train(False)
+    ids = Tensor(rng.integers(0, 50000, (2, 24)).astype(np.int32))
+    return a(ids).asnumpy(), b(ids).asnumpy()
 
 
 def test_quantized_model_same_logits_and_greedy_tokens_with_and_without_kernels(tiny_config, ms_context):
     """The int8 model with the kernel equals the int8 model on MindSpore's cast-then-matmul path."""
     import mindspore as ms
-    from mindspore import Tensor
     from codegeex_ms.model import CodeGeeX
     cfg = tiny_config.replace(precision={"weight_quant": "int8"})
     ms.set_seed(3)
@@ -159,12 +164,7 @@ def test_quantized_model_same_logits_and_greedy_tokens_with_and_without_kernels(
         plain = CodeGeeX(cfg)
     assert fast.layers[0].attention.query.int8_kernel is not None
     assert plain.layers[0].attention.query.int8_kernel is None
-    rng = np.random.default_rng(0)
-    same_random_int8_weights(fast, plain, rng)
-    fast.set_train(False)
-    plain.set_train(False)
-    ids = Tensor(rng.integers(0, 50000, (2, 24)).astype(np.int32))
-    a, b = fast(ids).asnumpy(), plain(ids).asnumpy()
+    a, b = logits_with_same_random_int8_weights(fast, plain)
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
     assert (a.argmax(-1) == b.argmax(-1)).all()
 
@@ -174,7 +174,6 @@ def test_int8_activations_model_stays_close_to_weight_only(tiny_config, ms_conte
     """precision.activation_quant = int8 swaps every int8 Linear's kernel for the VNNI one (not the head's); the
     logits move by the activations' rounding only: a small share of their own spread."""
     import mindspore as ms
-    from mindspore import Tensor
     from codegeex_ms.model import CodeGeeX
     cfg = tiny_config.replace(precision={"weight_quant": "int8"})
     ms.set_seed(3)
@@ -182,12 +181,7 @@ def test_int8_activations_model_stays_close_to_weight_only(tiny_config, ms_conte
     approx = CodeGeeX(cfg.replace(precision={"activation_quant": "int8"}))
     assert "w8a8" in str(approx.layers[0].attention.query.int8_kernel.func)
     assert "w8a8" not in str(exact.layers[0].attention.query.int8_kernel.func)
-    rng = np.random.default_rng(0)
-    same_random_int8_weights(exact, approx, rng)
-    exact.set_train(False)
-    approx.set_train(False)
-    ids = Tensor(rng.integers(0, 50000, (2, 24)).astype(np.int32))
-    a, b = exact(ids).asnumpy(), approx(ids).asnumpy()
+    a, b = logits_with_same_random_int8_weights(exact, approx)
     assert not np.array_equal(a, b)                                   # it is a different computation
     assert np.abs(a - b).max() < 0.05 * a.std(), (np.abs(a - b).max(), a.std())      # measured: 2%
 

@@ -20,6 +20,7 @@ def test_translate_and_explain():
     assert built == prompts.Prompt("code translation\nPython:\nx = 1\nJavaScript:\n", "JavaScript")
     explain = prompts.build("explain", "int x;", "cpp")
     assert explain.text.endswith("// Explain the code line by line\n// ") and explain.stop == ("\n\n",)
+    assert explain.lead == "// "
     assert explain.language is None
 
 

@@ -168,11 +168,12 @@ def test_prompt_endpoint_and_explain_follow_the_cli_policy(server):
     with client(url) as c:
         r = c.post("/v1/prompt", json={"task": "complete", "code": "def f(x):", "language": "py"})
         # an editor's prefix ends at the cursor: no newline added (infer.py adds one for a typed line)
-        assert r.json() == {"prompt": "# language: Python\ndef f(x):", "language": "Python", "stop": []}
+        assert r.json() == {"prompt": "# language: Python\ndef f(x):", "language": "Python", "stop": [], "lead": ""}
         assert c.post("/v1/prompt", json={"task": "complete", "code": "", "language": "shellscript"}).json()[
             "prompt"] == "# language: Shell\n"
         explain = c.post("/v1/prompt", json={"task": "explain", "code": "x = 1", "language": "python"}).json()
-        assert explain == {"prompt": prompts.explain("x = 1", "python"), "language": None, "stop": ["\n\n"]}
+        assert explain == {"prompt": prompts.explain("x = 1", "python"), "language": None, "stop": ["\n\n"],
+                           "lead": "# "}
         translate = c.post("/v1/prompt", json={"task": "translate", "code": "x = 1", "src_lang": "python",
                                                "dst_lang": "cpp"}).json()
         assert translate["prompt"] == prompts.translate("x = 1", "python", "cpp") and translate["language"] == "C++"

@@ -31,7 +31,6 @@ class InferenceModel:
     context: int            # tokens the model's positions (or the exported graph's cache) hold
     model: object = None    # a checkpoint's network: build a Generator with the batch and cache you need
     generator: object = None    # an exported graph's Generator (its batch size and cache are fixed)
-    export_meta: dict | None = None
 
 
 def load_for_inference(checkpoint: str | os.PathLike | None = None, mindir: str | os.PathLike | None = None,
@@ -49,7 +48,7 @@ def load_for_inference(checkpoint: str | os.PathLike | None = None, mindir: str 
         folder = Path(mindir)
         tok = load_tokenizer(folder, tokenizer)
         generator, meta = load_mindir_generator(folder, tok)
-        return InferenceModel(folder, tok, meta["max_len"], generator=generator, export_meta=meta)
+        return InferenceModel(folder, tok, meta["max_len"], generator=generator)
     from . import checkpoint as checkpoints
     folder = Path(checkpoint)
     tok = load_tokenizer(folder, tokenizer)

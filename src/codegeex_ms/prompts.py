@@ -69,6 +69,7 @@ class Prompt:
     text: str
     language: str | None        # canonical language of the answer: its stop rule and cleanup (None: no rule)
     stop: tuple[str, ...] = ()  # stop strings the task itself needs
+    lead: str = ""              # what the prompt already wrote of the answer (explain: the open comment)
 
 
 def build(task: str, code: str, language: str | None = None, src_language: str | None = None,
@@ -80,7 +81,8 @@ def build(task: str, code: str, language: str | None = None, src_language: str |
     start, and "def f(x):" would otherwise be judged on its own continuation. An editor's prefix ends at the
     cursor, mid-line, and must not get one (the server and the IDE endpoints leave it off).
     translate: the answer is in ``tgt_language`` and follows its stop rule.
-    explain: the answer is a commented copy of the code, which ends at the first blank line ("\n\n").
+    explain: the answer is a commented copy of the code, which ends at the first blank line ("\n\n"); the
+    prompt ends with its open first comment, which is the answer's ``lead``.
     """
     if task == "complete":
         if language is None:
@@ -96,5 +98,6 @@ def build(task: str, code: str, language: str | None = None, src_language: str |
     if task == "explain":
         if not language:
             raise ValueError("explanation needs the language of the code")
-        return Prompt(explain(code, language), None, ("\n\n",))
+        text = explain(code, language)
+        return Prompt(text, None, ("\n\n",), text[text.rfind("\n") + 1:])
     raise ValueError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")

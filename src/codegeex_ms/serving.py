@@ -352,7 +352,7 @@ def _page_and_info_routes(app: FastAPI, engine: Engine, api_key: str | None) -> 
     @app.post("/v1/prompt")
     async def prompt(body: PromptRequest):
         built = _prompt(body.task, body.code, body.language, body.src_lang, body.dst_lang)
-        return {"prompt": built.text, "language": built.language, "stop": list(built.stop)}
+        return {"prompt": built.text, "language": built.language, "stop": list(built.stop), "lead": built.lead}
 
     @app.get("/v1/models")
     async def models():
@@ -436,8 +436,8 @@ def _openai_routes(app: FastAPI, engine: Engine) -> None:
 
 def _codegeex_routes(app: FastAPI, engine: Engine) -> None:
     """The CodeGeeX extension's endpoints: generate, translate, explain."""
-    async def codegeex(body: CodeGeeXRequest, prompt: prompts.Prompt, request: Request, lead: str = ""):
-        """Answer a CodeGeeX endpoint; ``lead`` goes in front of every result."""
+    async def codegeex(body: CodeGeeXRequest, prompt: prompts.Prompt, request: Request):
+        """Answer a CodeGeeX endpoint; every result starts with the prompt's ``lead``."""
         max_tokens = body.max_tokens if body.max_tokens is not None else min(128, engine.limits.max_new_tokens)
         ids = engine.check(prompt.text, max_tokens, body.n)
         cfg = SamplingConfig(max_new_tokens=max_tokens, temperature=body.temperature, top_p=body.top_p,
@@ -446,7 +446,7 @@ def _codegeex_routes(app: FastAPI, engine: Engine) -> None:
         start = time.monotonic()
         result, _ = await _wait(engine, engine.submit(ids, cfg, body.n), request)
         return {"status": 0, "message": "success",
-                "result": {"output": {"code": [lead + text for text in result.completions]},
+                "result": {"output": {"code": [prompt.lead + text for text in result.completions]},
                            "process_time": round(time.monotonic() - start, 3)}}
 
     @app.post("/multilingual_code_generate")
@@ -460,9 +460,7 @@ def _codegeex_routes(app: FastAPI, engine: Engine) -> None:
 
     @app.post("/multilingual_code_explain")
     async def explanation(body: CodeGeeXRequest, request: Request):
-        # the prompt ends with an open comment the model continues: the answer starts with it
-        prompt = _prompt("explain", body.prompt, body.lang, lang_param="lang")
-        return await codegeex(body, prompt, request, lead=prompt.text[prompt.text.rfind("\n") + 1:])
+        return await codegeex(body, _prompt("explain", body.prompt, body.lang, lang_param="lang"), request)
 
 
 PLAYGROUND_HTML = resources.files(__package__).joinpath("playground.html").read_text(encoding="utf-8")

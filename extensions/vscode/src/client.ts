@@ -1,5 +1,6 @@
 // Talking to serve.py: OpenAI-style /v1/completions or the CodeGeeX extension's endpoints. No vscode import, so
 // the unit tests run it under Node with a fake fetch, and the same code runs in VS Code for the web.
+import {trimPrefix} from "./prompt";
 import {Api, Settings} from "./settings";
 
 export type ErrorKind = "unreachable" | "auth" | "refused" | "server" | "timeout";
@@ -50,9 +51,7 @@ export class Client {
     } catch (e) {
       // too long for the server's prompt or context limit: once more with the later half of the prefix
       if (e instanceof ServerError && e.kind === "refused" && tooLong(e) && prefix.length > 200) {
-        const half = prefix.slice(Math.floor(prefix.length / 2));
-        const lineStart = half.indexOf("\n");
-        return await this.completeOnce(lineStart >= 0 ? half.slice(lineStart + 1) : half, languageId, options, signal);
+        return await this.completeOnce(trimPrefix(prefix, Math.floor(prefix.length / 2)), languageId, options, signal);
       }
       throw e;
     }
@@ -97,12 +96,10 @@ export class Client {
 
   private async task(body: object, options: Options, signal?: AbortSignal): Promise<string> {
     const built = await this.call("POST", "/v1/prompt", body, signal) as {prompt: string; language: string | null;
-                                                                            stop: string[]};
-    const text = await this.openai(built.prompt, built.language, built.stop, options, signal);
-    // an explanation continues the open comment the prompt ends with: give it back its start, as the server's
-    // /multilingual_code_explain does
-    return (body as {task: string}).task === "explain" ? built.prompt.slice(built.prompt.lastIndexOf("\n") + 1) + text
-                                                       : text;
+                                                                            stop: string[]; lead: string};
+    // an explanation continues the open comment its prompt ends with: the server names it as the answer's lead,
+    // as its /multilingual_code_explain puts it in front
+    return built.lead + await this.openai(built.prompt, built.language, built.stop, options, signal);
   }
 
   private async openai(prompt: string, language: string | null, stop: string[], options: Options,

@@ -539,11 +539,15 @@ void run_w8a8(Path path, const float *x, const int8_t *w, const float *scale, co
 
 // params: inputs then the output. int8: x [M, K], w [N, K], scale [N], optional bias [N], y [M, N]; f32: x, w,
 // optional bias, y. Returns non-zero on a shape it cannot take.
+// x [M, K], w [N, K] int8, scale [N], optional bias [N] (then y)
+bool int8_shapes_ok(int nparam, const int *ndims, int64_t *const *shapes) {
+  return (nparam == 4 || nparam == 5) && ndims[0] == 2 && ndims[1] == 2 && ndims[2] == 1 &&
+         shapes[0][1] == shapes[1][1] && shapes[2][0] == shapes[1][0] &&
+         (nparam == 4 || (ndims[3] == 1 && shapes[3][0] == shapes[1][0]));
+}
+
 int linear_int8(Path path, bool gelu, int nparam, void **params, int *ndims, int64_t **shapes) {
-  if ((nparam != 4 && nparam != 5) || ndims[0] != 2 || ndims[1] != 2 || ndims[2] != 1 ||
-      shapes[0][1] != shapes[1][1] || shapes[2][0] != shapes[1][0] ||
-      (nparam == 5 && (ndims[3] != 1 || shapes[3][0] != shapes[1][0])))
-    return 1;
+  if (!int8_shapes_ok(nparam, ndims, shapes)) return 1;
   const float *bias = nparam == 5 ? static_cast<const float *>(params[3]) : nullptr;
   run<int8_t>(path, static_cast<const float *>(params[0]), static_cast<const int8_t *>(params[1]),
               static_cast<const float *>(params[2]), bias, gelu, static_cast<float *>(params[nparam - 1]),
@@ -552,10 +556,7 @@ int linear_int8(Path path, bool gelu, int nparam, void **params, int *ndims, int
 }
 
 int linear_w8a8(Path path, bool gelu, int nparam, void **params, int *ndims, int64_t **shapes) {
-  if ((nparam != 4 && nparam != 5) || ndims[0] != 2 || ndims[1] != 2 || ndims[2] != 1 ||
-      shapes[0][1] != shapes[1][1] || shapes[2][0] != shapes[1][0] ||
-      (nparam == 5 && (ndims[3] != 1 || shapes[3][0] != shapes[1][0])))
-    return 1;
+  if (!int8_shapes_ok(nparam, ndims, shapes)) return 1;
   if (path == Path::vnni && !has_vnni()) return 2;
   const float *bias = nparam == 5 ? static_cast<const float *>(params[3]) : nullptr;
   run_w8a8(path, static_cast<const float *>(params[0]), static_cast<const int8_t *>(params[1]),

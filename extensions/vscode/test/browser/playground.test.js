@@ -7,6 +7,12 @@ const {sharedServer} = require("../serve_py");
 
 const {url, key} = sharedServer();
 
+// until the page says the run is done or shows an error
+function finished(page) {
+  return page.waitForFunction(() => document.getElementById("stats").textContent.startsWith("done")
+                                    || document.getElementById("error").textContent.length > 0, null, {timeout: 120000});
+}
+
 test("the playground completes, translates and shows the server's errors", async () => {
   const browser = await launch();
   try {
@@ -29,8 +35,7 @@ test("the playground completes, translates and shows the server's errors", async
     await page.fill("#temperature", "0");
     await page.fill("#max_tokens", "48");
     await page.click("#run");
-    await page.waitForFunction(() => document.getElementById("stats").textContent.startsWith("done")
-                                     || document.getElementById("error").textContent.length > 0, null, {timeout: 120000});
+    await finished(page);
     assert.equal(await page.textContent("#error"), "");
     const output = await page.textContent("#output");
     assert.ok(output.startsWith("def fibonacci(n):\n") && output.length > "def fibonacci(n):\n".length, output);
@@ -46,8 +51,7 @@ test("the playground completes, translates and shows the server's errors", async
     await page.selectOption("#dst_lang", "C++");
     await page.fill("#code", "def add(a, b):\n    return a + b\n");
     await page.click("#run");
-    await page.waitForFunction(() => document.getElementById("stats").textContent.startsWith("done")
-                                     || document.getElementById("error").textContent.length > 0, null, {timeout: 120000});
+    await finished(page);
     assert.equal(await page.textContent("#error"), "");
 
     // a request the server refuses: its message, not a blank page

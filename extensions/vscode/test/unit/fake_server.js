@@ -19,9 +19,9 @@ function fakeServer(handler) {
 // serve.py's answers for the paths the client uses
 function servePy(request) {
   if (request.path === "/v1/prompt") {
-    if (request.body.task === "complete") return [200, {prompt: "# language: Python\n", language: "Python", stop: []}];
-    if (request.body.task === "explain") return [200, {prompt: "few-shot...\n# ", language: null, stop: ["\n\n"]}];
-    return [200, {prompt: "code translation\nPython:\nx\nC++:\n", language: "C++", stop: []}];
+    if (request.body.task === "complete") return [200, {prompt: "# language: Python\n", language: "Python", stop: [], lead: ""}];
+    if (request.body.task === "explain") return [200, {prompt: "few-shot...\n# ", language: null, stop: ["\n\n"], lead: "# "}];
+    return [200, {prompt: "code translation\nPython:\nx\nC++:\n", language: "C++", stop: [], lead: ""}];
   }
   if (request.path === "/v1/completions") return [200, {choices: [{text: "    return 1\n", index: 0}]}];
   if (request.path.startsWith("/multilingual")) return [200, {status: 0, result: {output: {code: ["X"]}}}];
