@@ -4,7 +4,9 @@
 
 Layouts: the 13B run's (dp 192 x mp 8 = 1,536 ranks, optimizer shard 16, gradient aggregation 4, fp16 compute
 with loss scale, recompute), compiled for rank 0 and for a rank in the middle of the data-parallel axis; and a
-pipeline variant (dp 96 x mp 8 x pp 2, 4 micro-batches of 4) for a rank of each stage. Each compile runs
+pipeline variant (dp 96 x mp 8 x pp 2, 4 micro-batches of 4) for a rank of each stage; and the int8 inference
+engine on one device (``--generate``: prefill and decode graphs, Ascend's WeightQuantBatchMatmul in every Linear
+and the head). Each compile runs
 ``python -m codegeex_ms.dryrun`` with ``--json``; this script prints one Markdown table (compile seconds, peak
 RSS of the compile on this machine, this rank's parameter and optimizer bytes, the memory estimate against
 32 GiB and its biggest item) and writes it next to the JSON reports. Compiled in MindSpore's DryRun; not run on
@@ -21,12 +23,14 @@ import time
 from pathlib import Path
 
 PIPELINE = ["parallel.data_parallel=96", "parallel.pipeline_stages=2", "parallel.micro_batches=4"]
-# name, world, rank, overrides
+INT8 = ["precision.weight_quant=int8", "precision.embedding_quant=int8", "precision.param_dtype=float16"]
+# name, world (None: the inference engine on one device, --generate), rank, overrides
 LAYOUTS = [
     ("13b dp192 x mp8, rank 0", 1536, 0, []),
     ("13b dp192 x mp8, rank 773 (dp index 96, mp index 5)", 1536, 773, []),
     ("13b dp96 x mp8 x pp2, rank 0 (stage 0)", 1536, 0, PIPELINE),
     ("13b dp96 x mp8 x pp2, rank 773 (stage 1)", 1536, 773, PIPELINE),
+    ("13b int8 inference (one device, fp16 compute, batch 1, KV cache 128; state = KV cache)", None, 0, INT8),
 ]
 
 
@@ -48,7 +52,8 @@ def main() -> int:
         slug = re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_")
         report = args.out / f"{slug}.json"
         command = ["/usr/bin/time", "-v", sys.executable, "-m", "codegeex_ms.dryrun", "--config", "codegeex_13b",
-                   "--world", str(world), "--rank", str(rank), "--out", str(args.out / slug), "--json", str(report)]
+                   "--out", str(args.out / slug), "--json", str(report)]
+        command += ["--generate"] if world is None else ["--world", str(world), "--rank", str(rank)]
         command += [x for o in overrides for x in ("--set", o)]
         print(f"compiling {name} ...", flush=True)
         start = time.perf_counter()

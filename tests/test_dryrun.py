@@ -207,3 +207,34 @@ def test_cli_prints_the_report_and_writes_json(standins, tmp_path):
     query = next(r for r in report["parameters"] if r["name"] == "layers.0.attention.query.weight")
     assert query["global_shape"] == [64, 64] and query["rank_shape"] == [32, 64] and query["bytes"] == 32 * 64 * 4
     assert Path(report["strategy_file"]).is_file()
+
+
+@pytest.mark.parametrize("compute, cells", [("float16", 19), ("bfloat16", 19), ("float32", 0)])
+def test_int8_generation_compiles_with_ascends_weight_quant_matmul(standins, tmp_path, compute, cells):
+    """The inference engine of an int8 checkpoint (6 Linears x 3 layers + the head with the int8 embedding) on
+    Ascend: WeightQuantBatchMatmul where the compute is float16/bfloat16 (the op takes no float32 activations), the
+    cast-then-matmul path with float32 compute. DryRun type- and shape-checks the op (a float32 scale with float16
+    activations, or a wrong inner dimension, fails the compile)."""
+    cfg = tiny("precision.weight_quant=int8", "precision.embedding_quant=int8", f"precision.compute_dtype={compute}",
+               "precision.param_dtype=float16" if compute != "bfloat16" else "precision.param_dtype=bfloat16")
+    report = dryrun.generation_report(dryrun.run(cfg, 1, 0, tmp_path, generation=(2, 128)), 32.0)
+    assert len(report["weight_quant_batch_matmul_cells"]) == cells
+    if cells:
+        assert report["weight_quant_batch_matmul_cells"][-1] == "head"
+    assert report["calls"] == [[2, 64], [2, 1]]
+    kv = next(r for r in report["parameters"] if r["name"] == "kv_cache.0.key")
+    assert kv["global_shape"] == [2, 4, 128, 16]
+    weights = {r["name"]: r for r in report["parameters"]}
+    assert weights["layers.0.mlp.dense_h_to_4h.weight"]["dtype"] == "Int8"
+
+
+def test_generate_cli_reports_one_device_and_refuses_a_world(standins, tmp_path):
+    argv = [sys.executable, "-m", "codegeex_ms.dryrun", "--config", "codegeex_tiny", "--generate",
+            "--set", "precision.weight_quant=int8", "--set", "precision.compute_dtype=float16"]
+    result = subprocess.run(argv + ["--json", str(tmp_path / "r.json")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "18 cells use WeightQuantBatchMatmul" in result.stdout and "fits" in result.stdout
+    refused = subprocess.run(argv + ["--world", "2"], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "--generate compiles the inference engine on one device" in refused.stderr
+    too_long = subprocess.run(argv + ["--cache", "4096"], capture_output=True, text=True, timeout=60)
+    assert too_long.returncode == 2 and "exceeds the model's 256 positions" in too_long.stderr

@@ -98,6 +98,45 @@ def compile_rank(cfg: Config, rank: int, world: int, out_dir: Path, save: bool =
             "parameters": rows}
 
 
+def compile_generation(cfg: Config, batch_size: int, cache: int) -> dict:
+    """Build the inference engine as infer.py does (``CachedCodeGeeX``: static KV cache, sampling in the graph) and
+    compile its prefill graph (one 64-token bucket) and its decode graph on one device; runs inside the DryRun
+    environment. With int8 weights and float16/bfloat16 compute the Linears and the head use Ascend's
+    ``WeightQuantBatchMatmul``; the report counts the cells that do."""
+    import numpy as np
+    import mindspore as ms
+    from mindspore import Tensor
+    from mindspore.nn.utils import no_init_parameters
+    from .generation import CachedCodeGeeX, prefill_bucket
+    from .model import CodeGeeX
+
+    ms.set_context(mode=ms.GRAPH_MODE)
+    ms.set_device("Ascend")
+    with no_init_parameters():              # a checkpoint would fill them; the compile needs shapes and dtypes only
+        model = CodeGeeX(cfg)
+    model.set_train(False)
+    cached = CachedCodeGeeX(model, batch_size, cache)
+    b = batch_size
+    sampling = (Tensor(np.zeros((b, cached.sampler.candidates), np.float32)), Tensor(np.ones(b, np.float32)),
+                Tensor(np.ones(b, np.int32)), Tensor(np.full(b, 2.0, np.float32)))
+    zeros = Tensor(np.zeros(b, np.int32))
+    calls = [(b, prefill_bucket(1, cache)), (b, 1)]
+    start = time.perf_counter()
+    for shape in calls:         # DryRun compiles each graph and returns a dummy instead of running it
+        cached(Tensor(np.full(shape, cfg.model.eod_token_id, np.int32)), zeros, zeros, *sampling)
+    seconds = time.perf_counter() - start
+    int8_cells = [name for name, cell in model.cells_and_names() if getattr(cell, "ascend_int8", None) is not None]
+    rows = [{"name": p.name, "kind": "weight" if not p.name.startswith("kv_cache.") else "kv cache",
+             "dtype": str(p.dtype), "global_shape": list(p.shape), "rank_shape": list(p.shape),
+             "bytes": math.prod(p.shape) * DTYPE_BYTES.get(str(p.dtype), 4), "held": True}
+            for p in cached.get_parameters()]
+    return {"rank": 0, "world": 1, "compile_s": round(seconds, 2),
+            "compiled": f"generation: prefill ({calls[0][1]}-token bucket) and decode graphs, batch {batch_size}, "
+                        f"KV cache {cache} positions",
+            "calls": calls, "weight_quant_batch_matmul_cells": int8_cells,
+            "parameters": rows}
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Analytic memory estimate for one rank
 
@@ -201,10 +240,12 @@ def check_layout(cfg: Config, world: int, rank: int) -> None:
     check_parallel_layout(cfg, world)
 
 
-def run(cfg: Config, world: int, rank: int, out_dir: Path, save: bool = False, timeout: float = 3600) -> dict:
+def run(cfg: Config, world: int, rank: int, out_dir: Path, save: bool = False, timeout: float = 3600,
+        generation: tuple[int, int] | None = None) -> dict:
     """Compile rank ``rank`` in a child process and return its report (raises RuntimeError with its log tail).
     ``save``: also write the rank's parameters and optimizer state (its slices of the initial values) to
-    ``out_dir/checkpoint/rank_R/checkpoint_R.ckpt``, the layout of a sharded run checkpoint."""
+    ``out_dir/checkpoint/rank_R/checkpoint_R.ckpt``, the layout of a sharded run checkpoint. ``generation``:
+    (batch size, KV cache positions): compile the inference engine on one device instead of a train step."""
     check_layout(cfg, world, rank)
     out_dir.mkdir(parents=True, exist_ok=True)
     config_file = out_dir / f"config_rank_{rank}.yaml"
@@ -213,6 +254,8 @@ def run(cfg: Config, world: int, rank: int, out_dir: Path, save: bool = False, t
     result_file.unlink(missing_ok=True)
     command = [sys.executable, "-m", "codegeex_ms.dryrun", "--child", str(config_file), "--world", str(world),
                "--rank", str(rank), "--out", str(out_dir)] + (["--save-checkpoint"] if save else [])
+    if generation is not None:
+        command += ["--generate", "--batch-size", str(generation[0]), "--cache", str(generation[1])]
     with tempfile.TemporaryDirectory() as work:          # MindSpore writes rank_0/ and kernel_meta/ into the cwd
         proc = subprocess.run(command, env=dryrun_environment(world, rank), cwd=work, capture_output=True,
                               text=True, timeout=timeout)
@@ -232,6 +275,34 @@ def report(cfg: Config, result: dict, device_memory_gib: float) -> dict:
                                 "device_bytes": budget, "fits": total <= budget},
             "rank_bytes": {kind: sum(r["bytes"] for r in result["parameters"] if r["kind"] == kind and r["held"])
                            for kind in ("weight", "state")}}
+
+
+def generation_report(result: dict, device_memory_gib: float) -> dict:
+    """The child's generation result plus device memory: weights and KV cache (activations of a decode step are
+    a few megabytes; the prefill's are the bucket's, small next to the weights)."""
+    items = [MemoryItem(f"{kind}s", sum(r["bytes"] for r in result["parameters"] if r["kind"] == kind))
+             for kind in ("weight", "kv cache")]
+    total, budget = sum(i.bytes for i in items), int(device_memory_gib * (1 << 30))
+    return {**result, "note": HONEST,
+            "memory_estimate": {"items": [{"name": i.name, "bytes": i.bytes} for i in items], "total_bytes": total,
+                                "device_bytes": budget, "fits": total <= budget},
+            "rank_bytes": {"weight": items[0].bytes, "state": items[1].bytes}}     # state: the KV cache
+
+
+def generation_summary(cfg: Config, rep: dict) -> str:
+    int8 = rep["weight_quant_batch_matmul_cells"]
+    mem = rep["memory_estimate"]
+    pr = cfg.precision
+    lines = [f"one device, {rep['compiled']}: {HONEST}, in {rep['compile_s']:.1f} s",
+             f"  precision: weights {pr.weight_quant if pr.weight_quant != 'none' else pr.param_dtype}, embedding "
+             f"{pr.embedding_quant if pr.embedding_quant != 'none' else pr.param_dtype}, compute {pr.compute_dtype}; "
+             f"{len(int8)} cells use WeightQuantBatchMatmul"
+             + (f" ({int8[0]}, ..., {int8[-1]})" if int8 else ""),
+             f"  memory estimate {_gib(mem['total_bytes'])} of {_gib(mem['device_bytes'])}: "
+             + ("fits" if mem["fits"] else "DOES NOT FIT")]
+    for item in mem["items"]:
+        lines.append(f"    {_gib(item['bytes']):>12}  {item['name']}")
+    return "\n".join(lines)
 
 
 def _gib(n: int) -> str:
@@ -263,8 +334,8 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--config", help="model config YAML or shipped name (codegeex_13b, codegeex_tiny, ...)")
-    p.add_argument("--world", type=positive_int, required=True,
-                   help="devices of the job (data x model x pipeline parallel)")
+    p.add_argument("--world", type=positive_int,
+                   help="devices of the job (data x model x pipeline parallel); not with --generate (one device)")
     p.add_argument("--rank", type=non_negative_int, default=0, help="the rank whose graph is compiled (default 0)")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override a config value, e.g. parallel.model_parallel=2 (repeatable)")
@@ -278,11 +349,22 @@ def main(argv=None) -> int:
                    help="also save the rank's slices of the initial weights and optimizer state to "
                         "OUT/checkpoint/rank_R/checkpoint_R.ckpt (merge all ranks' files with "
                         "python -m codegeex_ms.reshard merge)")
+    gen = p.add_argument_group("inference (--generate)")
+    gen.add_argument("--generate", action="store_true",
+                     help="compile the inference engine (KV-cached prefill and decode graphs, as infer.py runs "
+                          "them) on one device instead of a train step; with precision.weight_quant=int8 and "
+                          "float16/bfloat16 compute its Linears use Ascend's WeightQuantBatchMatmul")
+    gen.add_argument("--batch-size", type=positive_int, default=1, help="--generate: rows decoded together (default 1)")
+    gen.add_argument("--cache", type=positive_int, default=128,
+                     help="--generate: KV cache positions (default 128; at most the model's positions)")
     p.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.child:                              # inside the DryRun environment
         cfg = resolve_config(args.child)
-        result = compile_rank(cfg, args.rank, args.world, args.out, save=args.save_checkpoint)
+        if args.generate:
+            result = compile_generation(cfg, args.batch_size, args.cache)
+        else:
+            result = compile_rank(cfg, args.rank, args.world, args.out, save=args.save_checkpoint)
         (args.out / f"compile_rank_{args.rank}.json").write_text(json.dumps(result))
         return 0
     from .ascend_standins import StandinError
@@ -292,14 +374,31 @@ def main(argv=None) -> int:
         if args.device_memory_gib <= 0:
             raise ConfigError(f"--device-memory-gib must be > 0, got {args.device_memory_gib}")
         cfg = apply_overrides(resolve_config(args.config), args.set) if args.set else resolve_config(args.config)
+        if args.generate:
+            if args.world not in (None, 1) or args.rank or args.save_checkpoint:
+                raise ConfigError("--generate compiles the inference engine on one device: no --world, --rank "
+                                  "or --save-checkpoint")
+            if args.cache > cfg.model.max_position_embeddings:
+                raise ConfigError(f"--cache {args.cache} exceeds the model's {cfg.model.max_position_embeddings} "
+                                  "positions")
+            cfg = cfg.replace(parallel={"data_parallel": 1, "model_parallel": 1, "pipeline_stages": 1,
+                                        "micro_batches": 1, "optimizer_shard": False, "optimizer_shard_size": 0,
+                                        "recompute": False})
+            args.world = 1
+        elif args.world is None:
+            raise ConfigError("give --world (the devices of the job), or --generate for the inference engine")
         check_layout(cfg, args.world, args.rank)
         out = args.out or Path(tempfile.mkdtemp(prefix="codegeex-dryrun-"))
-        rep = report(cfg, run(cfg, args.world, args.rank, out, args.save_checkpoint, args.timeout),
-                     args.device_memory_gib)
+        if args.generate:
+            rep = generation_report(run(cfg, 1, 0, out, timeout=args.timeout,
+                                        generation=(args.batch_size, args.cache)), args.device_memory_gib)
+        else:
+            rep = report(cfg, run(cfg, args.world, args.rank, out, args.save_checkpoint, args.timeout),
+                         args.device_memory_gib)
     except (ConfigError, StandinError, RuntimeError, subprocess.TimeoutExpired) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(summary(cfg, rep))
+    print(generation_summary(cfg, rep) if args.generate else summary(cfg, rep))
     if args.json:
         from .fileio import atomic_write_text
         atomic_write_text(args.json, json.dumps(rep, indent=1))

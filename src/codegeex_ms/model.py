@@ -20,7 +20,7 @@ import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import Normal, One, Zero, initializer
 
-from .config import Config
+from .config import Config, ConfigError
 
 MS_DTYPES = {"float32": ms.float32, "float16": ms.float16, "bfloat16": ms.bfloat16}
 MASK_VALUE = -10000.0   # the original adds -10000 (not -inf) to blocked scores, so padded rows stay finite
@@ -76,7 +76,9 @@ class Linear(nn.Cell):
     ``fuse_gelu``, applies the fast GELU (``applies_gelu`` tells the caller): every op saved is about 20 us of
     MindSpore's CPU runtime per decode step and layer. With ``precision.activation_quant = "int8"`` the kernel
     quantises x per row too and multiplies in integers (AVX-512 VNNI): no longer exact, and not faster where the
-    weights stream from memory.
+    weights stream from memory. On Ascend with float16/bfloat16 compute MindSpore's ``WeightQuantBatchMatmul``
+    (int8 weight, per-output-channel antiquant scale, bias fused) reads the int8 weight directly; one device only
+    (its strategy is not given, so a model-parallel int8 layout is refused).
     """
 
     def __init__(self, in_features: int, out_features: int, cfg: Config, split: str, quantized: bool = False,
@@ -103,6 +105,7 @@ class Linear(nn.Cell):
                 self.int8_kernel = kernels.quantized_linear_op(cfg.precision.activation_quant == "int8", fuse_gelu)
         # with the kernel the bias (and, if asked, the fast GELU) are applied inside it: fewer ops per decode step
         self.applies_gelu = self.int8_kernel is not None and fuse_gelu
+        self.ascend_int8 = ascend_int8_matmul(cfg) if quantized else None
         self.matmul = ops.MatMul(transpose_b=True)
         self.add_bias = ops.Add()
         if split == "column":
@@ -120,12 +123,30 @@ class Linear(nn.Cell):
         if self.int8_kernel is not None:
             y = self.int8_kernel(cast(x, ms.float32), self.weight, self.weight_scale,
                                  cast(self.bias, ms.float32))                                # [b*s, out]
+        elif self.ascend_int8 is not None:
+            # MindSpore's infer wants the antiquant scale and the bias in x's dtype
+            y = self.ascend_int8(cast(x, self.compute_dtype), self.weight,
+                                 cast(self.weight_scale, self.compute_dtype), None, None, None,
+                                 cast(self.bias, self.compute_dtype))                         # [b*s, out]
         else:
             y = self.matmul(cast(x, self.compute_dtype), cast(self.weight, self.compute_dtype))
             if self.quantized:
                 y = y * cast(self.weight_scale, self.compute_dtype)               # per output row
             y = self.add_bias(y, cast(self.bias, self.compute_dtype))            # [b*s, out]
         return y.reshape(shape[:-1] + (self.out_features,))
+
+
+def ascend_int8_matmul(cfg: Config):
+    """MindSpore's Ascend weight-only int8 matmul (``WeightQuantBatchMatmul``, weight ``[out, in]`` transposed), when
+    the model is built for Ascend with float16/bfloat16 compute; else None (the CPU kernel or cast-then-matmul).
+    Raises ConfigError for a model-parallel layout: the op is used on one device."""
+    if ms.get_context("device_target") != "Ascend" or cfg.precision.compute_dtype == "float32":
+        return None
+    if cfg.parallel.model_parallel > 1:
+        raise ConfigError("int8 weights on Ascend run on one device (the 13B int8 model is 13 GB); set "
+                          f"parallel.model_parallel to 1, not {cfg.parallel.model_parallel}")
+    from mindspore.ops.auto_generate import WeightQuantBatchMatmul
+    return WeightQuantBatchMatmul(transpose_x=False, transpose_weight=True)
 
 
 class Embedding(nn.Cell):
@@ -292,10 +313,14 @@ class TiedHead(nn.Cell):
         if self.quantized and cfg.precision.compute_dtype == "float32":
             from . import kernels
             self.int8_kernel = kernels.int8_linear_op() if kernels.enabled() else None
+        self.ascend_int8 = ascend_int8_matmul(cfg) if self.quantized else None
 
     def construct(self, x, weight, scale=None):
         if self.int8_kernel is not None:
             return self.int8_kernel(cast(x, ms.float32), weight, scale)
+        if self.ascend_int8 is not None:
+            logits = self.ascend_int8(cast(x, self.compute_dtype), weight, cast(scale, self.compute_dtype))
+            return cast(logits, ms.float32)
         logits = self.matmul(cast(x, self.compute_dtype), cast(weight, self.compute_dtype))
         if self.quantized:
             logits = logits * cast(scale, self.compute_dtype)
