@@ -227,3 +227,73 @@ def test_int8_embedding_model_matches_the_dequantized_model(tiny_config, tmp_pat
         np.testing.assert_allclose(model(ids).asnumpy(), want, rtol=1e-5, atol=1e-5)
     fp32_bytes = (tmp_path / "fp32" / checkpoint.WEIGHTS_FILE).stat().st_size
     assert (tmp_path / "int8" / checkpoint.WEIGHTS_FILE).stat().st_size < 0.3 * fp32_bytes
+
+
+def random_weights(model, seed: int = 0):
+    import mindspore as ms
+    from mindspore import Tensor
+    rng = np.random.default_rng(seed)
+    for p in model.get_parameters():
+        if p.dtype == ms.int8:
+            value = rng.integers(-127, 128, p.shape).astype(np.int8)
+        elif p.name.endswith("weight_scale"):
+            value = (rng.random(p.shape) * 0.002).astype(np.float32)
+        else:
+            value = (rng.standard_normal(p.shape) * 0.05).astype(np.float32)
+        p.set_data(Tensor(value, p.dtype))
+    model.set_train(False)
+    return model
+
+
+def cached_logits(model, fused: bool, prompt: np.ndarray, lengths: np.ndarray, steps: int, max_len: int = 64):
+    """Prefill rows of different lengths, then greedy decode steps (each row at its own position): the logits of
+    every call [steps + 1, b, V] and the engine (its caches)."""
+    from mindspore import Tensor
+    from codegeex_ms.generation import CachedCodeGeeX
+    b = len(prompt)
+    engine = CachedCodeGeeX(model, b, max_len, return_logits=True, fused_decode=fused)
+    assert engine.fused_decode == fused
+
+    def ints(a):
+        return Tensor(np.asarray(a, np.int32))
+    sampling = (Tensor(np.zeros((b, engine.sampler.candidates), np.float32)), Tensor(np.ones(b, np.float32)),
+                ints(np.ones(b)), Tensor(np.full(b, 2.0, np.float32)))
+    out = [engine(ints(prompt), ints(np.zeros(b)), ints(lengths - 1), *sampling).asnumpy()]
+    for i in range(steps):
+        token = out[-1].argmax(-1).reshape(b, 1)
+        out.append(engine(ints(token), ints(lengths + i), ints(np.zeros(b)), *sampling).asnumpy())
+    return np.stack(out), engine
+
+
+@pytest.mark.parametrize("precision", [
+    {},                                                                     # float32 weights
+    {"weight_quant": "int8"},                                               # int8 Linears, float32 rest
+    {"weight_quant": "int8", "embedding_quant": "int8", "param_dtype": "float16"},   # quantize --dtype float16
+])
+def test_fused_decode_layer_equals_the_graph_path(tiny_config, ms_context, precision):
+    """Decode steps with each layer as one kernel (decode_layer.cc) against the graph path on the same weights:
+    three rows at different positions, six greedy steps; logits within float32 rounding, the same tokens, and the
+    keys and values the kernel writes into the caches in place equal the graph's scatter."""
+    from codegeex_ms.model import CodeGeeX
+    model = random_weights(CodeGeeX(tiny_config.replace(precision=precision)))
+    assert model.fused_decode
+    rng = np.random.default_rng(1)
+    prompt, lengths = rng.integers(0, 8000, (3, 8)).astype(np.int32), np.array([5, 7, 3], np.int32)
+    graph, graph_engine = cached_logits(model, False, prompt, lengths, steps=6)
+    fused, fused_engine = cached_logits(model, True, prompt, lengths, steps=6)
+    np.testing.assert_allclose(fused, graph, rtol=1e-5, atol=1e-6)
+    assert (fused.argmax(-1) == graph.argmax(-1)).all()
+    for a, b in zip(list(graph_engine.key_caches) + list(graph_engine.value_caches),
+                    list(fused_engine.key_caches) + list(fused_engine.value_caches)):
+        np.testing.assert_allclose(b.asnumpy(), a.asnumpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("precision", [{"activation_quant": "int8", "weight_quant": "int8"},
+                                       {"compute_dtype": "float16"}, {"param_dtype": "float16"}])
+def test_fused_decode_only_where_the_kernel_computes_the_same(tiny_config, ms_context, precision):
+    """int8 activations, float16 compute and float16 Linear weights keep the graph path (the kernel takes float32
+    activations and int8 or float32 weights); so does a model built with the kernels switched off."""
+    from codegeex_ms.model import CodeGeeX
+    assert not CodeGeeX(tiny_config.replace(precision=precision)).fused_decode
+    with kernels.disabled():
+        assert not CodeGeeX(tiny_config).fused_decode

@@ -83,7 +83,9 @@ class CachedCodeGeeX(nn.Cell):
     """
 
     def __init__(self, model: CodeGeeX, batch_size: int, max_len: int, candidates: int = DEFAULT_CANDIDATES,
-                 return_logits: bool = False):
+                 return_logits: bool = False, fused_decode: bool = True):
+        """``fused_decode``: decode steps run each layer as one CPU kernel where the model supports it
+        (``model.fused_decode``); False keeps them on the graph path (tests compare the two)."""
         super().__init__(auto_prefix=False)          # keep the model's parameter names unprefixed
         m = model.config.model
         if not 0 < max_len <= m.max_position_embeddings:
@@ -103,11 +105,17 @@ class CachedCodeGeeX(nn.Cell):
         self.rows = Tensor(np.arange(batch_size, dtype=np.int32).reshape(batch_size, 1, 1, 1))
         self.compute_dtype = dtype
         self.return_logits = return_logits
+        self.fused_decode = fused_decode and model.fused_decode
         self.sampler = Sampler(m.vocab_size, candidates)
 
     def construct(self, tokens, start, last_index, noise, temperature, top_k, top_p):
         # start and last_index: scalars, or one per row ([b]) so that rows hold different prompts
         b, s = tokens.shape
+        if self.fused_decode and s == 1:          # a decode step, each layer one CPU kernel
+            positions = ops.broadcast_to(start.reshape(-1), (b,))
+            x = self.model.decode_hidden_states(tokens, positions, self.key_caches, self.value_caches)   # [b, h]
+            logits = self.model.lm_head(x)
+            return logits if self.return_logits else self.sampler(logits, noise, temperature, top_k, top_p)
         positions = ops.broadcast_to(start.reshape(-1, 1), (b, 1)) + ops.arange(s, dtype=ms.int32).reshape(1, s)
         position_ids = positions                                                  # [b, s]
         allowed = (self.key_positions.reshape(1, 1, self.max_len) <= positions.reshape(b, s, 1)).astype(ms.float32)

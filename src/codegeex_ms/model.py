@@ -275,13 +275,26 @@ class MLP(nn.Cell):
         return self.dense_4h_to_h(h)
 
 
+def fused_decode_supported(cfg: Config) -> bool:
+    """Whether decode steps can run each layer as one CPU kernel (``kernels.decode_layer_op``): float32 compute,
+    LayerNorm and softmax, weight-only int8 or float32 weights, and the kernel library available."""
+    p = cfg.precision
+    if (p.compute_dtype, p.layernorm_dtype, p.softmax_dtype) != ("float32",) * 3 or p.activation_quant != "none":
+        return False
+    if p.weight_quant == "none" and p.param_dtype != "float32":
+        return False
+    from . import kernels
+    return kernels.enabled()
+
+
 class TransformerLayer(nn.Cell):
     """Pre-LN layer: ``x += Attn(LN1(x)); x += MLP(LN2(x))``; the residual stream is never normalised.
 
-    The top query layer is this same Cell called with ``query_input``.
+    The top query layer (``top``) is this same Cell called with ``query_input``. On a CPU with the kernels
+    (``fused_decode_supported``), ``decode`` runs a whole layer for one decode token in one operator.
     """
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, top: bool = False):
         super().__init__()
         dp = cfg.parallel.data_parallel
         self.input_layernorm = LayerNorm(cfg)
@@ -290,11 +303,37 @@ class TransformerLayer(nn.Cell):
         self.mlp = MLP(cfg)
         self.attention_dropout = Dropout(cfg.model.hidden_dropout, (dp, 1, 1))
         self.mlp_dropout = Dropout(cfg.model.hidden_dropout, (dp, 1, 1))
+        self.decode_kernel = None
+        if fused_decode_supported(cfg):
+            from . import kernels
+            self.decode_kernel = kernels.decode_layer_op(cfg.precision.weight_quant == "int8", top)
+            self.decode_constants = Tensor(np.array([cfg.model.layernorm_epsilon, cfg.model.head_dim ** -0.25],
+                                                    np.float32))
 
     def construct(self, x, mask_adder, query_input=None, kv_cache=None, cache_index=None):
         attention = self.attention(self.input_layernorm(x), mask_adder, query_input, kv_cache, cache_index)
         x = x + self.attention_dropout(attention)
         return x + self.mlp_dropout(self.mlp(self.post_attention_layernorm(x)))
+
+    def decode(self, x, positions, key_cache, value_cache, query_input=None):
+        """``construct`` for one token per row in one operator: x [b, h] float32 -> [b, h]. Writes the token's key
+        (scaled) and value into the caches at ``positions`` [b] and attends to the positions up to its own (the
+        graph path's mask). Only where ``decode_kernel`` is set."""
+        ln1, a, ln2, mlp = self.input_layernorm, self.attention, self.post_attention_layernorm, self.mlp
+        q_in = x if query_input is None else query_input
+        if a.query.quantized:
+            return self.decode_kernel(
+                x, q_in, ln1.weight, ln1.bias,
+                a.query.weight, a.query.weight_scale, a.query.bias, a.key.weight, a.key.weight_scale, a.key.bias,
+                a.value.weight, a.value.weight_scale, a.value.bias, a.dense.weight, a.dense.weight_scale, a.dense.bias,
+                ln2.weight, ln2.bias, mlp.dense_h_to_4h.weight, mlp.dense_h_to_4h.weight_scale, mlp.dense_h_to_4h.bias,
+                mlp.dense_4h_to_h.weight, mlp.dense_4h_to_h.weight_scale, mlp.dense_4h_to_h.bias,
+                key_cache, value_cache, positions, self.decode_constants)
+        return self.decode_kernel(
+            x, q_in, ln1.weight, ln1.bias, a.query.weight, a.query.bias, a.key.weight, a.key.bias,
+            a.value.weight, a.value.bias, a.dense.weight, a.dense.bias, ln2.weight, ln2.bias,
+            mlp.dense_h_to_4h.weight, mlp.dense_h_to_4h.bias, mlp.dense_4h_to_h.weight, mlp.dense_4h_to_h.bias,
+            key_cache, value_cache, positions, self.decode_constants)
 
 
 class TiedHead(nn.Cell):
@@ -350,7 +389,8 @@ class CodeGeeX(nn.Cell):
         self.embedding_dropout = Dropout(m.hidden_dropout, (dp, 1, 1))
         self.layers = nn.CellList([TransformerLayer(cfg) for _ in range(m.num_layers)])
         self.final_layernorm = LayerNorm(cfg)
-        self.top_query_layer = TransformerLayer(cfg)
+        self.top_query_layer = TransformerLayer(cfg, top=True)
+        self.fused_decode = self.top_query_layer.decode_kernel is not None
         self.head = TiedHead(cfg, vocab_parallel)
 
         causal = np.tril(np.ones((m.max_position_embeddings, m.max_position_embeddings), np.float32))
@@ -400,6 +440,19 @@ class CodeGeeX(nn.Cell):
         queries = cast(self.top_query_embeddings(position_ids), self.compute_dtype)   # [b, s, h]
         cache = None if key_caches is None else (key_caches[-1], value_caches[-1])
         return self.top_query_layer(x, mask_adder, queries, cache, cache_index)
+
+    def decode_hidden_states(self, input_ids, positions, key_caches, value_caches):
+        """``hidden_states`` for one token per row with each layer in one operator (``fused_decode``):
+        ids [b, 1], positions [b] -> [b, h]; the same maths as the cached graph path."""
+        b = input_ids.shape[0]
+        position_ids = positions.reshape(b, 1)
+        x = self.word_embeddings(input_ids) + self.position_embeddings(position_ids)   # [b, 1, h]
+        x = self.embedding_dropout(cast(x, self.compute_dtype)).reshape(b, -1)         # [b, h]
+        for i, layer in enumerate(self.layers):
+            x = layer.decode(x, positions, key_caches[i], value_caches[i])
+        x = self.final_layernorm(x.reshape(b, 1, -1)).reshape(b, -1)
+        queries = cast(self.top_query_embeddings(position_ids), self.compute_dtype).reshape(b, -1)
+        return self.top_query_layer.decode(x, positions, key_caches[-1], value_caches[-1], queries)
 
     def lm_head(self, x):
         """Logits tied to the word embedding: ``[tokens, h]`` -> float32 ``[tokens, padded_vocab_size]``."""

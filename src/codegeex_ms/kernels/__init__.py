@@ -1,11 +1,12 @@
-"""CPU matmul kernels (``linear.cc``) run inside MindSpore graphs through ``ops.Custom(func_type="aot")``.
+"""CPU kernels run inside MindSpore graphs through ``ops.Custom(func_type="aot")``: the int8/float32 Linears
+(``linear.cc``) and a whole transformer layer for one decode step (``decode_layer.cc``).
 
 MindSpore 2.9 has no CPU int8 matmul (int8 x int8 wraps mod 256, fp32 x int8 is a TypeError, the quantized
 matmul ops are Ascend-only), so the weight-only int8 Linear used to cast its weight to float32 for every call:
 more bytes per token than the fp32 model. ``linear_int8`` reads the int8 weight and dequantises in registers.
 
-The C++ source ships in the package and is compiled with g++ -O3 on first use into a per-user cache keyed by the
-source's hash and this CPU's vector features (``~/.cache/codegeex-ms/kernels/``); MindSpore's own build of a
+The C++ sources ship in the package and is compiled with g++ -O3 on first use into a per-user cache keyed by the
+sources' hash and this CPU's vector features (``~/.cache/codegeex-ms/kernels/``); MindSpore's own build of a
 ``.cc`` passes no -O flag. Without g++ (or if the build fails) ``library()`` returns None after one warning and
 the model keeps its MindSpore-only path. ``CODEGEEX_KERNELS=0`` switches the kernels off.
 """
@@ -20,7 +21,8 @@ import warnings
 from functools import lru_cache
 from pathlib import Path
 
-SOURCE = Path(__file__).with_name("linear.cc")
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("linear.cc", "decode_layer.cc"))
+HEADERS = (Path(__file__).with_name("linear.h"),)
 PATHS = ("avx512", "avx2", "portable")
 FEATURES = ("avx512f", "avx512bw", "avx512_vnni", "avx2", "fma")
 
@@ -75,7 +77,8 @@ def supported_paths() -> list[str]:
 
 def cache_dir() -> Path:
     base = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    key = hashlib.sha256(SOURCE.read_bytes() + " ".join(cpu_features()).encode()).hexdigest()[:16]
+    source = b"".join(p.read_bytes() for p in SOURCES + HEADERS)
+    key = hashlib.sha256(source + " ".join(cpu_features()).encode()).hexdigest()[:16]
     return base / "codegeex-ms" / "kernels" / key
 
 
@@ -94,12 +97,12 @@ def library() -> Path | None:
         return None
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-    result = subprocess.run([compiler, "-O3", "-std=c++17", "-shared", "-fPIC", "-pthread", str(SOURCE),
-                             "-o", str(tmp)],
-                            capture_output=True, text=True)
+    result = subprocess.run([compiler, "-O3", "-std=c++17", "-shared", "-fPIC", "-pthread",
+                             *(str(p) for p in SOURCES), "-o", str(tmp)], capture_output=True, text=True)
     if result.returncode != 0:
         tmp.unlink(missing_ok=True)
-        warnings.warn(f"codegeex_ms.kernels: building {SOURCE.name} failed, so int8 Linears run on MindSpore's "
+        names = ", ".join(p.name for p in SOURCES)
+        warnings.warn(f"codegeex_ms.kernels: building {names} failed, so int8 Linears run on MindSpore's "
                       f"cast-then-matmul path: {result.stderr[-500:]}", RuntimeWarning, stacklevel=2)
         return None
     os.replace(tmp, target)
@@ -147,3 +150,19 @@ def quantized_linear_op(int8_activations: bool, gelu: bool = False):
         warnings.warn("codegeex_ms.kernels: int8 activations need AVX-512 VNNI, which this CPU lacks; the int8 "
                       "Linears keep float32 activations (weight-only int8)", RuntimeWarning, stacklevel=2)
     return int8_linear_op(gelu=gelu)
+
+
+def decode_layer_op(int8: bool, top: bool):
+    """``ops.Custom``: one transformer layer for one decode token per row (see ``decode_layer.cc`` for the inputs),
+    writing the token's key and value into the two cache Parameters it is given (marked as a memory side effect,
+    so MindSpore orders it like its own in-place ops); ``top``: the top query layer (queries from its own input).
+    None when the kernels are not available."""
+    import mindspore as ms
+    from mindspore import ops
+    lib = library()
+    if lib is None:
+        return None
+    op = ops.Custom(f"{lib}:decode_{'top_' if top else ''}layer_{'int8' if int8 else 'f32'}",
+                    out_shape=lambda x, *rest: x, out_dtype=lambda *dtypes: ms.float32, func_type="aot")
+    op.add_prim_attr("side_effect_mem", True)
+    return op

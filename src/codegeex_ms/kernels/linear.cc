@@ -38,6 +38,8 @@
 #include <vector>
 #include <immintrin.h>
 
+#include "linear.h"
+
 namespace {
 
 constexpr int64_t NR = 4;     // weight rows per register block
@@ -579,6 +581,28 @@ const Path kBest = best_path();
 const Path kBestW8A8 = has_vnni() ? Path::vnni : Path::portable;
 
 }  // namespace
+
+namespace codegeex {
+void linear_int8_best(const float *x, const int8_t *w, const float *scale, const float *bias, bool gelu, float *y,
+                      int64_t M, int64_t N, int64_t K) {
+  run<int8_t>(kBest, x, w, scale, bias, gelu, y, M, N, K);
+}
+void linear_f32_best(const float *x, const float *w, const float *bias, bool gelu, float *y, int64_t M, int64_t N,
+                     int64_t K) {
+  run<float>(kBest, x, w, nullptr, bias, gelu, y, M, N, K);
+}
+void parallel_for(int64_t count, const std::function<void(int64_t, int64_t)> &body) {
+  int parts = count > 1 && kernel_threads() > 1 ? static_cast<int>(std::min<int64_t>(pool().size(), count)) : 1;
+  if (parts == 1) {
+    body(0, count);
+    return;
+  }
+  const int64_t per = (count + parts - 1) / parts;
+  pool().run([&](int part) {
+    if (part < parts) body(std::min(count, part * per), std::min(count, (part + 1) * per));
+  });
+}
+}  // namespace codegeex
 
 #define AOT_ARGS int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *stream, void *extra
 extern "C" {
