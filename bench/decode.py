@@ -23,6 +23,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -184,9 +185,20 @@ def main():
         return
 
     cfg = bench_config(args.config)
+    work = Path(tempfile.mkdtemp(prefix="bench_decode_"))      # 3 GB of checkpoints at 350M: removed at the end
+    try:
+        run_rounds(work, args, cfg)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+PAIRS = (("ours fp32", "reference fp32"), ("ours int8", "reference + torch int8"), ("ours int8", "reference fp32"),
+         (W8A8, "reference + torch int8"))
+
+
+def run_rounds(work: Path, args, cfg) -> None:
     m = cfg.model
     from codegeex_ms.layout import count_parameters
-    work = Path(tempfile.mkdtemp(prefix="bench_decode_"))
     prepare(work, args)
     params = count_parameters(m)
     nbytes = {"fp32": params * 4, "int8": quantized_bytes(m)}
@@ -195,11 +207,13 @@ def main():
           f"{nbytes['int8'] / 1e9:.2f} GB; {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}; "
           f"CODEGEEX_KERNEL_THREADS={os.environ.get('CODEGEEX_KERNEL_THREADS', '(default)')}", file=sys.stderr)
     best: dict = {}            # (side, batch) -> result of the round with the best decode tokens/s
+    rounds: list[dict] = []    # per round: (side, batch) -> decode tokens/s
     setup: dict = {}
     passthrough = ["--config", args.config, "--prompt-tokens", str(args.prompt_tokens), "--new-tokens",
                    str(args.new_tokens), "--tokenizer", str(args.tokenizer), "--batch", *map(str, args.batch)]
     for round_ in range(args.repeats):
         order = args.sides if round_ % 2 == 0 else args.sides[::-1]
+        rounds.append({})
         for side in order:
             out = subprocess.run([sys.executable, __file__, "--side", side, "--work", str(work), *passthrough],
                                  capture_output=True, text=True, cwd=Path(__file__).parent)
@@ -208,6 +222,7 @@ def main():
             report = json.loads(out.stdout.strip().splitlines()[-1])
             setup.setdefault(side, report)
             for b, r in report["batches"].items():
+                rounds[-1][(side, b)] = r["decode"]
                 if (side, b) not in best or r["decode"] > best[(side, b)]["decode"]:
                     best[(side, b)] = r
             print(f"round {round_ + 1}/{args.repeats} {side}: " + ", ".join(
@@ -229,10 +244,12 @@ def main():
                   f"{setup[side]['load_s']:.1f} + {r['warmup_s']:.1f} | {same} |")
     for b in map(str, args.batch):
         d = {side: best[(side, b)]["decode"] for side in args.sides}
-        ratios = [f"{x} / {y} = {d[x] / d[y]:.2f}x" for x, y in (("ours fp32", "reference fp32"),
-                  ("ours int8", "reference + torch int8"), ("ours int8", "reference fp32"),
-                  (W8A8, "reference + torch int8")) if x in d and y in d]
-        print(f"batch {b}: " + "; ".join(ratios))
+        ratios = [f"{x} / {y} = {d[x] / d[y]:.2f}x" for x, y in PAIRS if x in d and y in d]
+        print(f"batch {b}, best rounds: " + "; ".join(ratios))
+        # the host's bandwidth drifts within minutes: the ratio within each round pairs sides run back to back
+        paired = [f"{x} / {y}: " + ", ".join(f"{r[(x, b)] / r[(y, b)]:.2f}x" for r in rounds)
+                  for x, y in PAIRS if x in d and y in d]
+        print(f"batch {b}, round by round: " + "; ".join(paired))
 
 
 if __name__ == "__main__":

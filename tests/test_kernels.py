@@ -297,3 +297,18 @@ def test_fused_decode_only_where_the_kernel_computes_the_same(tiny_config, ms_co
     assert not CodeGeeX(tiny_config.replace(precision=precision)).fused_decode
     with kernels.disabled():
         assert not CodeGeeX(tiny_config).fused_decode
+
+
+@pytest.mark.parametrize("b, width, vocab, k", [(1, 52224, 50400, 1024), (3, 300, 257, 1), (2, 64, 64, 64),
+                                                (8, 1000, 999, 17)])
+def test_topk_kernel_equals_mindspore_topk_with_ties(ms_context, b, width, vocab, k):
+    """The sampler's top-k kernel (topk.cc) against ops.topk on the first ``vocab`` columns: the same values and
+    indices, ties (equal logits) ordered by index as MindSpore orders them."""
+    from mindspore import Tensor, ops
+    x = np.random.default_rng(k).standard_normal((b, width)).astype(np.float32)
+    x[0, 3:9] = x[0, 20]                                           # ties, inside the top k or across its edge
+    x[:, vocab:] = 100.0                                           # padding columns never count
+    values, indices = kernels.topk_op(k)(Tensor(x), Tensor(np.array([vocab], np.int32)))
+    want_values, want_indices = ops.topk(Tensor(x[:, :vocab]), k)
+    np.testing.assert_array_equal(values.asnumpy(), want_values.asnumpy())
+    np.testing.assert_array_equal(indices.asnumpy(), want_indices.asnumpy())

@@ -126,7 +126,7 @@ def export_mindir(src: Path, out: Path, batch_size: int = 1, max_len: int | None
     from . import kernels
     with kernels.disabled():        # the CPU kernels are a library of this machine: not part of a portable graph
         model = checkpoint.load(src, precision={"compute_dtype": dtype} if compute_dtype else None)
-    step = CachedCodeGeeX(model, batch_size, max_len, candidates)
+        step = CachedCodeGeeX(model, batch_size, max_len, candidates)
     k = step.sampler.candidates
     b = batch_size
     inputs = [("tokens", [b, -1], "int32"), ("start", [b], "int32"), ("last_index", [b], "int32"),

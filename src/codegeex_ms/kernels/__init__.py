@@ -1,5 +1,6 @@
 """CPU kernels run inside MindSpore graphs through ``ops.Custom(func_type="aot")``: the int8/float32 Linears
-(``linear.cc``) and a whole transformer layer for one decode step (``decode_layer.cc``).
+(``linear.cc``), a whole transformer layer for one decode step (``decode_layer.cc``) and the sampler's top-k
+(``topk.cc``).
 
 MindSpore 2.9 has no CPU int8 matmul (int8 x int8 wraps mod 256, fp32 x int8 is a TypeError, the quantized
 matmul ops are Ascend-only), so the weight-only int8 Linear used to cast its weight to float32 for every call:
@@ -21,7 +22,7 @@ import warnings
 from functools import lru_cache
 from pathlib import Path
 
-SOURCES = tuple(Path(__file__).with_name(name) for name in ("linear.cc", "decode_layer.cc"))
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("linear.cc", "decode_layer.cc", "topk.cc"))
 HEADERS = (Path(__file__).with_name("linear.h"),)
 PATHS = ("avx512", "avx2", "portable")
 FEATURES = ("avx512f", "avx512bw", "avx512_vnni", "avx2", "fma")
@@ -166,3 +167,16 @@ def decode_layer_op(int8: bool, top: bool):
                     out_shape=lambda x, *rest: x, out_dtype=lambda *dtypes: ms.float32, func_type="aot")
     op.add_prim_attr("side_effect_mem", True)
     return op
+
+
+def topk_op(k: int):
+    """``ops.Custom``: (logits [b, V'] float32, vocab [1] int32) -> (values [b, k] float32, indices [b, k] int32):
+    the k highest of the first ``vocab`` logits of each row, value descending, ties by index ascending (as
+    ``ops.topk``); None when the kernels are not available."""
+    import mindspore as ms
+    from mindspore import ops
+    lib = library()
+    if lib is None:
+        return None
+    return ops.Custom(f"{lib}:topk_rows", out_shape=lambda logits, vocab: ((logits[0], k), (logits[0], k)),
+                      out_dtype=lambda *dtypes: (ms.float32, ms.int32), func_type="aot")
