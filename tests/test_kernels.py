@@ -312,3 +312,20 @@ def test_topk_kernel_equals_mindspore_topk_with_ties(ms_context, b, width, vocab
     want_values, want_indices = ops.topk(Tensor(x[:, :vocab]), k)
     np.testing.assert_array_equal(values.asnumpy(), want_values.asnumpy())
     np.testing.assert_array_equal(indices.asnumpy(), want_indices.asnumpy())
+
+
+def test_fused_decode_refuses_a_position_outside_the_cache(tiny_config, ms_context):
+    """The layer kernel writes the cache at each row's position: one at or past the cache's end is an error
+    (MindSpore raises on the kernel's return code), never a write outside the Parameter."""
+    from mindspore import Tensor
+    from codegeex_ms.generation import CachedCodeGeeX
+    from codegeex_ms.model import CodeGeeX
+    engine = CachedCodeGeeX(random_weights(CodeGeeX(tiny_config)), 1, 64, return_logits=True)
+
+    def ints(a):
+        return Tensor(np.asarray(a, np.int32))
+    sampling = (Tensor(np.zeros((1, engine.sampler.candidates), np.float32)), Tensor(np.ones(1, np.float32)),
+                ints([1]), Tensor(np.full(1, 2.0, np.float32)))
+    assert np.isfinite(engine(ints([[1]]), ints([63]), ints([0]), *sampling).asnumpy()).all()
+    with pytest.raises(RuntimeError, match="decode_layer_f32"):
+        engine(ints([[1]]), ints([64]), ints([0]), *sampling)

@@ -9,6 +9,10 @@ Everything here matches the released CodeGeeX-13B (its PyTorch code and checkpoi
 with biases, fast GELU, LayerNorm eps 1e-5, learned absolute positions, a top query layer whose queries come
 from a second learned position table, no LayerNorm after it, logits tied to the word embedding.
 
+On a CPU with the C++ kernels (``codegeex_ms.kernels``) int8 Linears read their int8 weights directly, and a decode
+step may run each layer as one operator (``TransformerLayer.decode``, ``CodeGeeX.decode_hidden_states``): the same
+maths, to float32 rounding.
+
 Each Cell declares its ops and their ``.shard()`` strategies in ``__init__`` from one ParallelConfig
 (Megatron layout: q/k/v and MLP-in column-parallel, out-proj and MLP-out row-parallel, vocabulary-parallel
 embedding and head unless ``vocab_emb_dp``). In stand-alone mode (one CPU process) they are inert.
