@@ -249,10 +249,11 @@ def cached_logits(model, fused: bool, prompt: np.ndarray, lengths: np.ndarray, s
     """Prefill rows of different lengths, then greedy decode steps (each row at its own position): the logits of
     every call [steps + 1, b, V] and the engine (its caches)."""
     from mindspore import Tensor
-    from codegeex_ms.generation import CachedCodeGeeX
+    from codegeex_ms.generation import CachedCodeGeeX, FusedDecodeStep
     b = len(prompt)
     engine = CachedCodeGeeX(model, b, max_len, return_logits=True, fused_decode=fused)
     assert engine.fused_decode == fused
+    decode = FusedDecodeStep(engine) if fused else engine
 
     def ints(a):
         return Tensor(np.asarray(a, np.int32))
@@ -261,7 +262,8 @@ def cached_logits(model, fused: bool, prompt: np.ndarray, lengths: np.ndarray, s
     out = [engine(ints(prompt), ints(np.zeros(b)), ints(lengths - 1), *sampling).asnumpy()]
     for i in range(steps):
         token = out[-1].argmax(-1).reshape(b, 1)
-        out.append(engine(ints(token), ints(lengths + i), ints(np.zeros(b)), *sampling).asnumpy())
+        last = () if fused else (ints(np.zeros(b)),)              # FusedDecodeStep takes no last_index
+        out.append(decode(ints(token), ints(lengths + i), *last, *sampling).asnumpy())
     return np.stack(out), engine
 
 
@@ -271,9 +273,9 @@ def cached_logits(model, fused: bool, prompt: np.ndarray, lengths: np.ndarray, s
     {"weight_quant": "int8", "embedding_quant": "int8", "param_dtype": "float16"},   # quantize --dtype float16
 ])
 def test_fused_decode_layer_equals_the_graph_path(tiny_config, ms_context, precision):
-    """Decode steps with each layer as one kernel (decode_layer.cc) against the graph path on the same weights:
-    three rows at different positions, six greedy steps; logits within float32 rounding, the same tokens, and the
-    keys and values the kernel writes into the caches in place equal the graph's scatter."""
+    """Decode steps with each layer as one kernel (FusedDecodeStep, decode_layer.cc) against the graph path on the
+    same weights: three rows at different positions, six greedy steps; logits within float32 rounding, the same
+    tokens, and the keys and values the kernel writes into the caches in place equal the graph's scatter."""
     from codegeex_ms.model import CodeGeeX
     model = random_weights(CodeGeeX(tiny_config.replace(precision=precision)))
     assert model.fused_decode
@@ -318,14 +320,14 @@ def test_fused_decode_refuses_a_position_outside_the_cache(tiny_config, ms_conte
     """The layer kernel writes the cache at each row's position: one at or past the cache's end is an error
     (MindSpore raises on the kernel's return code), never a write outside the Parameter."""
     from mindspore import Tensor
-    from codegeex_ms.generation import CachedCodeGeeX
+    from codegeex_ms.generation import CachedCodeGeeX, FusedDecodeStep
     from codegeex_ms.model import CodeGeeX
-    engine = CachedCodeGeeX(random_weights(CodeGeeX(tiny_config)), 1, 64, return_logits=True)
+    engine = FusedDecodeStep(CachedCodeGeeX(random_weights(CodeGeeX(tiny_config)), 1, 64, return_logits=True))
 
     def ints(a):
         return Tensor(np.asarray(a, np.int32))
     sampling = (Tensor(np.zeros((1, engine.sampler.candidates), np.float32)), Tensor(np.ones(1, np.float32)),
                 ints([1]), Tensor(np.full(1, 2.0, np.float32)))
-    assert np.isfinite(engine(ints([[1]]), ints([63]), ints([0]), *sampling).asnumpy()).all()
+    assert np.isfinite(engine(ints([[1]]), ints([63]), *sampling).asnumpy()).all()
     with pytest.raises(RuntimeError, match="decode_layer_f32"):
-        engine(ints([[1]]), ints([64]), ints([0]), *sampling)
+        engine(ints([[1]]), ints([64]), *sampling)

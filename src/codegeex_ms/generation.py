@@ -24,7 +24,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import Parameter, ParameterTuple, Tensor, nn, ops
 
-from .model import MASK_VALUE, MS_DTYPES, CodeGeeX
+from .model import MASK_VALUE, MS_DTYPES, CodeGeeX, cast, lookup
 from .stopping import cleanup, has_stop_rule, is_finished
 
 DEFAULT_CANDIDATES = 1024
@@ -91,8 +91,8 @@ class CachedCodeGeeX(nn.Cell):
 
     def __init__(self, model: CodeGeeX, batch_size: int, max_len: int, candidates: int = DEFAULT_CANDIDATES,
                  return_logits: bool = False, fused_decode: bool = True):
-        """``fused_decode``: decode steps run each layer as one CPU kernel where the model supports it
-        (``model.fused_decode``); False keeps them on the graph path (tests compare the two)."""
+        """``fused_decode``: whether decode steps should go to a ``FusedDecodeStep`` of this engine where the model
+        supports it (``model.fused_decode``; the Generator does that); False keeps them here (tests compare)."""
         super().__init__(auto_prefix=False)          # keep the model's parameter names unprefixed
         m = model.config.model
         if not 0 < max_len <= m.max_position_embeddings:
@@ -118,11 +118,6 @@ class CachedCodeGeeX(nn.Cell):
     def construct(self, tokens, start, last_index, noise, temperature, top_k, top_p):
         # start and last_index: scalars, or one per row ([b]) so that rows hold different prompts
         b, s = tokens.shape
-        if self.fused_decode and s == 1:          # a decode step, each layer one CPU kernel
-            positions = ops.broadcast_to(start.reshape(-1), (b,))
-            x = self.model.decode_hidden_states(tokens, positions, self.key_caches, self.value_caches)   # [b, h]
-            logits = self.model.lm_head(x)
-            return logits if self.return_logits else self.sampler(logits, noise, temperature, top_k, top_p)
         positions = ops.broadcast_to(start.reshape(-1, 1), (b, 1)) + ops.arange(s, dtype=ms.int32).reshape(1, s)
         position_ids = positions                                                  # [b, s]
         allowed = (self.key_positions.reshape(1, 1, self.max_len) <= positions.reshape(b, s, 1)).astype(ms.float32)
@@ -137,6 +132,72 @@ class CachedCodeGeeX(nn.Cell):
         if self.return_logits:
             return logits
         return self.sampler(logits, noise, temperature, top_k, top_p)
+
+
+class FusedDecodeStep(nn.Cell):
+    """``CachedCodeGeeX`` for one token per row (a decode step, same inputs and output, same caches) with each
+    transformer layer one CPU kernel (``kernels.decode_layer_op``: LayerNorms, the six matmuls, attention over the
+    cache, which it extends in place, GELU, residuals), for models with ``fused_decode``.
+
+    A flat Cell: it holds the model's Parameters (the same objects, not copies) and primitives, and no sub-Cell of
+    the model. MindSpore's launch of a Cell that reaches into the model's Cells cost 3.5-6 ms more per 350M decode
+    step than the same operators in a Cell without them, and the whole ``CachedCodeGeeX`` about 12 ms more
+    (measured; ``bench/README.md``). The embedding lookup is ``model.lookup``; the final LayerNorm and the head are
+    the model's ops on its Parameters (float32 compute: the only case with ``fused_decode``).
+    """
+
+    def __init__(self, cached: CachedCodeGeeX):
+        super().__init__(auto_prefix=False)
+        from . import kernels
+        model = cached.model
+        m, int8 = model.config.model, model.config.precision.weight_quant == "int8"
+        if not model.fused_decode:
+            raise ValueError("this model's decode steps cannot run as fused layers (model.fused_decode is False)")
+        per_layer = [layer.decode_parameters() for layer in list(model.layers) + [model.top_query_layer]]
+        self.per_layer, self.num_layers = len(per_layer[0]), m.num_layers
+        self.layer_parameters = ParameterTuple([p for params in per_layer for p in params])
+        self.key_caches, self.value_caches = cached.key_caches, cached.value_caches
+        self.layer_kernel = kernels.decode_layer_op(int8, top=False)
+        self.top_layer_kernel = kernels.decode_layer_op(int8, top=True)
+        self.constants = Tensor(np.array([m.layernorm_epsilon, m.head_dim ** -0.25], np.float32))
+        self.gather = ops.Gather()
+        embeddings = model.word_embeddings
+        self.word_table, self.word_scale = embeddings.weight, embeddings.weight_scale if embeddings.quantized else None
+        self.position_table = model.position_embeddings.weight
+        self.top_query_table = model.top_query_embeddings.weight
+        final = model.final_layernorm
+        self.final_norm, self.final_weight, self.final_bias = final.norm, final.weight, final.bias
+        # the tied head as TiedHead computes it with float32 compute: the int8 kernel, or MatMul then nothing
+        self.head_kernel = model.head.int8_kernel
+        self.head_matmul = model.head.matmul
+        self.sampler = Sampler(m.vocab_size, cached.sampler.candidates)
+        self.return_logits = cached.return_logits
+
+    def construct(self, tokens, start, noise, temperature, top_k, top_p):
+        """``CachedCodeGeeX``'s inputs but ``last_index`` (0 in a decode step): MindSpore 2.9's launch of a graph
+        with an input it does not use cost 6-8 ms more per 350M step than without (measured)."""
+        b = tokens.shape[0]                                                       # tokens [b, 1]
+        positions = ops.broadcast_to(start.reshape(-1), (b,))                     # [b]
+        position_ids = positions.reshape(b, 1)
+        if self.word_scale is None:
+            words = lookup(self.gather, self.word_table, tokens)
+        else:
+            words = lookup(self.gather, self.word_table, tokens, self.word_scale)
+        x = cast(words + lookup(self.gather, self.position_table, position_ids), ms.float32).reshape(b, -1)
+        k = self.per_layer
+        for i in range(self.num_layers):                                          # [b, h] -> [b, h]
+            x = self.layer_kernel(x, x, *self.layer_parameters[i * k:(i + 1) * k], self.key_caches[i],
+                                  self.value_caches[i], positions, self.constants)
+        x, _, _ = self.final_norm(x, cast(self.final_weight, ms.float32), cast(self.final_bias, ms.float32))
+        queries = cast(lookup(self.gather, self.top_query_table, position_ids), ms.float32).reshape(b, -1)
+        n = self.num_layers
+        x = self.top_layer_kernel(x, queries, *self.layer_parameters[n * k:(n + 1) * k], self.key_caches[n],
+                                  self.value_caches[n], positions, self.constants)
+        if self.word_scale is None:                                               # the tied head: [b, V]
+            logits = self.head_matmul(x, cast(self.word_table, ms.float32))
+        else:
+            logits = self.head_kernel(x, self.word_table, self.word_scale)
+        return logits if self.return_logits else self.sampler(logits, noise, temperature, top_k, top_p)
 
 
 @dataclass
@@ -223,8 +284,11 @@ class Generator:
             self.max_len = max_len or model.config.model.max_position_embeddings
             self.cached = CachedCodeGeeX(model, batch_size, self.max_len, candidates)
             self.candidates = self.cached.sampler.candidates
+            # decode steps (one token per row): each layer one CPU kernel where the model allows it
+            self.decode_cell = FusedDecodeStep(self.cached) if self.cached.fused_decode else self.cached
         else:
             self.max_len, self.cached, self.candidates = max_len, step_cell, candidates
+            self.decode_cell = step_cell
         self.batch_size, self.prefill_bucket = batch_size, prefill_bucket
         self.eos_id = tokenizer.eos_id
         # every distinct (rows, tokens) the step was called with: MindSpore compiles one graph per shape
@@ -251,8 +315,14 @@ class Generator:
                           for c in cfgs], np.int32)
         top_p = np.array([2.0 if (c.greedy or c.top_p in (0.0, 1.0)) else c.top_p for c in cfgs], np.float32)
         self.call_shapes.add(tokens.shape)
-        out = self.cached(Tensor(tokens, ms.int32), Tensor(start.astype(np.int32)), Tensor(last_index.astype(np.int32)),
-                          Tensor(noise, ms.float32), Tensor(temperature), Tensor(top_k), Tensor(top_p))
+        inputs = [Tensor(tokens, ms.int32), Tensor(start.astype(np.int32)), Tensor(last_index.astype(np.int32)),
+                  Tensor(noise, ms.float32), Tensor(temperature), Tensor(top_k), Tensor(top_p)]
+        if tokens.shape[1] > 1:
+            out = self.cached(*inputs)
+        elif isinstance(self.decode_cell, FusedDecodeStep):
+            out = self.decode_cell(*inputs[:2], *inputs[3:])                     # no last_index
+        else:
+            out = self.decode_cell(*inputs)
         return out.asnumpy()
 
     def warmup(self, prompt_length: int = 1, longest_prompt: int | None = None) -> float:

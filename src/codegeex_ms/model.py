@@ -10,8 +10,8 @@ with biases, fast GELU, LayerNorm eps 1e-5, learned absolute positions, a top qu
 from a second learned position table, no LayerNorm after it, logits tied to the word embedding.
 
 On a CPU with the C++ kernels (``codegeex_ms.kernels``) int8 Linears read their int8 weights directly, and a decode
-step may run each layer as one operator (``TransformerLayer.decode``, ``CodeGeeX.decode_hidden_states``): the same
-maths, to float32 rounding.
+step may run each layer as one operator (``generation.FusedDecodeStep`` over ``TransformerLayer.decode_parameters``):
+the same maths, to float32 rounding.
 
 Each Cell declares its ops and their ``.shard()`` strategies in ``__init__`` from one ParallelConfig
 (Megatron layout: q/k/v and MLP-in column-parallel, out-proj and MLP-out row-parallel, vocabulary-parallel
@@ -121,6 +121,11 @@ class Linear(nn.Cell):
         else:
             raise ValueError(f"split must be 'column' or 'row', got {split!r}")
 
+    def kernel_parameters(self) -> list:
+        """``[weight, weight_scale, bias]`` (int8) or ``[weight, bias]``: this Linear's inputs to the decode-layer
+        kernel."""
+        return [self.weight, self.weight_scale, self.bias] if self.quantized else [self.weight, self.bias]
+
     def construct(self, x):
         shape = x.shape
         x = x.reshape(-1, self.in_features)                                       # [b*s, in]
@@ -173,11 +178,19 @@ class Embedding(nn.Cell):
         self.gather = ops.Gather().shard((((mp if vocab_parallel else 1), 1), (dp, 1)))
 
     def construct(self, ids):
-        rows = self.gather(self.weight, ids, 0)                                   # [b, s] -> [b, s, h]
         if self.quantized:
-            scale = self.gather(self.weight_scale, ids, 0)                        # [b, s]
-            rows = rows.astype(ms.float32) * scale.reshape(scale.shape + (1,))
-        return rows
+            return lookup(self.gather, self.weight, ids, self.weight_scale)
+        return lookup(self.gather, self.weight, ids)
+
+
+def lookup(gather, table, ids, scale=None):
+    """Rows of ``table`` for ``ids`` ([b, s] -> [b, s, h]); an int8 table with its row ``scale`` is dequantised
+    exactly (row x its scale, float32). A function so that ``generation.FusedDecodeStep`` does the same maths."""
+    rows = gather(table, ids, 0)
+    if scale is not None:
+        row_scale = gather(scale, ids, 0)                                         # [b, s]
+        rows = rows.astype(ms.float32) * row_scale.reshape(row_scale.shape + (1,))
+    return rows
 
 
 class Attention(nn.Cell):
@@ -294,11 +307,12 @@ def fused_decode_supported(cfg: Config) -> bool:
 class TransformerLayer(nn.Cell):
     """Pre-LN layer: ``x += Attn(LN1(x)); x += MLP(LN2(x))``; the residual stream is never normalised.
 
-    The top query layer (``top``) is this same Cell called with ``query_input``. On a CPU with the kernels
-    (``fused_decode_supported``), ``decode`` runs a whole layer for one decode token in one operator.
+    The top query layer is this same Cell called with ``query_input``. On a CPU with the kernels
+    (``fused_decode_supported``) a decode step runs the whole layer as one operator over ``decode_parameters``
+    (``generation.FusedDecodeStep``).
     """
 
-    def __init__(self, cfg: Config, top: bool = False):
+    def __init__(self, cfg: Config):
         super().__init__()
         dp = cfg.parallel.data_parallel
         self.input_layernorm = LayerNorm(cfg)
@@ -307,37 +321,21 @@ class TransformerLayer(nn.Cell):
         self.mlp = MLP(cfg)
         self.attention_dropout = Dropout(cfg.model.hidden_dropout, (dp, 1, 1))
         self.mlp_dropout = Dropout(cfg.model.hidden_dropout, (dp, 1, 1))
-        self.decode_kernel = None
-        if fused_decode_supported(cfg):
-            from . import kernels
-            self.decode_kernel = kernels.decode_layer_op(cfg.precision.weight_quant == "int8", top)
-            self.decode_constants = Tensor(np.array([cfg.model.layernorm_epsilon, cfg.model.head_dim ** -0.25],
-                                                    np.float32))
 
     def construct(self, x, mask_adder, query_input=None, kv_cache=None, cache_index=None):
         attention = self.attention(self.input_layernorm(x), mask_adder, query_input, kv_cache, cache_index)
         x = x + self.attention_dropout(attention)
         return x + self.mlp_dropout(self.mlp(self.post_attention_layernorm(x)))
 
-    def decode(self, x, positions, key_cache, value_cache, query_input=None):
-        """``construct`` for one token per row in one operator: x [b, h] float32 -> [b, h]. Writes the token's key
-        (scaled) and value into the caches at ``positions`` [b] and attends to the positions up to its own (the
-        graph path's mask). Only where ``decode_kernel`` is set."""
-        ln1, a, ln2, mlp = self.input_layernorm, self.attention, self.post_attention_layernorm, self.mlp
-        q_in = x if query_input is None else query_input
-        if a.query.quantized:
-            return self.decode_kernel(
-                x, q_in, ln1.weight, ln1.bias,
-                a.query.weight, a.query.weight_scale, a.query.bias, a.key.weight, a.key.weight_scale, a.key.bias,
-                a.value.weight, a.value.weight_scale, a.value.bias, a.dense.weight, a.dense.weight_scale, a.dense.bias,
-                ln2.weight, ln2.bias, mlp.dense_h_to_4h.weight, mlp.dense_h_to_4h.weight_scale, mlp.dense_h_to_4h.bias,
-                mlp.dense_4h_to_h.weight, mlp.dense_4h_to_h.weight_scale, mlp.dense_4h_to_h.bias,
-                key_cache, value_cache, positions, self.decode_constants)
-        return self.decode_kernel(
-            x, q_in, ln1.weight, ln1.bias, a.query.weight, a.query.bias, a.key.weight, a.key.bias,
-            a.value.weight, a.value.bias, a.dense.weight, a.dense.bias, ln2.weight, ln2.bias,
-            mlp.dense_h_to_4h.weight, mlp.dense_h_to_4h.bias, mlp.dense_4h_to_h.weight, mlp.dense_4h_to_h.bias,
-            key_cache, value_cache, positions, self.decode_constants)
+    def decode_parameters(self) -> list:
+        """This layer's Parameters in the order the decode-layer kernel takes them (``kernels/decode_layer.cc``):
+        LayerNorm 1, query, key, value, dense, LayerNorm 2, dense_h_to_4h, dense_4h_to_h."""
+        a, m = self.attention, self.mlp
+        params = [self.input_layernorm.weight, self.input_layernorm.bias]
+        for linear in (a.query, a.key, a.value, a.dense):
+            params += linear.kernel_parameters()
+        params += [self.post_attention_layernorm.weight, self.post_attention_layernorm.bias]
+        return params + m.dense_h_to_4h.kernel_parameters() + m.dense_4h_to_h.kernel_parameters()
 
 
 class TiedHead(nn.Cell):
@@ -393,8 +391,8 @@ class CodeGeeX(nn.Cell):
         self.embedding_dropout = Dropout(m.hidden_dropout, (dp, 1, 1))
         self.layers = nn.CellList([TransformerLayer(cfg) for _ in range(m.num_layers)])
         self.final_layernorm = LayerNorm(cfg)
-        self.top_query_layer = TransformerLayer(cfg, top=True)
-        self.fused_decode = self.top_query_layer.decode_kernel is not None
+        self.top_query_layer = TransformerLayer(cfg)
+        self.fused_decode = fused_decode_supported(cfg)     # decode steps may use generation.FusedDecodeStep
         self.head = TiedHead(cfg, vocab_parallel)
 
         causal = np.tril(np.ones((m.max_position_embeddings, m.max_position_embeddings), np.float32))
@@ -444,19 +442,6 @@ class CodeGeeX(nn.Cell):
         queries = cast(self.top_query_embeddings(position_ids), self.compute_dtype)   # [b, s, h]
         cache = None if key_caches is None else (key_caches[-1], value_caches[-1])
         return self.top_query_layer(x, mask_adder, queries, cache, cache_index)
-
-    def decode_hidden_states(self, input_ids, positions, key_caches, value_caches):
-        """``hidden_states`` for one token per row with each layer in one operator (``fused_decode``):
-        ids [b, 1], positions [b] -> [b, h]; the same maths as the cached graph path."""
-        b = input_ids.shape[0]
-        position_ids = positions.reshape(b, 1)
-        x = self.word_embeddings(input_ids) + self.position_embeddings(position_ids)   # [b, 1, h]
-        x = self.embedding_dropout(cast(x, self.compute_dtype)).reshape(b, -1)         # [b, h]
-        for i, layer in enumerate(self.layers):
-            x = layer.decode(x, positions, key_caches[i], value_caches[i])
-        x = self.final_layernorm(x.reshape(b, 1, -1)).reshape(b, -1)
-        queries = cast(self.top_query_embeddings(position_ids), self.compute_dtype).reshape(b, -1)
-        return self.top_query_layer.decode(x, positions, key_caches[-1], value_caches[-1], queries)
 
     def lm_head(self, x):
         """Logits tied to the word embedding: ``[tokens, h]`` -> float32 ``[tokens, padded_vocab_size]``."""
