@@ -141,9 +141,9 @@ class FusedDecodeStep(nn.Cell):
 
     A flat Cell: it holds the model's Parameters (the same objects, not copies) and primitives, and no sub-Cell of
     the model. MindSpore's launch of a Cell that reaches into the model's Cells cost 3.5-6 ms more per 350M decode
-    step than the same operators in a Cell without them, and the whole ``CachedCodeGeeX`` about 12 ms more
-    (measured; ``bench/README.md``). The embedding lookup is ``model.lookup``; the final LayerNorm and the head are
-    the model's ops on its Parameters (float32 compute: the only case with ``fused_decode``).
+    step than the same operators in a Cell without them (measured; ``bench/README.md``). The embedding lookup is
+    ``model.lookup``; the final LayerNorm and the head are the model's ops on its Parameters (float32 compute: the
+    only case with ``fused_decode``).
     """
 
     def __init__(self, cached: CachedCodeGeeX):
