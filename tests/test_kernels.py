@@ -132,23 +132,34 @@ def test_threads_give_the_same_result(ms_context):
     assert outs[0] == outs[1]
 
 
+def random_weights(*models, rng=None, std: float = 0.05):
+    """The same random values in every model (models of one config): int8 weights, row scales below 0.002, normal
+    floats of ``std`` elsewhere, drawn from ``rng`` (default: seed 0); the models in inference mode. Returns the
+    first model."""
+    import mindspore as ms
+    from mindspore import Tensor
+    rng = np.random.default_rng(0) if rng is None else rng
+    for params in zip(*(model.get_parameters() for model in models)):
+        p = params[0]
+        if p.dtype == ms.int8:
+            value = rng.integers(-127, 128, p.shape).astype(np.int8)
+        elif p.name.endswith("weight_scale"):
+            value = (rng.random(p.shape) * 0.002).astype(np.float32)
+        else:
+            value = (rng.standard_normal(p.shape) * std).astype(np.float32)
+        for q in params:
+            q.set_data(Tensor(value, q.dtype))
+    for model in models:
+        model.set_train(False)
+    return models[0]
+
+
 def logits_with_same_random_int8_weights(a, b):
     """Both int8 models given the same random values (int8 weights, small row scales, small floats elsewhere) and
     run on the same random ids in inference mode: their logits."""
-    import mindspore as ms
     from mindspore import Tensor
     rng = np.random.default_rng(0)
-    for p_a, p_b in zip(a.get_parameters(), b.get_parameters()):
-        if p_a.dtype == ms.int8:
-            value = rng.integers(-127, 128, p_a.shape).astype(np.int8)
-        elif p_a.name.endswith("weight_scale"):
-            value = (rng.random(p_a.shape) * 0.002).astype(np.float32)
-        else:
-            value = (rng.standard_normal(p_a.shape) * 0.02).astype(np.float32)
-        p_a.set_data(Tensor(value))
-        p_b.set_data(Tensor(value))
-    a.set_train(False)
-    b.set_train(False)
+    random_weights(a, b, rng=rng, std=0.02)
     ids = Tensor(rng.integers(0, 50000, (2, 24)).astype(np.int32))
     return a(ids).asnumpy(), b(ids).asnumpy()
 
@@ -227,22 +238,6 @@ def test_int8_embedding_model_matches_the_dequantized_model(tiny_config, tmp_pat
         np.testing.assert_allclose(model(ids).asnumpy(), want, rtol=1e-5, atol=1e-5)
     fp32_bytes = (tmp_path / "fp32" / checkpoint.WEIGHTS_FILE).stat().st_size
     assert (tmp_path / "int8" / checkpoint.WEIGHTS_FILE).stat().st_size < 0.3 * fp32_bytes
-
-
-def random_weights(model, seed: int = 0):
-    import mindspore as ms
-    from mindspore import Tensor
-    rng = np.random.default_rng(seed)
-    for p in model.get_parameters():
-        if p.dtype == ms.int8:
-            value = rng.integers(-127, 128, p.shape).astype(np.int8)
-        elif p.name.endswith("weight_scale"):
-            value = (rng.random(p.shape) * 0.002).astype(np.float32)
-        else:
-            value = (rng.standard_normal(p.shape) * 0.05).astype(np.float32)
-        p.set_data(Tensor(value, p.dtype))
-    model.set_train(False)
-    return model
 
 
 def cached_logits(model, fused: bool, prompt: np.ndarray, lengths: np.ndarray, steps: int, max_len: int = 64):
