@@ -120,16 +120,22 @@ def test_int8_activations_config_needs_int8_weights():
 
 
 def test_threads_give_the_same_result(ms_context):
+    """1, 2 and 3 kernel threads give the same bytes for one row of x and for two; 40 calls in a row through the
+    pool, whose workers either poll between calls (default) or sleep at once (CODEGEEX_KERNEL_SPIN_US=0)."""
     code = ("import numpy as np; from mindspore import Tensor; from codegeex_ms import kernels; "
             "r = np.random.default_rng(0); x = r.standard_normal((2, 300)).astype(np.float32); "
             "w = r.integers(-127, 128, (1000, 300)).astype(np.int8); s = np.ones(1000, np.float32); "
-            "np.save('/dev/stdout', kernels.int8_linear_op()(Tensor(x), Tensor(w), Tensor(s)).asnumpy())")
+            "op = kernels.int8_linear_op(); "
+            "ys = [op(Tensor(x[:m]), Tensor(w), Tensor(s)).asnumpy() for _ in range(20) for m in (1, 2)]; "
+            "assert all((y == ys[i % 2]).all() for i, y in enumerate(ys)); "
+            "np.save('/dev/stdout', np.concatenate(ys[:2]))")
     outs = []
-    for threads in ("1", "2"):
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True,
-                             env={**os.environ, "CODEGEEX_KERNEL_THREADS": threads}).stdout
-        outs.append(out[-2 * 1000 * 4:])
-    assert outs[0] == outs[1]
+    for threads, spin in (("1", "100"), ("2", "100"), ("2", "0"), ("3", "0")):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True, timeout=300,
+                             env={**os.environ, "CODEGEEX_KERNEL_THREADS": threads,
+                                  "CODEGEEX_KERNEL_SPIN_US": spin}).stdout
+        outs.append(out[-3 * 1000 * 4:])
+    assert outs[1:] == outs[:1] * 3
 
 
 def random_weights(*models, rng=None, std: float = 0.05):

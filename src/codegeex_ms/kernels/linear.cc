@@ -21,11 +21,14 @@
 // rows a tile of x (MT rows, kept in L2) is multiplied with NR=4 weight rows at a time in registers (MR x NR
 // accumulators). AVX2: per-row dot products below 16 rows, the tiles from 16.
 //
-// Threads: MindSpore calls the kernel from its own worker threads, so a kernel whose threads spin-wait (OpenMP's
-// default) fights MindSpore's pool. With several rows of x the weight rows are split over the calling thread and
-// T-1 pool threads that sleep on a condition variable between calls (T: CODEGEEX_KERNEL_THREADS, by default the
-// cores this process may use, at most 8); one row of x runs on the calling thread alone.
+// Threads: the weight rows are split over the calling thread and T-1 pool threads (T: CODEGEEX_KERNEL_THREADS, by
+// default the cores this process may use, at most 8), also for one row of x: two cores read memory faster than one
+// (measured on this project's 2-core host: 24 batch-1 350M int8 layers in 9.1-9.6 ms split, 12.7 ms on one thread).
+// MindSpore calls the kernel from its own worker threads, so the pool's threads must not spin-wait for long
+// (OpenMP's default fights MindSpore's pool): they poll briefly after a call, then sleep (Pool below).
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
@@ -412,19 +415,31 @@ int kernel_threads() {
   return threads;
 }
 
-// A persistent pool: workers sleep on a condition variable between calls (no spinning, so they never compete
-// with MindSpore's own threads for a core), a call hands each worker a range of weight rows and runs the first
-// range itself. Calls are serialised by a mutex: MindSpore may run two kernels at once, and they then share the
-// pool one after the other.
+// CODEGEEX_KERNEL_SPIN_US: how long an idle pool worker polls for the next call before it sleeps (default 100)
+int64_t spin_microseconds() {
+  static const int64_t us = [] {
+    const char *v = std::getenv("CODEGEEX_KERNEL_SPIN_US");
+    return v ? std::max<int64_t>(0, std::min<int64_t>(std::atoll(v), 100000)) : int64_t{100};
+  }();
+  return us;
+}
+
+// A persistent pool. A call hands each worker a part and runs part 0 itself. After a part a worker polls for the
+// next call for spin_microseconds(), then sleeps on a condition variable. Why both: a decode layer makes seven
+// calls a few microseconds apart (six matmuls and the attention), and waking a sleeping thread costs ~100 us on
+// this kind of virtual machine (measured: a batch-8 350M layer took 2.0 ms with sleeping workers, the same
+// matmuls 1.4 ms on their own). The poll is bounded so that between layers and steps the workers sleep and never
+// compete for long with MindSpore's own threads (the spin-wait pitfall of OpenMP's default). Calls are serialised
+// by a mutex: MindSpore may run two kernels at once, and they then share the pool one after the other.
 class Pool {
  public:
-  explicit Pool(int workers) : busy_(workers, false) {
-    for (int i = 0; i < workers; ++i) threads_.emplace_back([this, i] { loop(i); });
+  explicit Pool(int workers) {
+    for (int i = 0; i < workers; ++i) threads_.emplace_back([this] { loop(); });
   }
   ~Pool() {
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      stop_ = true;
+      stop_.store(true);
     }
     wake_.notify_all();
     for (auto &t : threads_) t.join();
@@ -433,45 +448,54 @@ class Pool {
   // job(part) for part = 0 .. size()-1; part 0 on the calling thread
   void run(const std::function<void(int)> &job) {
     std::lock_guard<std::mutex> call(call_mutex_);
+    job_ = &job;
+    next_part_.store(1, std::memory_order_relaxed);
+    remaining_.store(static_cast<int>(threads_.size()), std::memory_order_relaxed);
+    generation_.fetch_add(1, std::memory_order_release);
     {
-      std::lock_guard<std::mutex> lock(mutex_);
-      job_ = &job;
-      std::fill(busy_.begin(), busy_.end(), true);
-      ++generation_;
+      std::lock_guard<std::mutex> lock(mutex_);   // a worker counts itself asleep under this lock: no lost wake-up
+      if (sleeping_ > 0) wake_.notify_all();
     }
-    wake_.notify_all();
     job(0);
-    std::unique_lock<std::mutex> lock(mutex_);
-    done_.wait(lock, [this] { return std::none_of(busy_.begin(), busy_.end(), [](bool b) { return b; }); });
+    for (int polls = 0; remaining_.load(std::memory_order_acquire) > 0; ++polls) {
+      _mm_pause();
+      if ((polls & 1023) == 1023) std::this_thread::yield();   // a descheduled worker: let it run
+    }
   }
 
  private:
-  void loop(int index) {
-    uint64_t seen = 0;
+  void loop() {
+    uint64_t seen = 0;                            // the generation at construction (a call may come before this runs)
     for (;;) {
-      const std::function<void(int)> *job;
-      {
-        std::unique_lock<std::mutex> lock(mutex_);
-        wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
-        if (stop_) return;
-        seen = generation_;
-        job = job_;
-      }
-      (*job)(index + 1);
-      {
-        std::lock_guard<std::mutex> lock(mutex_);
-        busy_[index] = false;
-      }
-      done_.notify_one();
+      if (!await(seen)) return;
+      seen = generation_.load(std::memory_order_acquire);
+      (*job_)(next_part_.fetch_add(1, std::memory_order_relaxed));
+      remaining_.fetch_sub(1, std::memory_order_release);
     }
   }
+  // wait until the generation moves past seen (true) or the pool stops (false): poll, then sleep
+  bool await(uint64_t seen) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(spin_microseconds());
+    for (int polls = 0;; ++polls) {
+      if (stop_.load(std::memory_order_relaxed)) return false;
+      if (generation_.load(std::memory_order_acquire) != seen) return true;
+      _mm_pause();
+      if ((polls & 63) == 63 && std::chrono::steady_clock::now() >= until) break;
+    }
+    std::unique_lock<std::mutex> lock(mutex_);
+    ++sleeping_;
+    wake_.wait(lock, [&] { return stop_.load() || generation_.load(std::memory_order_acquire) != seen; });
+    --sleeping_;
+    return !stop_.load();
+  }
   std::vector<std::thread> threads_;
-  std::vector<bool> busy_;
   std::mutex mutex_, call_mutex_;
-  std::condition_variable wake_, done_;
+  std::condition_variable wake_;
   const std::function<void(int)> *job_ = nullptr;
-  uint64_t generation_ = 0;
-  bool stop_ = false;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> next_part_{1}, remaining_{0};
+  std::atomic<bool> stop_{false};
+  int sleeping_ = 0;
 };
 
 Pool &pool() {
@@ -490,13 +514,11 @@ void epilogue(float *y, int64_t M, int64_t N, int64_t n_begin, int64_t n_end, co
   }
 }
 
-// rows(begin, end) computes output columns [begin, end) for every row of x. One row of x (batch-1 decoding) reads
-// each weight once and is bound by memory bandwidth: one thread, no hand-over cost (measured: a second core reading
-// half the weights lowers the rate); with several rows the work is arithmetic and is split over the pool, in
-// multiples of NR weight rows
+// rows(begin, end) computes output columns [begin, end) for every row of x; the weight rows are split over the pool
+// in multiples of NR (below 64 weight rows per thread, one thread)
 template <typename Rows>
 void split_rows(int64_t M, int64_t N, const Rows &rows) {
-  int parts = M > 1 && kernel_threads() > 1 ? pool().size() : 1;
+  int parts = kernel_threads() > 1 ? pool().size() : 1;
   if (parts == 1 || N < 64 * parts) {
     rows(0, N);
     return;
