@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -332,3 +333,17 @@ def test_fused_decode_refuses_a_position_outside_the_cache(tiny_config, ms_conte
     assert np.isfinite(engine(ints([[1]]), ints([63]), *sampling).asnumpy()).all()
     with pytest.raises(RuntimeError, match="decode_layer_f32"):
         engine(ints([[1]]), ints([64]), *sampling)
+
+
+def test_package_data_ships_every_kernel_source():
+    """setup.cfg's package data must match every C++ file the library is built from (an installed, non-editable
+    package otherwise cannot build its kernels)."""
+    import configparser
+    from fnmatch import fnmatch
+    from codegeex_ms import kernels
+    setup = configparser.ConfigParser()
+    setup.read(Path(__file__).resolve().parent.parent / "setup.cfg")
+    patterns = [p.strip() for p in setup["options.package_data"]["codegeex_ms.kernels"].split(",")]
+    for path in kernels.SOURCES + kernels.HEADERS:
+        assert path.is_file(), path
+        assert any(fnmatch(path.name, p) for p in patterns), f"{path.name} is not in setup.cfg's package data"

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "linear.h"
+#include "threads.h"
 
 namespace {
 

@@ -21,27 +21,20 @@
 // rows a tile of x (MT rows, kept in L2) is multiplied with NR=4 weight rows at a time in registers (MR x NR
 // accumulators), prefetching the weight rows two blocks ahead (at batch 8 the FMAs keep up with memory only so). AVX2: per-row dot products below 16 rows, the tiles from 16.
 //
-// Threads: the weight rows are split over the calling thread and T-1 pool threads (T: CODEGEEX_KERNEL_THREADS, by
-// default the cores this process may use, at most 8), also for one row of x: two cores read memory faster than one
-// (measured on this project's 2-core host: 24 batch-1 350M int8 layers in 9.1-9.6 ms split, 12.7 ms on one thread).
-// MindSpore calls the kernel from its own worker threads, so the pool's threads must not spin-wait for long
-// (OpenMP's default fights MindSpore's pool): they poll briefly after a call, then sleep (Pool below).
+// Threads: the weight rows of every call (one row of x too: two cores read memory faster than one; measured on
+// this project's 2-core host, 24 batch-1 350M int8 layers in 9.1-9.6 ms split, 12.7 ms on one thread) are split
+// over the thread pool of threads.cc.
 #include <algorithm>
-#include <atomic>
-#include <chrono>
-#include <condition_variable>
 #include <functional>
-#include <mutex>
-#include <sched.h>
 #include <cstdint>
 #include <cstdlib>
 #include <cmath>
 #include <cstring>
-#include <thread>
 #include <vector>
 #include <immintrin.h>
 
 #include "linear.h"
+#include "threads.h"
 
 namespace {
 
@@ -405,106 +398,6 @@ Path best_path() {
   return Path::portable;
 }
 
-// CODEGEEX_KERNEL_THREADS, or the cores this process may run on (at most 8)
-int kernel_threads() {
-  static const int threads = [] {
-    const char *v = std::getenv("CODEGEEX_KERNEL_THREADS");
-    if (v) return std::max(1, std::min(std::atoi(v), 64));
-    cpu_set_t set;
-    int cores = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : 1;
-    return std::max(1, std::min(cores, 8));
-  }();
-  return threads;
-}
-
-// CODEGEEX_KERNEL_SPIN_US: how long an idle pool worker polls for the next call before it sleeps (default 100)
-int64_t spin_microseconds() {
-  static const int64_t us = [] {
-    const char *v = std::getenv("CODEGEEX_KERNEL_SPIN_US");
-    return v ? std::max<int64_t>(0, std::min<int64_t>(std::atoll(v), 100000)) : int64_t{100};
-  }();
-  return us;
-}
-
-// A persistent pool. A call hands each worker a part and runs part 0 itself. After a part a worker polls for the
-// next call for spin_microseconds(), then sleeps on a condition variable. Why both: a decode layer makes seven
-// calls a few microseconds apart (six matmuls and the attention), and waking a sleeping thread costs ~100 us on
-// this kind of virtual machine (measured: a batch-8 350M layer took 2.0 ms with sleeping workers, the same
-// matmuls 1.4 ms on their own). The poll is bounded so that between layers and steps the workers sleep and never
-// compete for long with MindSpore's own threads (the spin-wait pitfall of OpenMP's default). Calls are serialised
-// by a mutex: MindSpore may run two kernels at once, and they then share the pool one after the other.
-class Pool {
- public:
-  explicit Pool(int workers) {
-    for (int i = 0; i < workers; ++i) threads_.emplace_back([this] { loop(); });
-  }
-  ~Pool() {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      stop_.store(true);
-    }
-    wake_.notify_all();
-    for (auto &t : threads_) t.join();
-  }
-  int size() const { return static_cast<int>(threads_.size()) + 1; }
-  // job(part) for part = 0 .. size()-1; part 0 on the calling thread
-  void run(const std::function<void(int)> &job) {
-    std::lock_guard<std::mutex> call(call_mutex_);
-    job_ = &job;
-    next_part_.store(1, std::memory_order_relaxed);
-    remaining_.store(static_cast<int>(threads_.size()), std::memory_order_relaxed);
-    generation_.fetch_add(1, std::memory_order_release);
-    {
-      std::lock_guard<std::mutex> lock(mutex_);   // a worker counts itself asleep under this lock: no lost wake-up
-      if (sleeping_ > 0) wake_.notify_all();
-    }
-    job(0);
-    for (int polls = 0; remaining_.load(std::memory_order_acquire) > 0; ++polls) {
-      _mm_pause();
-      if ((polls & 1023) == 1023) std::this_thread::yield();   // a descheduled worker: let it run
-    }
-  }
-
- private:
-  void loop() {
-    uint64_t seen = 0;                            // the generation at construction (a call may come before this runs)
-    for (;;) {
-      if (!await(seen)) return;
-      seen = generation_.load(std::memory_order_acquire);
-      (*job_)(next_part_.fetch_add(1, std::memory_order_relaxed));
-      remaining_.fetch_sub(1, std::memory_order_release);
-    }
-  }
-  // wait until the generation moves past seen (true) or the pool stops (false): poll, then sleep
-  bool await(uint64_t seen) {
-    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(spin_microseconds());
-    for (int polls = 0;; ++polls) {
-      if (stop_.load(std::memory_order_relaxed)) return false;
-      if (generation_.load(std::memory_order_acquire) != seen) return true;
-      _mm_pause();
-      if ((polls & 63) == 63 && std::chrono::steady_clock::now() >= until) break;
-    }
-    std::unique_lock<std::mutex> lock(mutex_);
-    ++sleeping_;
-    wake_.wait(lock, [&] { return stop_.load() || generation_.load(std::memory_order_acquire) != seen; });
-    --sleeping_;
-    return !stop_.load();
-  }
-  std::vector<std::thread> threads_;
-  std::mutex mutex_, call_mutex_;
-  std::condition_variable wake_;
-  const std::function<void(int)> *job_ = nullptr;
-  std::atomic<uint64_t> generation_{0};
-  std::atomic<int> next_part_{1}, remaining_{0};
-  std::atomic<bool> stop_{false};
-  int sleeping_ = 0;
-};
-
-Pool &pool() {
-  static Pool instance(kernel_threads() - 1);
-  return instance;
-}
-
 // y += bias, then y = y * sigmoid(1.702 y) (the model's fast GELU) if asked, on the rows this part wrote
 void epilogue(float *y, int64_t M, int64_t N, int64_t n_begin, int64_t n_end, const float *bias, bool gelu) {
   for (int64_t m = 0; m < M; ++m) {
@@ -520,13 +413,15 @@ void epilogue(float *y, int64_t M, int64_t N, int64_t n_begin, int64_t n_end, co
 // in multiples of NR (below 64 weight rows per thread, one thread)
 template <typename Rows>
 void split_rows(int64_t M, int64_t N, const Rows &rows) {
-  int parts = kernel_threads() > 1 ? pool().size() : 1;
+  const int parts = codegeex::thread_count();
   if (parts == 1 || N < 64 * parts) {
     rows(0, N);
     return;
   }
   int64_t per = (N / parts + NR - 1) / NR * NR;
-  pool().run([&](int part) { rows(std::min(N, part * per), part == parts - 1 ? N : std::min(N, (part + 1) * per)); });
+  codegeex::run_parts([&](int part) {
+    rows(std::min(N, part * per), part == parts - 1 ? N : std::min(N, (part + 1) * per));
+  });
 }
 
 template <typename W>
@@ -614,17 +509,6 @@ void linear_int8_best(const float *x, const int8_t *w, const float *scale, const
 void linear_f32_best(const float *x, const float *w, const float *bias, bool gelu, float *y, int64_t M, int64_t N,
                      int64_t K) {
   run<float>(kBest, x, w, nullptr, bias, gelu, y, M, N, K);
-}
-void parallel_for(int64_t count, const std::function<void(int64_t, int64_t)> &body) {
-  int parts = count > 1 && kernel_threads() > 1 ? static_cast<int>(std::min<int64_t>(pool().size(), count)) : 1;
-  if (parts == 1) {
-    body(0, count);
-    return;
-  }
-  const int64_t per = (count + parts - 1) / parts;
-  pool().run([&](int part) {
-    if (part < parts) body(std::min(count, part * per), std::min(count, (part + 1) * per));
-  });
 }
 }  // namespace codegeex
 

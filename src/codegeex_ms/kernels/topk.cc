@@ -5,13 +5,13 @@
 // Only the first `vocab` columns count (the padded rows of the embedding are never tokens); k is the outputs'
 // width. Order: value descending, equal values by index ascending (as MindSpore's TopK with sorted=True). One pass
 // per row with a heap of the k best (MindSpore's CPU TopK took 1.9 ms per decode step for k = 1024 of 50,400).
-// Rows are split over linear.cc's thread pool.
+// Rows are split over the kernels' thread pool (threads.cc).
 #include <algorithm>
 #include <cstdint>
 #include <utility>
 #include <vector>
 
-#include "linear.h"
+#include "threads.h"
 
 extern "C" int topk_rows(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *stream,
                          void *extra) {

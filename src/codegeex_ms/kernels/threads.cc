@@ -1,0 +1,145 @@
+// The kernels' thread pool: the calling thread and CODEGEEX_KERNEL_THREADS - 1 workers (default: the cores this
+// process may run on, at most 8). linear.cc splits the weight rows of each matmul over it; decode_layer.cc the
+// (row, head) pairs of attention; topk.cc the rows.
+//
+// MindSpore calls the kernels from its own worker threads, so the pool's threads must not spin-wait for long
+// (OpenMP's default fights MindSpore's pool): they poll briefly after a call, then sleep (Pool below).
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <cstdlib>
+#include <functional>
+#include <mutex>
+#include <sched.h>
+#include <thread>
+#include <vector>
+#include <immintrin.h>
+
+#include "threads.h"
+
+namespace {
+
+// CODEGEEX_KERNEL_THREADS, or the cores this process may run on (at most 8)
+int kernel_threads() {
+  static const int threads = [] {
+    const char *v = std::getenv("CODEGEEX_KERNEL_THREADS");
+    if (v) return std::max(1, std::min(std::atoi(v), 64));
+    cpu_set_t set;
+    int cores = sched_getaffinity(0, sizeof(set), &set) == 0 ? CPU_COUNT(&set) : 1;
+    return std::max(1, std::min(cores, 8));
+  }();
+  return threads;
+}
+
+// CODEGEEX_KERNEL_SPIN_US: how long an idle pool worker polls for the next call before it sleeps (default 100)
+int64_t spin_microseconds() {
+  static const int64_t us = [] {
+    const char *v = std::getenv("CODEGEEX_KERNEL_SPIN_US");
+    return v ? std::max<int64_t>(0, std::min<int64_t>(std::atoll(v), 100000)) : int64_t{100};
+  }();
+  return us;
+}
+
+// A persistent pool. A call hands each worker a part and runs part 0 itself. After a part a worker polls for the
+// next call for spin_microseconds(), then sleeps on a condition variable. Why both: a decode layer makes seven
+// calls a few microseconds apart (six matmuls and the attention), and waking a sleeping thread costs ~100 us on
+// this kind of virtual machine (measured: a batch-8 350M layer took 2.0 ms with sleeping workers, the same
+// matmuls 1.4 ms on their own). The poll is bounded so that between layers and steps the workers sleep and never
+// compete for long with MindSpore's own threads (the spin-wait pitfall of OpenMP's default). Calls are serialised
+// by a mutex: MindSpore may run two kernels at once, and they then share the pool one after the other.
+class Pool {
+ public:
+  explicit Pool(int workers) {
+    for (int i = 0; i < workers; ++i) threads_.emplace_back([this] { loop(); });
+  }
+  ~Pool() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_.store(true);
+    }
+    wake_.notify_all();
+    for (auto &t : threads_) t.join();
+  }
+  int size() const { return static_cast<int>(threads_.size()) + 1; }
+  // job(part) for part = 0 .. size()-1; part 0 on the calling thread
+  void run(const std::function<void(int)> &job) {
+    std::lock_guard<std::mutex> call(call_mutex_);
+    job_ = &job;
+    next_part_.store(1, std::memory_order_relaxed);
+    remaining_.store(static_cast<int>(threads_.size()), std::memory_order_relaxed);
+    generation_.fetch_add(1, std::memory_order_release);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);   // a worker counts itself asleep under this lock: no lost wake-up
+      if (sleeping_ > 0) wake_.notify_all();
+    }
+    job(0);
+    for (int polls = 0; remaining_.load(std::memory_order_acquire) > 0; ++polls) {
+      _mm_pause();
+      if ((polls & 1023) == 1023) std::this_thread::yield();   // a descheduled worker: let it run
+    }
+  }
+
+ private:
+  void loop() {
+    uint64_t seen = 0;                            // the generation at construction (a call may come before this runs)
+    for (;;) {
+      if (!await(seen)) return;
+      seen = generation_.load(std::memory_order_acquire);
+      (*job_)(next_part_.fetch_add(1, std::memory_order_relaxed));
+      remaining_.fetch_sub(1, std::memory_order_release);
+    }
+  }
+  // wait until the generation moves past seen (true) or the pool stops (false): poll, then sleep
+  bool await(uint64_t seen) {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(spin_microseconds());
+    for (int polls = 0;; ++polls) {
+      if (stop_.load(std::memory_order_relaxed)) return false;
+      if (generation_.load(std::memory_order_acquire) != seen) return true;
+      _mm_pause();
+      if ((polls & 63) == 63 && std::chrono::steady_clock::now() >= until) break;
+    }
+    std::unique_lock<std::mutex> lock(mutex_);
+    ++sleeping_;
+    wake_.wait(lock, [&] { return stop_.load() || generation_.load(std::memory_order_acquire) != seen; });
+    --sleeping_;
+    return !stop_.load();
+  }
+  std::vector<std::thread> threads_;
+  std::mutex mutex_, call_mutex_;
+  std::condition_variable wake_;
+  const std::function<void(int)> *job_ = nullptr;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> next_part_{1}, remaining_{0};
+  std::atomic<bool> stop_{false};
+  int sleeping_ = 0;
+};
+
+Pool &pool() {
+  static Pool instance(kernel_threads() - 1);
+  return instance;
+}
+
+}  // namespace
+
+namespace codegeex {
+int thread_count() { return kernel_threads() > 1 ? pool().size() : 1; }
+
+void run_parts(const std::function<void(int)> &job) {
+  if (kernel_threads() > 1) pool().run(job);
+  else job(0);
+}
+
+void parallel_for(int64_t count, const std::function<void(int64_t, int64_t)> &body) {
+  int parts = static_cast<int>(std::min<int64_t>(thread_count(), std::max<int64_t>(count, 1)));
+  if (parts == 1) {
+    body(0, count);
+    return;
+  }
+  const int64_t per = (count + parts - 1) / parts;
+  pool().run([&](int part) {
+    if (part < parts) body(std::min(count, part * per), std::min(count, (part + 1) * per));
+  });
+}
+}  // namespace codegeex
