@@ -139,6 +139,46 @@ def test_threads_give_the_same_result(ms_context):
     assert outs[1:] == outs[:1] * 3
 
 
+FORKED_CHILD_CODE = """
+import ctypes, os, sys
+import numpy as np
+from codegeex_ms import kernels
+lib = ctypes.CDLL(str(kernels.library()))
+
+
+def matmul(x, w, s):
+    y = np.zeros((x.shape[0], w.shape[0]), np.float32)
+    arrays = [x, w, s, y]
+    shapes = [(ctypes.c_int64 * a.ndim)(*a.shape) for a in arrays]
+    status = lib.linear_int8_auto(4, (ctypes.c_void_p * 4)(*[a.ctypes.data for a in arrays]),
+                                  (ctypes.c_int * 4)(*[a.ndim for a in arrays]),
+                                  (ctypes.POINTER(ctypes.c_int64) * 4)(*shapes), None, None, None)
+    assert status == 0
+    return y
+
+
+r = np.random.default_rng(0)
+x = r.standard_normal((2, 300)).astype(np.float32)
+w = r.integers(-127, 128, (1000, 300)).astype(np.int8)
+s = np.ones(1000, np.float32)
+before = matmul(x, w, s)                  # the parent's pool starts here
+pid = os.fork()
+if pid == 0:                              # the child: no pool threads; sys.exit also runs the pool's destructor
+    sys.exit(0 if (matmul(x, w, s) == before).all() else 3)
+_, status = os.waitpid(pid, 0)
+assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
+print("forked child ok")
+"""
+
+
+def test_kernels_run_in_a_forked_child():
+    """A process forked after the pool started has none of its threads: its calls must still return (on the calling
+    thread) with the same result, and its exit must not wait for them."""
+    out = subprocess.run([sys.executable, "-c", FORKED_CHILD_CODE], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "CODEGEEX_KERNEL_THREADS": "2"})
+    assert out.returncode == 0 and "forked child ok" in out.stdout, out.stderr[-2000:]
+
+
 def random_weights(*models, rng=None, std: float = 0.05):
     """The same random values in every model (models of one config): int8 weights, row scales below 0.002, normal
     floats of ``std`` elsewhere, drawn from ``rng`` (default: seed 0); the models in inference mode. Returns the

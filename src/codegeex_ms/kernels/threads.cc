@@ -14,6 +14,7 @@
 #include <mutex>
 #include <sched.h>
 #include <thread>
+#include <unistd.h>
 #include <vector>
 #include <immintrin.h>
 
@@ -49,20 +50,18 @@ int64_t spin_microseconds() {
 // matmuls 1.4 ms on their own). The poll is bounded so that between layers and steps the workers sleep and never
 // compete for long with MindSpore's own threads (the spin-wait pitfall of OpenMP's default). Calls are serialised
 // by a mutex: MindSpore may run two kernels at once, and they then share the pool one after the other.
+// A process forked from the one that made the pool has none of its threads: there the kernels run on the calling
+// thread alone (a call would otherwise wait forever for workers that do not exist). The pool is never destroyed:
+// its workers end with the process, and in a forked child destroying its condition variable, which a parent's
+// worker was sleeping on when the process was copied, would wait forever.
 class Pool {
  public:
   explicit Pool(int workers) {
     for (int i = 0; i < workers; ++i) threads_.emplace_back([this] { loop(); });
   }
-  ~Pool() {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      stop_.store(true);
-    }
-    wake_.notify_all();
-    for (auto &t : threads_) t.join();
-  }
   int size() const { return static_cast<int>(threads_.size()) + 1; }
+  // whether this process made the pool (its workers exist here)
+  bool owned() const { return getpid() == owner_; }
   // job(part) for part = 0 .. size()-1; part 0 on the calling thread
   void run(const std::function<void(int)> &job) {
     std::lock_guard<std::mutex> call(call_mutex_);
@@ -85,49 +84,47 @@ class Pool {
   void loop() {
     uint64_t seen = 0;                            // the generation at construction (a call may come before this runs)
     for (;;) {
-      if (!await(seen)) return;
+      await(seen);
       seen = generation_.load(std::memory_order_acquire);
       (*job_)(next_part_.fetch_add(1, std::memory_order_relaxed));
       remaining_.fetch_sub(1, std::memory_order_release);
     }
   }
-  // wait until the generation moves past seen (true) or the pool stops (false): poll, then sleep
-  bool await(uint64_t seen) {
+  // wait until the generation moves past seen: poll, then sleep
+  void await(uint64_t seen) {
     const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(spin_microseconds());
     for (int polls = 0;; ++polls) {
-      if (stop_.load(std::memory_order_relaxed)) return false;
-      if (generation_.load(std::memory_order_acquire) != seen) return true;
+      if (generation_.load(std::memory_order_acquire) != seen) return;
       _mm_pause();
       if ((polls & 63) == 63 && std::chrono::steady_clock::now() >= until) break;
     }
     std::unique_lock<std::mutex> lock(mutex_);
     ++sleeping_;
-    wake_.wait(lock, [&] { return stop_.load() || generation_.load(std::memory_order_acquire) != seen; });
+    wake_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
     --sleeping_;
-    return !stop_.load();
   }
+  const pid_t owner_ = getpid();
   std::vector<std::thread> threads_;
   std::mutex mutex_, call_mutex_;
   std::condition_variable wake_;
   const std::function<void(int)> *job_ = nullptr;
   std::atomic<uint64_t> generation_{0};
   std::atomic<int> next_part_{1}, remaining_{0};
-  std::atomic<bool> stop_{false};
   int sleeping_ = 0;
 };
 
 Pool &pool() {
-  static Pool instance(kernel_threads() - 1);
-  return instance;
+  static Pool *const instance = new Pool(kernel_threads() - 1);   // never destroyed (above)
+  return *instance;
 }
 
 }  // namespace
 
 namespace codegeex {
-int thread_count() { return kernel_threads() > 1 ? pool().size() : 1; }
+int thread_count() { return kernel_threads() > 1 && pool().owned() ? pool().size() : 1; }
 
 void run_parts(const std::function<void(int)> &job) {
-  if (kernel_threads() > 1) pool().run(job);
+  if (thread_count() > 1) pool().run(job);
   else job(0);
 }
 
