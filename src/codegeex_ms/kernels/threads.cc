@@ -14,7 +14,7 @@
 #include <mutex>
 #include <sched.h>
 #include <thread>
-#include <unistd.h>
+#include <pthread.h>
 #include <vector>
 #include <immintrin.h>
 
@@ -44,10 +44,11 @@ int64_t spin_microseconds() {
 }
 
 // A persistent pool. A call hands each worker a part and runs part 0 itself. After a part a worker polls for the
-// next call for spin_microseconds(), then sleeps on a condition variable. Why both: a decode layer makes seven
-// calls a few microseconds apart (six matmuls and the attention), and waking a sleeping thread costs ~100 us on
-// this kind of virtual machine (measured: a batch-8 350M layer took 2.0 ms with sleeping workers, the same
-// matmuls 1.4 ms on their own). The poll is bounded so that between layers and steps the workers sleep and never
+// next call for spin_microseconds(), then sleeps on a condition variable; the caller polls a count for the
+// workers' parts. Why: a decode layer makes seven calls a few microseconds apart (six matmuls and the attention),
+// and handing each to a sleeping worker through condition variables was slow on this project's 2-core virtual
+// machine (24 batch-8 350M layers through ctypes: 48-54 ms so; 39.8 ms with the caller polling and workers that
+// sleep at once; 34-39 ms with both polling; separate runs, not alternated). The poll is bounded so that between layers and steps the workers sleep and never
 // compete for long with MindSpore's own threads (the spin-wait pitfall of OpenMP's default). Calls are serialised
 // by a mutex: MindSpore may run two kernels at once, and they then share the pool one after the other.
 // A process forked from the one that made the pool has none of its threads: there the kernels run on the calling
@@ -57,11 +58,12 @@ int64_t spin_microseconds() {
 class Pool {
  public:
   explicit Pool(int workers) {
+    pthread_atfork(nullptr, nullptr, [] { forked_child = true; });
     for (int i = 0; i < workers; ++i) threads_.emplace_back([this] { loop(); });
   }
   int size() const { return static_cast<int>(threads_.size()) + 1; }
-  // whether this process made the pool (its workers exist here)
-  bool owned() const { return getpid() == owner_; }
+  // whether this process made the pool (its workers exist here): false in a process forked after it was made
+  bool owned() const { return !forked_child; }
   // job(part) for part = 0 .. size()-1; part 0 on the calling thread
   void run(const std::function<void(int)> &job) {
     std::lock_guard<std::mutex> call(call_mutex_);
@@ -103,7 +105,7 @@ class Pool {
     wake_.wait(lock, [&] { return generation_.load(std::memory_order_acquire) != seen; });
     --sleeping_;
   }
-  const pid_t owner_ = getpid();
+  static inline bool forked_child = false;       // set in the child by the fork handler the constructor registers
   std::vector<std::thread> threads_;
   std::mutex mutex_, call_mutex_;
   std::condition_variable wake_;
@@ -135,7 +137,7 @@ void parallel_for(int64_t count, const std::function<void(int64_t, int64_t)> &bo
     return;
   }
   const int64_t per = (count + parts - 1) / parts;
-  pool().run([&](int part) {
+  run_parts([&](int part) {
     if (part < parts) body(std::min(count, part * per), std::min(count, (part + 1) * per));
   });
 }
