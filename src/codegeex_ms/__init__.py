@@ -1,7 +1,7 @@
 """codegeex-ms: CodeGeeX in MindSpore.
 
 Importing the package is cheap and side-effect free: MindSpore itself is imported only when a model is
-built or loaded (``codegeex_ms.load``), and mindformers never is.
+built or loaded (``codegeex_ms.load``).
 """
 from .config import Config, ConfigError, ModelConfig, ParallelConfig, PrecisionConfig, load_config
 

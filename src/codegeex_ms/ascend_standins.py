@@ -19,7 +19,7 @@ library the plugin needs and nothing on the machine provides, a stand-in whose f
 - ``init()`` imports the Python package ``hccl`` for its version: a two-line one under ``<root>/python`` does.
 
 The list is derived from the wheel each time it changes (the cache key is the MindSpore version and the hash of
-this file), never shipped. Building needs gcc and readelf (Debian packages ``gcc`` and ``binutils``).
+this file), never shipped. Building needs gcc, g++ and readelf (Debian packages ``gcc``, ``g++`` and ``binutils``).
 """
 from __future__ import annotations
 
@@ -66,7 +66,25 @@ int aclrtGetCurrentContext(void **context) { static void *c; if (!c) c = new_han
 int aclrtGetMemInfo(int attr, size_t *free_bytes, size_t *total_bytes) {
     if (free_bytes) *free_bytes = %(memory)dULL; if (total_bytes) *total_bytes = %(memory)dULL; return 0; }
 """
-SPECIAL_NAMES = set(re.findall(r"^\S.*?\b(\w+)\(", SPECIAL.split("new_handle(void)")[1], re.M))
+# C++ singletons whose callers use the object: MindSpore 2.10's libd_collective.so registers its error strings in
+# ge::StatusFactory::Instance()->err_desc_ (a std::map, inline code of CANN's header) while it is loaded, which
+# `import mindspore` does; a stand-in returning 0 made that a null pointer (segmentation fault). The plugin is built
+# with the pre-C++11 std::string ABI, so this file is too.
+SPECIAL_CXX = r"""
+#include <cstdint>
+#include <map>
+#include <string>
+namespace ge {
+class StatusFactory {
+ public:
+  static StatusFactory *Instance();
+  std::map<uint32_t, std::string> err_desc_;
+};
+StatusFactory *StatusFactory::Instance() { static StatusFactory instance; return &instance; }
+}  // namespace ge
+"""
+SPECIAL_NAMES = set(re.findall(r"^\S.*?\b(\w+)\(", SPECIAL.split("new_handle(void)")[1], re.M)) | {
+    "_ZN2ge13StatusFactory8InstanceEv"}
 
 
 class StandinError(RuntimeError):
@@ -225,6 +243,7 @@ def ensure_standins(root: Path | None = None) -> Path:
     if (target / "ready").is_file():
         return target
     gcc = _tool("gcc", "gcc")
+    gxx = _tool("g++", "g++")
     analysis = analyse()
     tmp = target.with_name(target.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -232,15 +251,20 @@ def ensure_standins(root: Path | None = None) -> Path:
     source = tmp / "ascend_standin.c"
     source.write_text(c_source(analysis))
 
-    def gcc_run(args: list[str]) -> None:
-        result = subprocess.run([gcc, "-fPIC", "-O0", "-w", *args], capture_output=True, text=True)
+    def gcc_run(args: list[str], compiler: str = gcc) -> None:
+        result = subprocess.run([compiler, "-fPIC", "-O0", "-w", *args], capture_output=True, text=True)
         if result.returncode:
-            raise StandinError(f"gcc could not build the Ascend stand-ins: {result.stderr[-800:]}")
+            raise StandinError(f"{Path(compiler).name} could not build the Ascend stand-ins: {result.stderr[-800:]}")
 
     # libascendcl.so defines every name: MindSpore finds the Ascend path from the file that defines aclrtMalloc,
     # which must be <root>/lib64/libascendcl.so. Every other library depends on it, so a name looked up with
     # dlsym on that library's handle is found in its dependency.
-    gcc_run(["-shared", str(source), "-o", str(tmp / LIBRARY_DIR / CORE), f"-Wl,-soname,{CORE}"])
+    cxx_source = tmp / "ascend_standin_cxx.cc"
+    cxx_source.write_text(SPECIAL_CXX)
+    gcc_run(["-c", str(source), "-o", str(tmp / "ascend_standin.o")])
+    gcc_run(["-D_GLIBCXX_USE_CXX11_ABI=0", "-c", str(cxx_source), "-o", str(tmp / "ascend_standin_cxx.o")], gxx)
+    gcc_run(["-shared", str(tmp / "ascend_standin.o"), str(tmp / "ascend_standin_cxx.o"), "-o",
+             str(tmp / LIBRARY_DIR / CORE), f"-Wl,-soname,{CORE}"], gxx)
     empty = tmp / "empty.c"
     empty.write_text("")
     for relative in analysis.missing_sonames:

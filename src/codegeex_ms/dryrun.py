@@ -23,6 +23,7 @@ import argparse
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -261,7 +262,9 @@ def run(cfg: Config, world: int, rank: int, out_dir: Path, save: bool = False, t
                               text=True, timeout=timeout)
     if proc.returncode != 0 or not result_file.is_file():
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
-        raise RuntimeError(f"the DryRun compile of rank {rank} failed (exit {proc.returncode}):\n{tail}")
+        how = f"killed by {signal.Signals(-proc.returncode).name}" if proc.returncode < 0 else \
+            f"exit {proc.returncode}"
+        raise RuntimeError(f"the DryRun compile of rank {rank} failed ({how}):\n{tail}")
     return json.loads(result_file.read_text())
 
 

@@ -2,9 +2,10 @@
 (``linear.cc``), a whole transformer layer for one decode step (``decode_layer.cc``) and the sampler's top-k
 (``topk.cc``).
 
-MindSpore 2.9 has no CPU int8 matmul (int8 x int8 wraps mod 256, fp32 x int8 is a TypeError, the quantized
-matmul ops are Ascend-only), so the weight-only int8 Linear used to cast its weight to float32 for every call:
-more bytes per token than the fp32 model. ``linear_int8`` reads the int8 weight and dequantises in registers.
+MindSpore (2.9 and 2.10, checked) has no CPU int8 matmul (int8 x int8 wraps mod 256, fp32 x int8 is a
+TypeError, the quantized matmul ops are Ascend-only), so the weight-only int8 Linear used to cast its weight to
+float32 for every call: more bytes per token than the fp32 model. ``linear_int8`` reads the int8 weight and
+dequantises in registers.
 
 The C++ sources ship in the package and is compiled with g++ -O3 on first use into a per-user cache keyed by the
 sources' hash and this CPU's vector features (``~/.cache/codegeex-ms/kernels/``); MindSpore's own build of a
