@@ -85,7 +85,7 @@ def build_engine(args):
         if not 1 < context <= loaded.context:
             raise CheckpointError(f"--context {context}: must be in 2..{loaded.context} (the model's positions)")
         generator = Generator(loaded.model, loaded.tokenizer, batch_size=args.batch_size, max_len=context)
-    # compile the decode graph and every prefill bucket a request can meet before taking requests
+    # compile the decode graph and every prefill graph a request can meet before taking requests
     generator.warmup(longest_prompt=min(args.max_prompt_tokens, generator.max_len))
     limits = RequestLimits(args.max_prompt_tokens, args.max_new_tokens, args.max_n)
     return Engine(generator, loaded.tokenizer, args.model_name or loaded.folder.resolve().name, limits,

@@ -1,6 +1,6 @@
 """CodeGeeX-13B on one CPU workstation: an int8 checkpoint loaded and decoded by ``infer.py``.
 
-    python bench/decode_13b.py [--folder /tmp/codegeex-13b-int8-random] [--new-tokens 16] [--keep]
+    python bench/decode_13b.py [--folder /tmp/codegeex-13b-int8-random] [--new-tokens 16] [--prompt-file F] [--keep]
 
 Writes a random-weight checkpoint of the released 13B shapes (``model_configs/codegeex_13b.yaml``: 39 layers + the
 top query layer, hidden 5120, 52,224-row vocabulary) in the form ``python -m codegeex_ms.quantize_export quantize
@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-SCALE = 0.1 / 127        # int8 row scale: weights of about +-0.1, the size of a trained layer's largest ones
 
 
 def checkpoint_config():
@@ -44,36 +43,17 @@ def checkpoint_config():
 def write_random_checkpoint(folder: Path, tokenizer: Path) -> float:
     """The 13B int8 folder, one random tensor at a time; returns the seconds taken."""
     from tqdm import tqdm
-    from codegeex_ms.checkpoint import write_folder
+    from codegeex_ms.checkpoint import write_random
     from codegeex_ms.fileio import staged_folder
-    from codegeex_ms.layout import EMBEDDING, is_quantized_weight, parameter_shapes
+    from codegeex_ms.layout import parameter_shapes
     cfg = checkpoint_config()
-    specs = []
-    for name, shape in parameter_shapes(cfg.model, "int8", "int8").items():
-        dtype = np.int8 if is_quantized_weight(name) or name == EMBEDDING else \
-            np.float32 if name.endswith("_scale") else np.float16
-        specs.append((name, shape, dtype))
-    rng = np.random.default_rng(0)
-
-    def fetch(name: str) -> np.ndarray:
-        shape, dtype = next((s, d) for n, s, d in specs if n == name)
-        size = int(np.prod(shape))
-        if dtype == np.int8:            # random bytes are the fast way to fill gigabytes; symmetric int8 has no -128
-            return np.maximum(np.frombuffer(rng.bytes(size), np.int8), -127).reshape(shape)
-        if name.endswith("_scale"):
-            return np.full(shape, SCALE, np.float32)
-        if name.endswith("layernorm.weight"):
-            return np.ones(shape, np.float16)
-        if name.endswith(".bias"):
-            return np.zeros(shape, np.float16)
-        return (rng.standard_normal(shape, np.float32) * cfg.model.init_std).astype(np.float16)   # position tables
-
-    total = sum(int(np.prod(s)) * np.dtype(d).itemsize for _, s, d in specs)
+    total = sum(int(np.prod(s)) for s in parameter_shapes(cfg.model, "int8", "int8").values())   # about: int8
     start = time.perf_counter()
-    with tqdm(total=total, unit="B", unit_scale=True, desc="writing 13B int8") as bar, staged_folder(folder) as tmp:
-        sizes = {n: int(np.prod(s)) * np.dtype(d).itemsize for n, s, d in specs}
-        write_folder(tmp, cfg, specs, fetch, tokenizer=str(tokenizer.resolve()),
-                     progress=lambda name: bar.update(sizes[name]))
+    with tqdm(total=total, unit="param", unit_scale=True, desc="writing 13B int8") as bar, \
+            staged_folder(folder) as tmp:
+        shapes = parameter_shapes(cfg.model, "int8", "int8")
+        write_random(tmp, cfg, tokenizer=str(tokenizer.resolve()), progress=lambda name: bar.update(
+            int(np.prod(shapes[name]))))
     return time.perf_counter() - start
 
 
@@ -97,6 +77,8 @@ def main() -> int:
                    help="CodeGeeX tokenizer directory recorded in the folder (default ../shared/tokenizer/codegeex)")
     p.add_argument("--new-tokens", type=int, default=16, help="tokens to decode (default 16)")
     p.add_argument("--prompt", default="def fibonacci(n):\n", help="the prompt (default a Python signature)")
+    p.add_argument("--prompt-file", type=Path, help="read the prompt from this file instead (e.g. a long one, to "
+                                                    "measure prefill memory)")
     p.add_argument("--keep", action="store_true", help="keep the folder afterwards (default: delete it)")
     args = p.parse_args()
 
@@ -109,7 +91,8 @@ def main() -> int:
     weights = args.folder / "model.safetensors"
     size_gb = weights.stat().st_size / 1e9
     drop_from_page_cache(weights)
-    result, peak_rss_kib, wall = run_infer_measured(args.folder, args.new_tokens, args.prompt)
+    prompt = args.prompt_file.read_text() if args.prompt_file else args.prompt
+    result, peak_rss_kib, wall = run_infer_measured(args.folder, args.new_tokens, prompt)
     t = result["timings"]
     machine_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     print(f"| checkpoint | GB | write s | load s | compile s | prefill tokens | prefill s | decode tokens/s "
@@ -130,7 +113,7 @@ def main() -> int:
 def run_infer_measured(folder: Path, new_tokens: int, prompt: str) -> tuple[dict, int, float]:
     """infer.py in a child process: (its --json output, the child's peak RSS in KiB, wall seconds)."""
     command = [sys.executable, str(ROOT / "infer.py"), "--checkpoint", str(folder), "--prompt", prompt, "--greedy",
-               "--max-new-tokens", str(new_tokens), "--json", "--device", "CPU"]
+               "--max-new-tokens", str(new_tokens), "--json", "--device", "CPU"]     # (argv holds 128 KiB)
     start = time.perf_counter()
     with tempfile.TemporaryFile("w+") as log:
         with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log) as child:

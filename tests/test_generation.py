@@ -76,7 +76,8 @@ def test_no_recompilation_while_decoding(pair, tokenizer):
     config = SamplingConfig(max_new_tokens=30, temperature=0.9, top_p=0.9, seed=3)
     generator.generate(tokenizer.encode("int main() {"), config)
     generator.generate(tokenizer.encode("public class A {\n  int f() {"), config)  # same 64-token bucket
-    cells = {id(c): c for c in (generator.cached, generator.decode_cell)}.values()   # decode: its own cell on CPU
+    # prefill and decode: cells of their own on a CPU with the kernels
+    cells = {id(c): c for c in (generator.cached, generator.prefill_cell, generator.decode_cell)}.values()
     assert sum(len(c.compile_cache) for c in cells) == 2
     assert generator.call_shapes == {(3, 64), (3, 1)}
 
@@ -175,6 +176,30 @@ def test_rows_with_different_prompts_match_their_solo_runs(pair, tokenizer):
     assert len(together[1].token_ids) == 2 and len(together[1].token_ids[1]) <= 7
 
 
+@pytest.mark.parametrize("fused", [True, False])
+def test_chunked_prefill_draws_what_one_whole_prefill_draws(pair, tokenizer, fused):
+    """Prompts of 150, 40 and 101 tokens in one batch, prefilled in chunks of 64 positions (the last call moved
+    back so that it ends at the 160-position cache's end) or in one 160-token call: the same greedy and seeded
+    samples, on the layer kernels (FusedPrefillStep) and on the graph path."""
+    from codegeex_ms.generation import FusedPrefillStep, Generator, SamplingConfig
+    _, model = pair
+    rng = np.random.default_rng(7)
+    requests = [(rng.integers(1, 8000, n).tolist(), SamplingConfig(max_new_tokens=6, temperature=0.8, top_p=0.9,
+                                                                   seed=n, greedy=n == 40), 1) for n in (150, 40, 101)]
+    whole = Generator(model, tokenizer, batch_size=3, max_len=160)
+    chunked = Generator(model, tokenizer, batch_size=3, max_len=160, prefill_chunk=64)
+    for generator in (whole, chunked):
+        assert isinstance(generator.prefill_cell, FusedPrefillStep)        # a float32 model on a CPU
+        if not fused:
+            generator.prefill_cell = generator.decode_cell = generator.cached
+    expected = [r.token_ids for r in whole.generate_rows(requests)]
+    assert [r.token_ids for r in chunked.generate_rows(requests)] == expected
+    assert whole.call_shapes == {(3, 160), (3, 1)} and chunked.call_shapes == {(3, 64), (3, 1)}
+    assert chunked.buckets() == [64] and chunked.buckets(10) == [64]
+    with pytest.raises(ValueError, match="prefill_chunk"):
+        Generator(model, tokenizer, batch_size=1, max_len=160, prefill_chunk=32)
+
+
 def test_prefill_buckets_double_and_a_server_warms_them_all(pair, tokenizer):
     from codegeex_ms.generation import Generator, SamplingConfig, cache_length, prefill_bucket
     assert [prefill_bucket(n, 2048) for n in (1, 64, 65, 128, 129, 300, 1025, 2048)] == \
@@ -186,6 +211,6 @@ def test_prefill_buckets_double_and_a_server_warms_them_all(pair, tokenizer):
     assert generator.buckets() == [64, 128, 200] and generator.buckets(100) == [64, 128]
     generator.warmup(longest_prompt=200)
     assert generator.call_shapes == {(1, 64), (1, 128), (1, 200), (1, 1)}
-    compiled = len(generator.cached.compile_cache)
+    compiled = len(generator.prefill_cell.compile_cache)
     generator.generate(list(range(1, 150)), SamplingConfig(max_new_tokens=4, greedy=True))
-    assert len(generator.cached.compile_cache) == compiled         # a 149-token prompt found its graph ready
+    assert len(generator.prefill_cell.compile_cache) == compiled   # a 149-token prompt found its graph ready

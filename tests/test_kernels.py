@@ -287,21 +287,31 @@ def test_int8_embedding_model_matches_the_dequantized_model(tiny_config, tmp_pat
     assert (tmp_path / "int8" / checkpoint.WEIGHTS_FILE).stat().st_size < 0.3 * fp32_bytes
 
 
-def cached_logits(model, fused: bool, prompt: np.ndarray, lengths: np.ndarray, steps: int, max_len: int = 64):
-    """Prefill rows of different lengths, then greedy decode steps (each row at its own position): the logits of
-    every call [steps + 1, b, V] and the engine (its caches)."""
+def cached_logits(model, fused: bool, prompt: np.ndarray, lengths: np.ndarray, steps: int, max_len: int = 64,
+                  chunk: int | None = None):
+    """Prefill rows of different lengths (in chunks of ``chunk`` positions: each row's logits from the chunk that
+    holds its last token), then greedy decode steps (each row at its own position): the logits of every call
+    [steps + 1, b, V] and the engine (its caches)."""
     from mindspore import Tensor
-    from codegeex_ms.generation import CachedCodeGeeX, FusedDecodeStep
+    from codegeex_ms.generation import CachedCodeGeeX, FusedDecodeStep, FusedPrefillStep
     b = len(prompt)
     engine = CachedCodeGeeX(model, b, max_len, return_logits=True, fused_decode=fused)
     assert engine.fused_decode == fused
     decode = FusedDecodeStep(engine) if fused else engine
+    prefill = FusedPrefillStep(engine) if fused else engine
+    chunk = chunk or prompt.shape[1]
 
     def ints(a):
         return Tensor(np.asarray(a, np.int32))
     sampling = (Tensor(np.zeros((b, engine.sampler.candidates), np.float32)), Tensor(np.ones(b, np.float32)),
                 ints(np.ones(b)), Tensor(np.full(b, 2.0, np.float32)))
-    out = [engine(ints(prompt), ints(np.zeros(b)), ints(lengths - 1), *sampling).asnumpy()]
+    logits = None
+    for lo in range(0, prompt.shape[1], chunk):
+        last = np.clip(lengths - 1 - lo, 0, chunk - 1)
+        part = prefill(ints(prompt[:, lo:lo + chunk]), ints(np.full(b, lo)), ints(last), *sampling).asnumpy()
+        here = ((lengths - 1 >= lo) & (lengths - 1 < lo + chunk)).reshape(b, 1)
+        logits = part if logits is None else np.where(here, part, logits)
+    out = [logits]
     for i in range(steps):
         token = out[-1].argmax(-1).reshape(b, 1)
         last = () if fused else (ints(np.zeros(b)),)              # FusedDecodeStep takes no last_index
@@ -315,21 +325,25 @@ def cached_logits(model, fused: bool, prompt: np.ndarray, lengths: np.ndarray, s
     {"weight_quant": "int8", "embedding_quant": "int8", "param_dtype": "float16"},   # quantize --dtype float16
 ])
 def test_fused_decode_layer_equals_the_graph_path(tiny_config, ms_context, precision):
-    """Decode steps with each layer as one kernel (FusedDecodeStep, decode_layer.cc) against the graph path on the
-    same weights: three rows at different positions, six greedy steps; logits within float32 rounding, the same
-    tokens, and the keys and values the kernel writes into the caches in place equal the graph's scatter."""
+    """Prefill and decode steps with each layer as one kernel (FusedPrefillStep, FusedDecodeStep, decode_layer.cc)
+    against the graph path on the same weights: three rows of different lengths, prefilled whole or in two chunks
+    (the graph path chunked too), six greedy steps; logits within float32 rounding, the same tokens, and the keys
+    and values the kernel writes into the caches in place equal the graph's scatter."""
     from codegeex_ms.model import CodeGeeX
     model = random_weights(CodeGeeX(tiny_config.replace(precision=precision)))
     assert model.fused_decode
     rng = np.random.default_rng(1)
     prompt, lengths = rng.integers(0, 8000, (3, 8)).astype(np.int32), np.array([5, 7, 3], np.int32)
     graph, graph_engine = cached_logits(model, False, prompt, lengths, steps=6)
-    fused, fused_engine = cached_logits(model, True, prompt, lengths, steps=6)
-    np.testing.assert_allclose(fused, graph, rtol=1e-5, atol=1e-6)
-    assert (fused.argmax(-1) == graph.argmax(-1)).all()
-    for a, b in zip(list(graph_engine.key_caches) + list(graph_engine.value_caches),
-                    list(fused_engine.key_caches) + list(fused_engine.value_caches)):
-        np.testing.assert_allclose(b.asnumpy(), a.asnumpy(), rtol=1e-5, atol=1e-6)
+    for fused_run in (cached_logits(model, True, prompt, lengths, steps=6),      # whole-prompt fused prefill
+                      cached_logits(model, True, prompt, lengths, steps=6, chunk=4),   # chunked fused prefill
+                      cached_logits(model, False, prompt, lengths, steps=6, chunk=4)):  # chunked graph prefill
+        fused, fused_engine = fused_run
+        np.testing.assert_allclose(fused, graph, rtol=1e-5, atol=1e-6)
+        assert (fused.argmax(-1) == graph.argmax(-1)).all()
+        for a, b in zip(list(graph_engine.key_caches) + list(graph_engine.value_caches),
+                        list(fused_engine.key_caches) + list(fused_engine.value_caches)):
+            np.testing.assert_allclose(b.asnumpy(), a.asnumpy(), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("precision", [{"activation_quant": "int8", "weight_quant": "int8"},

@@ -76,6 +76,38 @@ def write_folder(out_dir: str | os.PathLike, cfg: Config, shapes_dtypes: list[tu
     return out
 
 
+def write_random(out_dir: str | os.PathLike, cfg: Config, tokenizer: str | None = None, seed: int = 0,
+                 progress=None) -> Path:
+    """A random-weight checkpoint folder of ``cfg`` in the form its precision describes, one tensor at a time (so
+    writing holds one tensor, whatever the model's size): int8 Linears (and word embedding) with float32 row
+    scales where ``weight_quant``/``embedding_quant`` say int8, ``param_dtype`` for the rest; LayerNorms 1 and
+    biases 0. For measuring memory and speed, which do not depend on the values. ``progress(name)`` after each."""
+    from .layout import EMBEDDING, is_quantized_weight
+    precision, float_dtype = cfg.precision, np.dtype(cfg.precision.param_dtype)
+    specs = []
+    for name, shape in parameter_shapes(cfg.model, precision.weight_quant, precision.embedding_quant).items():
+        int8 = (precision.weight_quant == "int8" and is_quantized_weight(name)) or \
+            (precision.embedding_quant == "int8" and name == EMBEDDING)
+        specs.append((name, shape, np.int8 if int8 else np.float32 if name.endswith("_scale") else float_dtype))
+    dtypes = {name: (shape, dtype) for name, shape, dtype in specs}
+    rng = np.random.default_rng(seed)
+
+    def fetch(name: str) -> np.ndarray:
+        shape, dtype = dtypes[name]
+        size = int(np.prod(shape))
+        if dtype == np.int8:            # random bytes are the fast way to fill gigabytes; symmetric int8 has no -128
+            return np.maximum(np.frombuffer(rng.bytes(size), np.int8), -127).reshape(shape)
+        if name.endswith("_scale"):     # weights of about +-0.1, the size of a trained layer's largest ones
+            return np.full(shape, 0.1 / 127, np.float32)
+        if name.endswith("layernorm.weight"):
+            return np.ones(shape, dtype)
+        if name.endswith(".bias"):
+            return np.zeros(shape, dtype)
+        return (rng.standard_normal(shape, np.float32) * cfg.model.init_std).astype(dtype)
+
+    return write_folder(out_dir, cfg, specs, fetch, tokenizer=tokenizer, progress=progress)
+
+
 def save(model, out_dir: str | os.PathLike, tokenizer: str | None = None, network_only: bool = True) -> Path:
     """Save a CodeGeeX model (weights + its config) as a self-describing folder, atomically per file."""
     params = {p.name: p for p in model.get_parameters()}

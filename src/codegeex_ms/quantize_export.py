@@ -14,7 +14,8 @@ also casts the tensors that stay in floating point (embeddings, LayerNorms, bias
 
 Export writes one MindIR graph (``model.mindir``) of the cached generation step (``generation.CachedCodeGeeX``):
 the KV cache lives in the graph as parameters updated in place, and the token input has a dynamic length, so
-the same graph does the prefill (a 64-token bucket) and every decode step (one token), with sampling inside.
+the same graph does the prefill (chunks of 64 to 256 tokens) and every decode step (one token), with sampling
+inside.
 Next to it: ``export.json`` (inputs, shapes, dtypes, batch size, context, tokenizer reference and sha256),
 ``config.yaml`` and ``tokenizer.json``. The folder is built under a temporary name and swapped in at the end, so
 an export into an existing folder never leaves a mix of old and new files.
@@ -106,7 +107,7 @@ def export_mindir(src: Path, out: Path, batch_size: int = 1, max_len: int | None
     import mindspore as ms
     from mindspore import Tensor
     from . import checkpoint
-    from .generation import PREFILL_BUCKET, CachedCodeGeeX
+    from .generation import PREFILL_BUCKET, PREFILL_CHUNK, CachedCodeGeeX
     from .loading import load_tokenizer
 
     cfg = read_config(src)                      # a clear error when config.yaml is missing
@@ -148,13 +149,16 @@ def export_mindir(src: Path, out: Path, batch_size: int = 1, max_len: int | None
         meta = {"format": EXPORT_FORMAT, "graph": GRAPH_FILE, "source_checkpoint": str(src.resolve()),
                 "batch_size": batch_size, "max_len": max_len, "candidates": k, "compute_dtype": dtype,
                 "weight_quant": cfg.precision.weight_quant, "prefill_bucket": PREFILL_BUCKET,
+                "prefill_chunk": PREFILL_CHUNK,
                 "inputs": [{"name": n, "shape": sh, "dtype": dt} for n, sh, dt in inputs],
                 "outputs": [{"name": "next_ids", "shape": [batch_size], "dtype": "int32"}],
                 "tokenizer": tokenizer.identity(), "eos_id": tokenizer.eos_id,
-                "note": "prefill: each row's prompt right-padded to a common bucket (prefill_bucket doubled until the "
-                        "longest prompt fits, at most max_len), start 0, "
-                        "last_index = its length - 1; decode: one token per row at that row's position; the KV cache "
-                        "is state inside the graph (a new prefill overwrites it from position 0)"}
+                "note": "prefill: the rows' prompts, right-padded, in calls of at most prefill_chunk positions "
+                        "(each call's length prefill_bucket doubled until the rest fits, at most prefill_chunk and "
+                        "max_len), start = the call's first position, last_index = the row's last prompt position "
+                        "minus start (the row's next token is the one sampled in the call that holds it); decode: "
+                        "one token per row at that row's position; the KV cache is state inside the graph (a new "
+                        "prefill overwrites it from position 0)"}
         (tmp / EXPORT_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     return out
 
@@ -163,7 +167,7 @@ def load_mindir_generator(folder: Path, tokenizer=None):
     """A ``generation.Generator`` running the exported graph in ``folder`` (``mindspore.load`` + GraphCell)."""
     import mindspore as ms
     from mindspore import nn
-    from .generation import Generator
+    from .generation import PREFILL_CHUNK, Generator
     from .loading import load_tokenizer
     meta_path = Path(folder) / EXPORT_FILE
     if not meta_path.is_file():
@@ -179,7 +183,8 @@ def load_mindir_generator(folder: Path, tokenizer=None):
                               f"{meta['tokenizer'].get('sha256', '')[:12]})")
     graph = nn.GraphCell(ms.load(str(Path(folder) / meta["graph"])))
     return Generator(None, tokenizer, batch_size=meta["batch_size"], max_len=meta["max_len"],
-                     candidates=meta["candidates"], prefill_bucket=meta["prefill_bucket"], step_cell=graph), meta
+                     candidates=meta["candidates"], prefill_bucket=meta["prefill_bucket"], step_cell=graph,
+                     prefill_chunk=meta.get("prefill_chunk", PREFILL_CHUNK)), meta
 
 
 def parse_args(argv=None):

@@ -1,4 +1,4 @@
-// One whole CodeGeeX transformer layer for one decode step, as one ops.Custom(func_type="aot") call.
+// One whole CodeGeeX transformer layer for a decode step or a prefill chunk, as one ops.Custom(func_type="aot") call.
 //
 // A batch-1 decode step of the 350M model ran 473 MindSpore operators, and MindSpore's CPU runtime spends about
 // 20 us between two of them: 11 ms of a 36 ms step. This kernel does the layer's work in one call:
@@ -6,21 +6,25 @@
 //   h   = LayerNorm1(x)
 //   q   = (top ? query_input : h) @ Wq^T + bq;  k = h @ Wk^T + bk;  v = h @ Wv^T + bv       (int8 or float32 weights)
 //   q  *= d^-1/4;  k *= d^-1/4                    (as the model: the cache keeps keys already scaled)
-//   key_cache[r, :, pos[r], :] = k;  value_cache[r, :, pos[r], :] = v                      (written in place)
-//   ctx = softmax(q . key_cache[r, :, j, :] for j <= pos[r]) @ value_cache                 (per row and head)
+//   key_cache[c, :, pos[r], :] = k;  value_cache[c, :, pos[r], :] = v    (c = r / s; written in place, all rows
+//   ctx = softmax(q . key_cache[c, :, j, :] for j <= pos[r]) @ value_cache                 first; per row and head)
 //   x  += ctx @ Wo^T + bo
 //   x  += gelu(LayerNorm2(x) @ W1^T + b1) @ W2^T + b2                     (fast GELU: y * sigmoid(1.702 y))
 //
 // The same maths as the graph's path (model.py) in float32 up to summation order: the graph adds -10000 to the
 // scores of positions after pos[r], whose exp is exactly 0 in float32, so skipping them changes nothing.
 //
+// Rows: a decode step has one row per cache row (s = 1); a prefill chunk of s tokens has s consecutive rows per
+// cache row, at consecutive positions: every row's key and value are in the cache before any row attends, so a
+// row sees the chunk's earlier tokens and, through the mask of positions, none of its later ones.
+//
 // Inputs (the Linears' scale tensors only in the int8 entries; LayerNorm parameters and biases float32 or float16):
-//   x [b, h], query_input [b, h] (read by the top-layer entries only), ln1 weight [h], ln1 bias [h],
+//   x [b * s, h], query_input [b * s, h] (read by the top-layer entries only), ln1 weight [h], ln1 bias [h],
 //   query, key, value, dense: weight [h, h] (int8 with scale [h], or float32), bias [h],
 //   ln2 weight [h], ln2 bias [h], dense_h_to_4h: weight [f, h] (+ scale [f]), bias [f],
 //   dense_4h_to_h: weight [h, f] (+ scale [h]), bias [h], key_cache [b, n, L, d] float32, value_cache (the same),
-//   positions [b] int32 (where this step's token goes, < L), constants [2] float32 (LayerNorm epsilon, d^-1/4)
-// Output: the layer's output [b, h] float32. Returns non-zero (MindSpore raises) on shapes it cannot take.
+//   positions [b * s] int32 (where each row's token goes, < L), constants [2] float32 (LayerNorm eps, d^-1/4)
+// Output: the layer's output [b * s, h] float32. Returns non-zero (MindSpore raises) on shapes it cannot take.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -204,9 +208,12 @@ int decode_layer(bool top, int nparam, void **params, int *ndims, int64_t **shap
   const float *constants = static_cast<const float *>(in.next(1));
   if (!in.ok) return 1;
   const int64_t n = shapes[kc][1], L = shapes[kc][2], d = shapes[kc][3];
-  if (shapes[kc][0] != b || n * d != h || std::memcmp(shapes[kc], shapes[kc + 1], 4 * sizeof(int64_t)) != 0 ||
-      shapes[kc + 2][0] != b || shapes[kc + 3][0] != 2)
+  const int64_t cache_rows = shapes[kc][0];
+  if (cache_rows < 1 || b % cache_rows != 0 || n * d != h ||
+      std::memcmp(shapes[kc], shapes[kc + 1], 4 * sizeof(int64_t)) != 0 || shapes[kc + 2][0] != b ||
+      shapes[kc + 3][0] != 2)
     return 1;
+  const int64_t s = b / cache_rows;                   // rows per cache row: 1 in a decode step
   for (int64_t r = 0; r < b; ++r)
     if (positions[r] < 0 || positions[r] >= L) return 2;
   const float eps = constants[0], scale = constants[1];
@@ -222,9 +229,9 @@ int decode_layer(bool top, int nparam, void **params, int *ndims, int64_t **shap
   value.apply(normed.data(), v.data(), b, false);
 
   for (int64_t r = 0; r < b; ++r) {                  // scale q and k; the new key and value go into the caches
-    const int64_t pos = positions[r];
+    const int64_t pos = positions[r], c = r / s;
     for (int64_t head = 0; head < n; ++head) {
-      const int64_t off = r * h + head * d, at = ((r * n + head) * L + pos) * d;
+      const int64_t off = r * h + head * d, at = ((c * n + head) * L + pos) * d;
       for (int64_t i = 0; i < d; ++i) {
         q[off + i] *= scale;
         key_cache[at + i] = k[off + i] * scale;
@@ -238,9 +245,8 @@ int decode_layer(bool top, int nparam, void **params, int *ndims, int64_t **shap
     thread_local std::vector<float> scores;
     scores.resize(L);
     for (int64_t pair = begin; pair < end; ++pair) {
-      const int64_t r = pair / n, head = pair % n, off = r * h + head * d;
-      attend_head(qs + off, key_cache + pair * L * d, value_cache + pair * L * d, positions[r], d, scores.data(),
-                  context + off);
+      const int64_t r = pair / n, head = pair % n, off = r * h + head * d, cache = (r / s * n + head) * L * d;
+      attend_head(qs + off, key_cache + cache, value_cache + cache, positions[r], d, scores.data(), context + off);
     }
   });
 
