@@ -476,6 +476,11 @@ void linear_f32_best(const float *x, const float *w, const float *bias, bool gel
                      int64_t K) {
   run<float>(kBest, x, w, nullptr, bias, gelu, y, M, N, K);
 }
+void matmul_f32_one_thread(const float *x, const float *w, float *y, int64_t M, int64_t N, int64_t K) {
+  if (kBest == Path::avx512) rows_avx512<float>(x, w, nullptr, y, M, N, K, 0, N);
+  else if (kBest == Path::avx2) rows_avx2<float>(x, w, nullptr, y, M, N, K, 0, N);
+  else rows_portable<float>(x, w, nullptr, y, M, N, K, 0, N);
+}
 }  // namespace codegeex
 
 #define AOT_ARGS int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *stream, void *extra

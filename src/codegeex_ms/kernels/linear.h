@@ -11,5 +11,7 @@ void linear_int8_best(const float *x, const int8_t *w, const float *scale, const
 // y [M, N] = x [M, K] @ w [N, K]^T (+ bias [N]), then the fast GELU with gelu
 void linear_f32_best(const float *x, const float *w, const float *bias, bool gelu, float *y, int64_t M, int64_t N,
                      int64_t K);
+// y [M, N] = x [M, K] @ w [N, K]^T on the calling thread only (for callers that split the work themselves)
+void matmul_f32_one_thread(const float *x, const float *w, float *y, int64_t M, int64_t N, int64_t K);
 
 }  // namespace codegeex
