@@ -1,4 +1,5 @@
-"""Data preparation on a fixture tree with every kind of bad input: exact counts, packing, resume, reading."""
+"""Data preparation (datatrove stages on the local executor, 4 tasks, 2 workers) on a fixture tree with every kind of
+bad input: exact counts, packing, resume after a failed task, determinism, reading."""
 from __future__ import annotations
 
 import io
@@ -12,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from codegeex_ms.data.filters import FilterConfig
+from codegeex_ms.data.filters import FilterConfig, filter_reason, lsh_bands
 from codegeex_ms.data.pack import open_dataset, pack, pad
-from codegeex_ms.data.pipeline import PrepareError, PrepareOptions, prepare
+from codegeex_ms.data.pipeline import Engine, PrepareError, PrepareOptions, prepare
 
 WORDS = ("alpha beta gamma delta epsilon zeta theta kappa lambda sigma omega value count index total result "
          "buffer reader writer parser token node tree graph edge vertex queue stack cache store").split()
@@ -84,18 +85,47 @@ def tree(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def tok(shared_dir):
-    from codegeex_ms.tokenizer import load
-    return load(shared_dir / "tokenizer" / "codegeex")
-
-
-OPTIONS = PrepareOptions(seq_len=128, val_fraction=0.0, shard_bytes=4000, filters=FilterConfig(near_dup_threshold=0.7))
+def tok_dir(shared_dir):
+    return shared_dir / "tokenizer" / "codegeex"
 
 
 @pytest.fixture(scope="module")
-def prepared(tree, tok, tmp_path_factory):
+def tok(tok_dir):
+    from codegeex_ms.tokenizer import load
+    return load(tok_dir)
+
+
+OPTIONS = PrepareOptions(seq_len=128, val_fraction=0.0, shard_bytes=4000, filters=FilterConfig(near_dup_threshold=0.7),
+                         tasks=4)
+ENGINE = Engine(workers=2)
+
+
+@pytest.fixture(scope="module")
+def prepared(tree, tok_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("prepared")
-    return out, prepare(tree, out, tok, OPTIONS, workers=2)
+    return out, prepare(tree, out, tok_dir, OPTIONS, ENGINE)
+
+
+def decoded_shards(out: Path) -> dict[str, list[bytes]]:
+    """Every shard's samples as MindDataset reads them back."""
+    import mindspore.dataset as ds
+    return {p.name: [r[0].tobytes() for r in ds.MindDataset([str(p)], shuffle=False).create_tuple_iterator(
+        output_numpy=True)] for p in sorted(out.glob("*.mindrecord"))}
+
+
+def documents(out: Path, tok) -> list[str]:
+    """The tagged documents in the shards (packed windows overlap by one token), sorted."""
+    import mindspore.dataset as ds
+    docs = []
+    for shard in sorted(out.glob("*.mindrecord")):
+        windows = [r[0] for r in ds.MindDataset([str(shard)], shuffle=False).create_tuple_iterator(output_numpy=True)]
+        ids = np.concatenate([windows[0]] + [w[1:] for w in windows[1:]]).tolist()
+        while ids:
+            end = ids.index(tok.eos_id) if tok.eos_id in ids else len(ids)
+            if end:
+                docs.append(tok.decode(ids[:end]))
+            ids = ids[end + 1:]
+    return sorted(docs)
 
 
 def test_manifest_counts_are_exact(prepared):
@@ -111,6 +141,24 @@ def test_manifest_counts_are_exact(prepared):
     # nul.py and latin1.py are Python files found (seen) but binary; README, png, txt, .db files are not code.
     assert manifest["skipped"] == {"binary": 2, "not_code": 3, "symlink_loop": 3, "unreadable": 1}
     assert manifest["splits"]["train"]["tokens"] == sum(c["tokens"] for c in langs.values())
+    assert manifest["tasks"] == 4 and manifest["engine"] == "local"
+
+
+def test_filter_counts_equal_the_filter_function_on_the_same_files(prepared, tree):
+    from collections import Counter
+    from codegeex_ms.data.collect import collect
+    expected = Counter()
+    for f in collect(tree):
+        reason = filter_reason(f.text, f.size, OPTIONS.filters)
+        if reason:
+            expected[(f.language, f"dropped_{reason}")] += 1
+    got = Counter({(lang, k): v for lang, c in prepared[1]["languages"].items() for k, v in c.items()
+                   if k.startswith("dropped_") and not k.endswith("duplicate")})
+    assert got == expected
+
+
+def test_lsh_bands_are_datasketchs_choice():
+    assert lsh_bands(0.85) == (4, 15) and lsh_bands(0.7) == (8, 8) and lsh_bands(0.5) == (14, 4)
 
 
 def test_samples_decode_back_to_tagged_documents(prepared, tok):
@@ -142,35 +190,51 @@ def test_minddataset_sharding(prepared):
     assert set(parts[0]) | set(parts[1]) == set(everything)
 
 
-def test_rerun_is_recognised_and_resume_is_exact(prepared, tree, tok, tmp_path):
+def test_rerun_does_nothing_and_a_failed_task_resumes_to_the_same_shards(prepared, tree, tok_dir, tmp_path):
     out, manifest = prepared
-    again = prepare(tree, out, tok, OPTIONS, workers=2)
+    again = prepare(tree, out, tok_dir, OPTIONS, ENGINE)
     assert again.get("up_to_date") is True
-    shards = sorted(out.glob("train-*.mindrecord"))
-    assert len(shards) >= 3
-    # Simulate an interruption: the last shard was never written, nor was the manifest.
-    expected = shards[-1].read_bytes()
-    shards[-1].unlink()
-    (out / "manifest.json").unlink()
-    resumed = prepare(tree, out, tok, OPTIONS, workers=2)
-    assert shards[-1].read_bytes() == expected
+    # a token file that cannot be written (a folder in its place) fails one task of the tokenize stage
+    victim = sorted(out.glob("train-*.mindrecord"))[-1].name.replace(".mindrecord", ".npz")
+    rank = int(victim.split("-")[1])
+    blocker = tmp_path / "run" / "work" / "tokens" / victim
+    blocker.mkdir(parents=True)
+    with pytest.raises(PrepareError, match=rf"stage tokenize: \d of 4 tasks completed \(missing: .*{rank}"):
+        prepare(tree, tmp_path / "run", tok_dir, OPTIONS, ENGINE)
+    assert not (tmp_path / "run" / "manifest.json").exists()
+    blocker.rmdir()
+    resumed = prepare(tree, tmp_path / "run", tok_dir, OPTIONS, ENGINE)     # the same command again
     assert resumed["languages"] == manifest["languages"]
+    assert decoded_shards(tmp_path / "run") == decoded_shards(out)
+    # stage 1 was not redone: its completion markers are from the first run
+    assert len(list((tmp_path / "run" / "work" / "logs" / "read_filter_signatures" / "completions").iterdir())) == 4
 
 
-def test_deterministic_and_guarded(tree, tok, tmp_path, prepared):
+def test_deterministic_and_guarded(tree, tok_dir, tmp_path, prepared):
     out, _ = prepared
-    second = prepare(tree, tmp_path / "second", tok, OPTIONS, workers=1)
+    second = prepare(tree, tmp_path / "second", tok_dir, OPTIONS, Engine(workers=1))
     assert second["languages"] == prepared[1]["languages"]
     for a in sorted(out.glob("*.mindrecord")):
         assert (tmp_path / "second" / a.name).read_bytes() == a.read_bytes()
-    other = PrepareOptions(seq_len=64, val_fraction=0.0, shard_bytes=4000)
+    with pytest.raises(PrepareError, match="holds shards of a different run .*tasks changed"):
+        prepare(tree, tmp_path / "second", tok_dir, PrepareOptions(**{**OPTIONS.__dict__, "tasks": 3}), ENGINE)
+    other = PrepareOptions(seq_len=64, val_fraction=0.0, shard_bytes=4000, tasks=4)
     with pytest.raises(PrepareError, match="holds shards of a different run .*options changed"):
-        prepare(tree, tmp_path / "second", tok, other)
-    assert prepare(tree, tmp_path / "second", tok, other, overwrite=True)["seq_len"] == 64
+        prepare(tree, tmp_path / "second", tok_dir, other, ENGINE)
+    assert prepare(tree, tmp_path / "second", tok_dir, other, ENGINE, overwrite=True)["seq_len"] == 64
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "README.md").write_text("nothing to train on\n")
     with pytest.raises(PrepareError, match="no usable source files"):
-        prepare([tmp_path / "docs"], tmp_path / "empty", tok, OPTIONS)
+        prepare([tmp_path / "docs"], tmp_path / "empty", tok_dir, OPTIONS, ENGINE)
+
+
+def test_the_same_documents_survive_whatever_the_task_count(tree, tok_dir, tok, tmp_path, prepared):
+    """The smallest content hash of each duplicate cluster survives, so 2 tasks keep the documents 4 tasks keep
+    (shard boundaries differ: each task writes its own shards)."""
+    out, manifest = prepared
+    two = prepare(tree, tmp_path / "two", tok_dir, PrepareOptions(**{**OPTIONS.__dict__, "tasks": 2}), ENGINE)
+    assert two["languages"] == manifest["languages"]
+    assert documents(tmp_path / "two", tok) == documents(out, tok)
 
 
 def test_pack_and_pad():
@@ -193,11 +257,15 @@ def test_cli_summary_and_plot(tree, shared_dir, tmp_path):
                              "--tokenizer", str(shared_dir / "tokenizer" / "codegeex"), "--out", str(tmp_path / "o"),
                              "--seq-len", "64", "--pad", "--val-fraction", "0.5"],
                             capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0, result.stderr[-3000:]
     assert "language" in result.stdout and "Python" in result.stdout and "wrote" in result.stdout
     assert (tmp_path / "o" / "tokens_per_language.png").stat().st_size > 1000
     manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
     assert manifest["mode"] == "pad" and manifest["splits"]["validation"]["samples"] > 0
+    status = subprocess.run([sys.executable, str(repo / "data_prep" / "prepare_corpus.py"), "--status",
+                             str(tmp_path / "o")], capture_output=True, text=True, timeout=300)
+    assert status.returncode == 0, status.stderr
+    assert "tokenize" in status.stdout and "4 / 4 tasks" in status.stdout and "done: manifest written" in status.stdout
     bad = subprocess.run([sys.executable, str(repo / "data_prep" / "prepare_corpus.py"), "--input",
                           str(tmp_path / "nope"), "--tokenizer", str(shared_dir / "tokenizer" / "codegeex"),
                           "--out", str(tmp_path / "x")], capture_output=True, text=True, timeout=300)

@@ -44,8 +44,9 @@ class CollectStats:
     input_hash: "hashlib._Hash" = field(default_factory=hashlib.sha256)
 
 
-def _classify(label: str, data: bytes, languages: set[str], stats: CollectStats,
-              max_invalid_utf8: float) -> SourceFile | None:
+def classify(label: str, data: bytes, languages: set[str], stats: CollectStats,
+             max_invalid_utf8: float) -> SourceFile | None:
+    """The file as a SourceFile, or None (counted in ``stats``): not a wanted language, or binary."""
     first_line = data[:200].split(b"\n", 1)[0].decode("utf-8", errors="replace")
     language = language_from_path(label.rsplit("!", 1)[-1], first_line)
     if language not in languages:
@@ -83,7 +84,7 @@ def _walk_directory(root: Path, stats: CollectStats) -> Iterator[tuple[str, Path
             yield os.path.join(directory, name), Path(directory) / name
 
 
-def _read(path: Path, stats: CollectStats, language_hint: str | None) -> bytes | None:
+def read_file(path: Path, stats: CollectStats, language_hint: str | None = None) -> bytes | None:
     try:
         size = path.stat().st_size
         if size > READ_LIMIT:
@@ -97,7 +98,7 @@ def _read(path: Path, stats: CollectStats, language_hint: str | None) -> bytes |
         return None
 
 
-def _archive_members(path: Path, stats: CollectStats) -> Iterator[tuple[str, bytes]]:
+def archive_members(path: Path, stats: CollectStats) -> Iterator[tuple[str, bytes]]:
     name = path.name.lower()
     try:
         if name.endswith(".zip"):
@@ -135,17 +136,61 @@ def collect(inputs: list[Path], languages=TRAINING_LANGUAGES, max_invalid_utf8: 
         if not root.exists():
             raise FileNotFoundError(f"input {root} does not exist")
         if root.is_file() and root.name.lower().endswith(ARCHIVE_SUFFIXES):
-            for label, data in _archive_members(root, stats):
-                found = _classify(label, data, wanted, stats, max_invalid_utf8)
+            for label, data in archive_members(root, stats):
+                found = classify(label, data, wanted, stats, max_invalid_utf8)
                 if found:
                     yield found
             continue
         entries = [(str(root), root)] if root.is_file() else _walk_directory(root, stats)
         for label, path in entries:
             hint = language_from_path(path)
-            data = _read(path, stats, hint if hint in wanted else None)
+            data = read_file(path, stats, hint if hint in wanted else None)
             if data is None:
                 continue
-            found = _classify(label, data, wanted, stats, max_invalid_utf8)
+            found = classify(label, data, wanted, stats, max_invalid_utf8)
             if found:
                 yield found
+
+
+def list_units(inputs: list[Path], languages=TRAINING_LANGUAGES, stats: CollectStats | None = None) -> list[dict]:
+    """What ``collect`` would read, without reading it: one unit per file (``label``, ``path``, ``size``, ``mtime``)
+    or per archive (read whole by one task), in ``collect``'s order. Files too large to read, symlink loops and
+    unreadable entries are counted in ``stats`` here, as ``collect`` counts them."""
+    wanted = {canonical_language(lang) for lang in languages}
+    stats = stats if stats is not None else CollectStats()
+    units = []
+    for root in inputs:
+        root = Path(root)
+        if not root.exists():
+            raise FileNotFoundError(f"input {root} does not exist")
+        if root.is_file() and root.name.lower().endswith(ARCHIVE_SUFFIXES):
+            st = root.stat()
+            units.append({"kind": "archive", "label": str(root), "path": str(root.resolve()), "size": st.st_size,
+                          "mtime": st.st_mtime_ns})
+            continue
+        entries = [(str(root), root)] if root.is_file() else _walk_directory(root, stats)
+        for label, path in entries:
+            try:
+                st = path.stat()
+            except OSError as e:
+                stats.skipped["symlink_loop" if e.errno == errno.ELOOP else "unreadable"] += 1
+                continue
+            if st.st_size > READ_LIMIT:
+                hint = language_from_path(path)
+                if hint in wanted:
+                    stats.oversized[hint] += 1
+                stats.skipped["too_large_to_read"] += 1
+                continue
+            units.append({"kind": "file", "label": label, "path": str(path), "size": st.st_size,
+                          "mtime": st.st_mtime_ns})
+    return units
+
+
+def assign_tasks(units: list[dict], tasks: int) -> None:
+    """Give each unit a ``task``: contiguous runs of the listing holding about the same bytes (the unit of load
+    balance and of resume), the same for the same listing and task count."""
+    total = sum(u["size"] for u in units) or 1
+    done = 0
+    for unit in units:
+        unit["task"] = min(tasks - 1, done * tasks // total)
+        done += unit["size"]

@@ -19,7 +19,11 @@ COLUMN = "input_ids"
 
 
 def pack(documents: list[list[int]], seq_len: int, eod: int) -> np.ndarray:
-    stream = np.fromiter((t for doc in documents for t in doc), dtype=np.int32)
+    return pack_stream(np.fromiter((t for doc in documents for t in doc), dtype=np.int32), seq_len, eod)
+
+
+def pack_stream(stream: np.ndarray, seq_len: int, eod: int) -> np.ndarray:
+    """``pack`` of documents already concatenated into one int32 stream."""
     if stream.size == 0:
         return np.zeros((0, seq_len + 1), np.int32)
     windows = max(1, -(-(stream.size - 1) // seq_len))

@@ -1,33 +1,47 @@
-"""The end-to-end corpus preparation run, resumable and deterministic, with its manifest.
+"""Corpus preparation as datatrove stages on a local, Slurm or Ray executor: resumable, deterministic, bounded memory.
 
-Stages: collect -> filter -> exact dedup -> near dedup -> split (by content hash) -> per shard: tag,
-tokenize (all cores), append EOD, pack/pad, write MindRecord. Each shard holds a fixed, contiguous group
-of documents decided before tokenization, so an interrupted run resumes by skipping the shards already
-complete (their per-shard stats live in ``<shard>.json``) and the output never depends on where it stopped.
-A run whose inputs, options and tokenizer match an existing manifest is recognised and does nothing.
+The driver lists the inputs (paths and sizes, no contents), gives each file or archive to one of ``tasks`` tasks
+(contiguous runs of about equal bytes), checks the run's fingerprint, then runs the stages of ``stages.py`` in
+order: read + filter + MinHash signatures (``tasks`` tasks), MinHash buckets (a task per LSH band), clusters (1),
+dedup + tokenize (``tasks``), MindRecord export (``tasks``), manifest (1). Memory is bounded by a task: a task
+streams its files, buffers one output part of tokens (``shard_bytes`` of source), and sorts its own signatures;
+only the cluster stage holds something corpus-wide, the documents that have duplicates.
+
+- Resume: a task that completed leaves ``work/logs/STAGE/completions/RANK`` (datatrove's marker) and is skipped by a
+  rerun of the same command; a failed task's outputs are rewritten from scratch. The driver checks every stage's
+  markers itself and stops with an error naming the stage and its missing tasks (datatrove's Ray executor returns
+  normally when tasks failed, and a dependent local stage waits forever for an incomplete one).
+- Fingerprint: the listing (paths, sizes, modification times), the options, the tokenizer's sha256, the task count
+  and the datatrove version; a different one in the same output folder is refused unless ``overwrite``.
+- Determinism: the same inputs, options and task count give the same shards on every executor and for any number
+  of workers. Which duplicate survives does not depend on the task count (the smallest content hash); shard
+  boundaries do (each task writes its own shards).
 """
 from __future__ import annotations
 
+import hashlib
 import json
-import multiprocessing
 import os
 import shutil
-import sys
 import time
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tqdm import tqdm
+from datatrove.pipeline.base import PipelineStep
 
-from ..fileio import atomic_write_text, pyplot, save_figure
-from ..languages import add_language_tag
-from .collect import TRAINING_LANGUAGES, CollectStats, collect
-from .filters import FilterConfig, NearDuplicateIndex, content_hash, filter_reason, minhash_values
-from .pack import pack, pad, write_shard
+from ..fileio import pyplot, save_figure
+from .collect import TRAINING_LANGUAGES, CollectStats, assign_tasks, list_units
+from .filters import FilterConfig, lsh_bands
+from .stages import (CodeFilter, CodeWordTokenizer, FilteredReader, FilteredWriter, MindRecordExport,
+                     SmallestHashCluster, SourceReader, TokenWriter, write_json)
 
 MANIFEST = "manifest.json"
 FINGERPRINT = "fingerprint.json"
+WORK = "work"
+STAGES = ("read_filter_signatures", "buckets", "clusters", "tokenize", "export", "manifest")
+NGRAMS = 5                        # MinHash shingles: 5 consecutive \w+ words, nothing normalised
+TASK_BYTES = 128 * 2**20          # default task count: one task per 128 MiB of input, at least 4
 
 
 @dataclass(frozen=True)
@@ -36,10 +50,11 @@ class PrepareOptions:
     mode: str = "pack"                  # "pack" or "pad"
     stride: int = 200                   # pad mode: window stride for long documents
     val_fraction: float = 0.01
-    shard_bytes: int = 64 * 2**20       # raw source bytes per shard
+    shard_bytes: int = 64 * 2**20       # raw source bytes per output shard (per task and split)
     languages: tuple = TRAINING_LANGUAGES
     max_invalid_utf8: float = 0.01
     filters: FilterConfig = field(default_factory=FilterConfig)
+    tasks: int | None = None            # None: one per 128 MiB of input, at least 4
 
     def __post_init__(self):
         if self.mode not in ("pack", "pad"):
@@ -48,86 +63,91 @@ class PrepareOptions:
             raise ValueError("seq_len, stride and shard_bytes must be >= 1")
         if not 0 <= self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.tasks is not None and self.tasks < 1:
+            raise ValueError(f"tasks must be >= 1, got {self.tasks}")
+        if not 0 <= self.filters.near_dup_threshold < 1:
+            raise ValueError(f"near_dup_threshold must be in [0, 1) (0: off), got {self.filters.near_dup_threshold}")
+
+
+@dataclass
+class Engine:
+    """Where the stages run. ``local``: processes on this machine (``workers`` at once, default all cores; no
+    daemon). ``slurm``: one job array per stage chained with ``afterok`` dependencies, submitted with ``sbatch``;
+    ``prepare`` returns once they are submitted (``status``/``wait`` follow them). ``ray``: an existing Ray cluster
+    (``ray_address``, e.g. ``auto`` on a node of it). Slurm and Ray need the output folder on storage that every node
+    shares."""
+    kind: str = "local"
+    workers: int | None = None
+    partition: str | None = None        # slurm
+    time: str = "12:00:00"              # slurm: a task's time limit
+    venv: str | None = None             # slurm: the virtualenv's bin/activate, sourced by each job
+    mem_per_cpu_gb: float = 2.0         # slurm and ray
+    ray_address: str | None = None      # ray
+
+    def __post_init__(self):
+        if self.kind not in ("local", "slurm", "ray"):
+            raise ValueError(f"engine must be local, slurm or ray, got {self.kind!r}")
+        if self.kind == "slurm" and not self.partition:
+            raise ValueError("the slurm engine needs a partition (--partition)")
+        if self.workers is not None and self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
 
 
 class PrepareError(ValueError):
-    """The output folder belongs to another run, or the inputs hold nothing usable."""
+    """The output folder belongs to another run, the inputs hold nothing usable, or a stage did not complete."""
 
 
-def _write_json(path: Path, data) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+def stage_pipelines(work: Path, out_dir: Path, tokenizer_dir: Path, options: PrepareOptions) -> dict:
+    """Each stage's datatrove pipeline (a list of steps) and task count."""
+    from datatrove.pipeline.dedup.minhash import (MinhashConfig, MinhashDedupBuckets, MinhashDedupFilter,
+                                                  MinhashDedupSignature)
+    from datatrove.utils.text import TextNormConfig
+    tasks = json.loads((work / "listing.json").read_text())["tasks"]
+    bands, rows = lsh_bands(options.filters.near_dup_threshold or 0.85, options.filters.num_perm)
+    minhash = MinhashConfig(n_grams=NGRAMS, num_buckets=bands, hashes_per_bucket=rows, seed=1,
+                            norm_config=TextNormConfig(lowercase=False, norm_whitespace=False,
+                                                       remove_punctuation=False, norm_unicode_diacritics=False,
+                                                       norm_numbers=False))
+    dedup = options.filters.near_dup_threshold > 0
+    read = [SourceReader(work / "units", work / "counts" / "read", options.languages, options.max_invalid_utf8),
+            CodeFilter(options.filters, work / "counts" / "filter"),
+            FilteredWriter(work / "filtered", work / "index")]
+    if dedup:
+        read.append(MinhashDedupSignature(str(work / "signatures"), config=minhash, language=CodeWordTokenizer()))
+    tokenize = [FilteredReader(work / "filtered")]
+    if dedup:
+        tokenize.append(MinhashDedupFilter(str(work / "remove")))
+    tokenize.append(TokenWriter(work / "tokens", tokenizer_dir, options.val_fraction, options.shard_bytes))
+    stages = {"read_filter_signatures": (read, tasks)}
+    if dedup:
+        stages["buckets"] = ([MinhashDedupBuckets(str(work / "signatures"), str(work / "buckets"), config=minhash)],
+                             bands)
+        stages["clusters"] = ([SmallestHashCluster(work / "buckets", work / "index", work / "remove",
+                                                   work / "counts" / "cluster.json")], 1)
+    stages["tokenize"] = (tokenize, tasks)
+    stages["export"] = ([MindRecordExport(work / "tokens", out_dir, options.seq_len, options.mode, options.stride)],
+                        tasks)
+    stages["manifest"] = ([ManifestWriter(out_dir)], 1)
+    return stages
 
 
-def _is_validation(digest: str, fraction: float) -> bool:
-    return int(digest[:8], 16) / 2**32 < fraction
-
-
-def _group(docs: list, shard_bytes: int) -> list[list]:
-    groups, current, size = [], [], 0
-    for doc in docs:
-        current.append(doc)
-        size += doc["size"]
-        if size >= shard_bytes:
-            groups.append(current)
-            current, size = [], 0
-    if current:
-        groups.append(current)
-    return groups
-
-
-def prepare(inputs: list[Path], out_dir: Path, tokenizer, options: PrepareOptions = PrepareOptions(),
-            overwrite: bool = False, command: list[str] | None = None, workers: int | None = None) -> dict:
-    """Run the pipeline; returns the manifest (also written to ``out_dir/manifest.json``)."""
-    seconds = Counter()
-    out_dir = Path(out_dir)
-    workers = workers or os.cpu_count() or 1
-
-    start = time.perf_counter()
+def prepare(inputs: list[Path], out_dir: Path, tokenizer_dir: Path, options: PrepareOptions = PrepareOptions(),
+            engine: Engine = Engine(), overwrite: bool = False, command: list[str] | None = None) -> dict:
+    """Run (local, ray) or submit (slurm) the pipeline; returns the manifest (also ``out_dir/manifest.json``), or for
+    slurm ``{"submitted": [job ids]}``."""
+    from importlib.metadata import version
+    from ..tokenizer import load
+    out_dir, tokenizer_dir = Path(out_dir), Path(tokenizer_dir).resolve()
+    tokenizer = load(tokenizer_dir)
     stats = CollectStats()
-    files = list(tqdm(collect(inputs, options.languages, options.max_invalid_utf8, stats),
-                      desc="collect", unit="file", file=sys.stderr))
-    seconds["collect"] = time.perf_counter() - start
-
-    per_language: dict[str, Counter] = defaultdict(Counter)
-    for lang, n in stats.seen.items():
-        per_language[lang]["seen"] = n
-    for lang, n in stats.oversized.items():
-        per_language[lang]["dropped_too_large"] += n
-    start = time.perf_counter()
-    survivors, hashes = [], set()
-    for f in files:
-        reason = filter_reason(f.text, f.size, options.filters)
-        if reason:
-            per_language[f.language][f"dropped_{reason}"] += 1
-            continue
-        digest = content_hash(f.text)
-        if digest in hashes:
-            per_language[f.language]["dropped_exact_duplicate"] += 1
-            continue
-        hashes.add(digest)
-        survivors.append({"label": f.label, "language": f.language, "text": f.text, "size": f.size, "hash": digest})
-    seconds["filter"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    if options.filters.near_dup_threshold > 0 and survivors:
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            signatures = pool.starmap(minhash_values, [(d["text"], options.filters.num_perm) for d in survivors],
-                                      chunksize=64)
-        index = NearDuplicateIndex(options.filters.near_dup_threshold, options.filters.num_perm)
-        kept = []
-        for doc, signature in zip(survivors, signatures):
-            if index.is_duplicate(signature):
-                per_language[doc["language"]]["dropped_near_duplicate"] += 1
-            else:
-                kept.append(doc)
-        survivors = kept
-    seconds["dedup"] = time.perf_counter() - start
-    if not survivors:
-        raise PrepareError(f"no usable source files under {', '.join(map(str, inputs))} "
-                           f"(skipped: {dict(stats.skipped)}; per language: {dict(per_language)})")
-
-    fingerprint = {"input_hash": stats.input_hash.hexdigest(), "tokenizer": tokenizer.identity()["sha256"],
-                   "options": json.loads(json.dumps(asdict(options)))}
+    units = list_units(inputs, options.languages, stats)
+    input_bytes = sum(u["size"] for u in units)
+    tasks = options.tasks or max(4, -(-input_bytes // TASK_BYTES))
+    assign_tasks(units, tasks)
+    listing_digest = hashlib.sha256(json.dumps([(u["label"], u["size"], u["mtime"]) for u in units]).encode())
+    fingerprint = {"inputs": listing_digest.hexdigest(), "tokenizer": tokenizer.identity()["sha256"],
+                   "options": json.loads(json.dumps(asdict(options))), "tasks": tasks,
+                   "datatrove": version("datatrove")}
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest_path, fingerprint_path = out_dir / MANIFEST, out_dir / FINGERPRINT
     if fingerprint_path.exists():
@@ -138,72 +158,184 @@ def prepare(inputs: list[Path], out_dir: Path, tokenizer, options: PrepareOption
                 raise PrepareError(f"{out_dir} holds shards of a different run ({', '.join(changed)} changed); "
                                    f"use another output folder or --overwrite")
             for p in out_dir.iterdir():
-                if p.is_file():
-                    p.unlink()
-                else:
-                    shutil.rmtree(p)
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
         elif manifest_path.exists():
             manifest = json.loads(manifest_path.read_text())
             manifest["up_to_date"] = True
             return manifest
-    _write_json(fingerprint_path, fingerprint)
+    write_json(fingerprint_path, fingerprint)
+    work = out_dir / WORK
+    by_task = defaultdict(list)
+    for unit in units:
+        by_task[unit["task"]].append(unit)
+    for rank in range(tasks):                    # each task reads its own list, not the whole listing
+        write_json(work / "units" / f"{rank:05d}.json", by_task[rank])
+    write_json(work / "listing.json", {"tasks": tasks, "files_or_archives": len(units), "bytes": input_bytes,
+                                       "skipped": dict(stats.skipped), "too_large_to_read": dict(stats.oversized)})
+    write_json(work / "run.json", {"command": command or [], "inputs": [str(Path(i).resolve()) for i in inputs],
+                                   "tokenizer": tokenizer.identity(), "seq_len": options.seq_len,
+                                   "mode": options.mode, "tasks": tasks, "engine": engine.kind})
+    stages = stage_pipelines(work, out_dir, tokenizer_dir, options)
+    if engine.kind == "slurm":
+        return {"submitted": submit_slurm(stages, work, engine)}
+    if engine.kind == "ray":
+        _init_ray(engine)
+    for name, (pipeline, n) in stages.items():
+        start = time.perf_counter()
+        _run_stage(name, pipeline, n, work, engine)
+        write_json(work / "seconds" / f"{name}.json", {"seconds": round(time.perf_counter() - start, 3)})
+        if name == "read_filter_signatures" and not any(p.stat().st_size for p in (work / "index").glob("*.tsv")):
+            raise PrepareError(f"no usable source files under {', '.join(map(str, inputs))} ("
+                               f"{_collect_summary(work)})")
+    return json.loads(manifest_path.read_text())
 
-    splits = {"train": [], "validation": []}
-    for doc in survivors:
-        splits["validation" if _is_validation(doc["hash"], options.val_fraction) else "train"].append(doc)
-    shard_stats = []
-    eod = tokenizer.eos_id
-    jobs = [(split, i, group) for split, docs in splits.items()
-            for i, group in enumerate(_group(docs, options.shard_bytes))]
-    for split, i, group in tqdm(jobs, desc="tokenize+write", unit="shard", file=sys.stderr):
-        path = out_dir / f"{split}-{i:05d}.mindrecord"
-        stats_path = path.with_name(path.name + ".json")
-        if path.exists() and stats_path.exists():
-            shard_stats.append(json.loads(stats_path.read_text()))
-            continue
-        t0 = time.perf_counter()
-        ids = tokenizer.encode_batch([add_language_tag(d["text"], d["language"]) for d in group])
-        for row in ids:
-            row.append(eod)
-        t1 = time.perf_counter()
-        samples = (pack(ids, options.seq_len, eod) if options.mode == "pack"
-                   else pad(ids, options.seq_len, eod, options.stride))
-        write_shard(path, samples)
-        tokens, files_ = Counter(), Counter()
-        raw = Counter()
-        for doc, row in zip(group, ids):
-            tokens[doc["language"]] += len(row)
-            files_[doc["language"]] += 1
-            raw[doc["language"]] += doc["size"]
-        record = {"file": path.name, "split": split, "samples": int(len(samples)), "documents": len(group),
-                  "tokens": dict(tokens), "files": dict(files_), "bytes": dict(raw),
-                  "seconds": {"tokenize": t1 - t0, "pack_write": time.perf_counter() - t1}}
-        _write_json(stats_path, record)
-        shard_stats.append(record)
 
-    for record in shard_stats:
-        seconds["tokenize"] += record["seconds"]["tokenize"]
-        seconds["pack_write"] += record["seconds"]["pack_write"]
+def _collect_summary(work: Path) -> str:
+    counts = _merge_counts(work / "counts" / "read")
+    return f"skipped: {dict(counts.get('skipped', {}))}; seen: {dict(counts.get('seen', {}))}"
+
+
+def incomplete_tasks(work: Path, name: str, tasks: int) -> list[int]:
+    done = {p.name for p in (work / "logs" / name / "completions").glob("*")}
+    return [rank for rank in range(tasks) if f"{rank:05d}" not in done]
+
+
+def _run_stage(name: str, pipeline: list[PipelineStep], tasks: int, work: Path, engine: Engine) -> None:
+    logs = work / "logs" / name
+    workers = min(tasks, engine.workers or os.cpu_count() or 1)
+    if engine.kind == "local":
+        from datatrove.executor import LocalPipelineExecutor
+        executor = LocalPipelineExecutor(pipeline, tasks=tasks, workers=workers, logging_dir=str(logs))
+    else:
+        from datatrove.executor.ray import RayPipelineExecutor
+        executor = RayPipelineExecutor(pipeline, tasks=tasks, workers=workers, logging_dir=str(logs),
+                                       cpus_per_task=1, mem_per_cpu_gb=engine.mem_per_cpu_gb)
+    failure = None
+    try:
+        executor.run()
+    except Exception as e:              # a task's exception, re-raised by the pool: reported with the stage below
+        failure = e
+    missing = incomplete_tasks(work, name, tasks)
+    if missing or failure is not None:
+        shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
+        raise PrepareError(f"stage {name}: {tasks - len(missing)} of {tasks} tasks completed (missing: {shown}); "
+                           f"{type(failure).__name__ + ': ' + str(failure) + '; ' if failure else ''}"
+                           f"the logs are in {logs}/logs; rerun the same command to redo only the missing tasks")
+
+
+def _init_ray(engine: Engine) -> None:
+    # MindSpore (imported by the export stage) with protobuf 7 fails under Ray's protobuf backend ("Descriptors
+    # cannot be created directly") unless protobuf's pure-Python backend is chosen before anything imports it
+    import ray
+    env = {"PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]),
+                                                       os.environ.get("PYTHONPATH")]))}
+    if not ray.is_initialized():
+        ray.init(address=engine.ray_address, runtime_env={"env_vars": env}, log_to_driver=False)
+
+
+def submit_slurm(stages: dict, work: Path, engine: Engine) -> list[str]:
+    from datatrove.executor.slurm import SlurmPipelineExecutor
+    previous, job_ids = None, []
+    for name, (pipeline, tasks) in stages.items():
+        executor = SlurmPipelineExecutor(
+            pipeline, tasks=tasks, time=engine.time, partition=engine.partition, cpus_per_task=1,
+            mem_per_cpu_gb=engine.mem_per_cpu_gb, workers=engine.workers or -1, job_name=f"codegeex_{name}",
+            qos=None, mail_type=None, venv_path=engine.venv, logging_dir=str(work / "logs" / name),
+            slurm_logs_folder=str(work / "slurm_logs" / name), depends=previous)
+        previous = executor
+    previous.run()                      # submits its dependencies first, each with --dependency=afterok
+    executor = previous
+    while executor is not None:
+        if executor.job_id is not None:
+            job_ids.append(str(executor.job_id))
+        executor = executor.depends
+    return job_ids[::-1]
+
+
+def status(out_dir: Path) -> dict:
+    """Per stage: tasks completed of tasks (from the completion markers), and whether the manifest is written."""
+    out_dir = Path(out_dir)
+    work = out_dir / WORK
+    listing = work / "listing.json"
+    if not listing.is_file():
+        raise PrepareError(f"{out_dir} holds no corpus run (no {listing})")
+    tasks = json.loads(listing.read_text())["tasks"]
+    options = json.loads((out_dir / FINGERPRINT).read_text())["options"]
+    bands, _ = lsh_bands(options["filters"]["near_dup_threshold"] or 0.85, options["filters"]["num_perm"])
+    counts = {"read_filter_signatures": tasks, "buckets": bands, "clusters": 1, "tokenize": tasks, "export": tasks,
+              "manifest": 1}
+    if not options["filters"]["near_dup_threshold"]:
+        counts.pop("buckets"), counts.pop("clusters")
+    return {"stages": {name: {"completed": n - len(incomplete_tasks(work, name, n)), "tasks": n}
+                       for name, n in counts.items()},
+            "done": (out_dir / MANIFEST).is_file()}
+
+
+def _merge_counts(folder: Path) -> dict:
+    merged: dict = defaultdict(Counter)
+    for path in sorted(folder.glob("*.json")):
+        for key, counter in json.loads(path.read_text()).items():
+            merged[key].update(counter)
+    return merged
+
+
+class ManifestWriter(PipelineStep):
+    """The last stage (one task): every task's counts and shard statistics merged into ``manifest.json`` and
+    ``tokens_per_language.png``, in the format of the one-process pipeline it replaced."""
+
+    name = "manifest"
+    type = "WRITER"
+
+    def __init__(self, out_dir: Path):
+        super().__init__()
+        self.out_dir = Path(out_dir)
+
+    def run(self, data=None, rank: int = 0, world_size: int = 1):
+        write_manifest(self.out_dir)
+        return
+        yield
+
+
+def write_manifest(out_dir: Path) -> dict:
+    work = out_dir / WORK
+    run = json.loads((work / "run.json").read_text())
+    listing = json.loads((work / "listing.json").read_text())
+    read = _merge_counts(work / "counts" / "read")
+    per_language: dict[str, Counter] = defaultdict(Counter)
+    for lang, n in read.get("seen", {}).items():
+        per_language[lang]["seen"] += n
+    for source in (listing.get("too_large_to_read", {}), read.get("too_large_to_read", {})):
+        for lang, n in source.items():
+            per_language[lang]["dropped_too_large"] += n
+    for part in (_merge_counts(work / "counts" / "filter"),
+                 json.loads((work / "counts" / "cluster.json").read_text())
+                 if (work / "counts" / "cluster.json").is_file() else {}):
+        for lang, counter in part.items():
+            per_language[lang].update(counter)
+    skipped = Counter(listing.get("skipped", {})) + Counter(read.get("skipped", {}))
+    shards = [json.loads(p.read_text()) for p in sorted(out_dir.glob("*.mindrecord.json"))]
+    for record in shards:
         for lang, n in record["files"].items():
             per_language[lang]["kept"] += n
             per_language[lang]["bytes"] += record["bytes"][lang]
             per_language[lang]["tokens"] += record["tokens"][lang]
             per_language[lang][f"{record['split']}_tokens"] += record["tokens"][lang]
+    seconds = {p.stem: json.loads(p.read_text())["seconds"] for p in sorted((work / "seconds").glob("*.json"))}
     manifest = {
-        "command": command or [],
-        "inputs": [str(Path(i).resolve()) for i in inputs],
-        "fingerprint": fingerprint,
-        "tokenizer": tokenizer.identity(),
-        "seq_len": options.seq_len, "mode": options.mode,
-        "skipped": dict(sorted(stats.skipped.items())),
+        "command": run["command"], "inputs": run["inputs"],
+        "fingerprint": json.loads((out_dir / FINGERPRINT).read_text()),
+        "tokenizer": run["tokenizer"], "seq_len": run["seq_len"], "mode": run["mode"], "tasks": run["tasks"],
+        "engine": run["engine"],
+        "skipped": dict(sorted(skipped.items())),
         "languages": {lang: dict(sorted(c.items())) for lang, c in sorted(per_language.items())},
-        "splits": {split: {"shards": sum(r["split"] == split for r in shard_stats),
-                           "samples": sum(r["samples"] for r in shard_stats if r["split"] == split),
-                           "tokens": sum(sum(r["tokens"].values()) for r in shard_stats if r["split"] == split)}
+        "splits": {split: {"shards": sum(r["split"] == split for r in shards),
+                           "samples": sum(r["samples"] for r in shards if r["split"] == split),
+                           "tokens": sum(sum(r["tokens"].values()) for r in shards if r["split"] == split)}
                    for split in ("train", "validation")},
-        "stage_seconds": {k: round(v, 3) for k, v in seconds.items()},
+        "stage_seconds": seconds,
     }
-    _write_json(manifest_path, manifest)
+    write_json(out_dir / MANIFEST, manifest)
     plot_tokens(manifest, out_dir / "tokens_per_language.png")
     return manifest
 
