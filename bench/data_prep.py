@@ -93,6 +93,8 @@ def main() -> int:
     p.add_argument("--baseline", default="2fd91a5",
                    help="the commit with the one-process pipeline (default 2fd91a5)")
     p.add_argument("--rounds", type=int, default=2, help="rounds per size (default 2)")
+    p.add_argument("--sides", choices=("both", "datatrove", "one-process"), default="both",
+                   help="which pipelines to run (default both)")
     p.add_argument("--tasks", type=int, help="--tasks for the datatrove pipeline (default: its own)")
     p.add_argument("--memory-cap-gb", type=float, default=18.0, help="kill a run whose tree passes this (default 18)")
     p.add_argument("--tokenizer", type=Path, default=ROOT.parent / "shared/tokenizer/codegeex",
@@ -117,6 +119,8 @@ def main() -> int:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(work / "baseline"), args.baseline],
                        check=True, capture_output=True)
         sides = {"datatrove (this checkout)": ROOT, f"one process ({args.baseline})": work / "baseline"}
+        if args.sides != "both":
+            sides = {name: tree for name, tree in sides.items() if (tree == ROOT) == (args.sides == "datatrove")}
         print(f"load average at start: {os.getloadavg()[0]:.2f}", flush=True)
         for size, inputs in sets.items():
             for r in range(args.rounds):

@@ -29,8 +29,9 @@ def pack_stream(stream: np.ndarray, seq_len: int, eod: int) -> np.ndarray:
     windows = max(1, -(-(stream.size - 1) // seq_len))
     padded = np.full(windows * seq_len + 1, eod, np.int32)
     padded[:stream.size] = stream
-    index = np.arange(windows)[:, None] * seq_len + np.arange(seq_len + 1)[None, :]
-    return padded[index]
+    # a read-only view of the windows (overlapping by one token): no copy of the stream, no index array (an int64
+    # index of every window's positions took twice the stream's memory)
+    return np.lib.stride_tricks.sliding_window_view(padded, seq_len + 1)[::seq_len]
 
 
 def pad(documents: list[list[int]], seq_len: int, eod: int, stride: int = 200) -> np.ndarray:

@@ -319,11 +319,11 @@ class _Part:
         self.sources[meta["language"]] += meta["size"]
 
     def save(self, path: Path, split: str) -> dict:
-        import io
         ends = np.cumsum([len(r) for r in self.rows], dtype=np.int64)
-        buffer = io.BytesIO()
-        np.savez(buffer, tokens=np.concatenate(self.rows), ends=ends)
-        atomic_write_bytes(path, buffer.getvalue())
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, tokens=np.concatenate(self.rows), ends=ends)       # straight to the file: no second copy
+        self.rows = []
+        os.replace(tmp, path)
         return {"file": path.name, "split": split, "documents": self.documents, "tokens": dict(self.tokens),
                 "files": dict(self.files), "bytes": dict(self.sources)}
 
