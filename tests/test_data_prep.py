@@ -195,7 +195,7 @@ def test_rerun_does_nothing_and_a_failed_task_resumes_to_the_same_shards(prepare
     again = prepare(tree, out, tok_dir, OPTIONS, ENGINE)
     assert again.get("up_to_date") is True
     # a token file that cannot be written (a folder in its place) fails one task of the tokenize stage
-    victim = sorted(out.glob("train-*.mindrecord"))[-1].name.replace(".mindrecord", ".npz")
+    victim = sorted(out.glob("train-*.mindrecord"))[-1].name.replace(".mindrecord", ".tokens")
     rank = int(victim.split("-")[1])
     blocker = tmp_path / "run" / "work" / "tokens" / victim
     blocker.mkdir(parents=True)

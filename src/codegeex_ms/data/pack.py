@@ -19,19 +19,32 @@ COLUMN = "input_ids"
 
 
 def pack(documents: list[list[int]], seq_len: int, eod: int) -> np.ndarray:
-    return pack_stream(np.fromiter((t for doc in documents for t in doc), dtype=np.int32), seq_len, eod)
+    return PackedWindows(np.fromiter((t for doc in documents for t in doc), dtype=np.int32), seq_len, eod)[:]
 
 
-def pack_stream(stream: np.ndarray, seq_len: int, eod: int) -> np.ndarray:
-    """``pack`` of documents already concatenated into one int32 stream."""
-    if stream.size == 0:
-        return np.zeros((0, seq_len + 1), np.int32)
-    windows = max(1, -(-(stream.size - 1) // seq_len))
-    padded = np.full(windows * seq_len + 1, eod, np.int32)
-    padded[:stream.size] = stream
-    # a read-only view of the windows (overlapping by one token): no copy of the stream, no index array (an int64
-    # index of every window's positions took twice the stream's memory)
-    return np.lib.stride_tricks.sliding_window_view(padded, seq_len + 1)[::seq_len]
+class PackedWindows:
+    """``pack``'s windows over documents already concatenated into one int32 stream (an array or a memory map of a
+    token file), built a slice at a time: ``windows[a:b]`` holds rows a..b-1, so writing a shard holds one slice of
+    rows, whatever the stream's size. ``len`` and ``shape`` as an array's."""
+
+    def __init__(self, stream: np.ndarray, seq_len: int, eod: int):
+        self.stream, self.seq_len, self.eod = stream, seq_len, eod
+        self.count = 0 if stream.size == 0 else max(1, -(-(stream.size - 1) // seq_len))
+        self.shape = (self.count, seq_len + 1)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        start, stop, step = rows.indices(self.count)
+        if step != 1:
+            raise ValueError("PackedWindows takes contiguous slices of rows")
+        stop = max(start, stop)
+        lo, hi = start * self.seq_len, stop * self.seq_len + 1      # rows start..stop-1 overlap by one token
+        part = np.full(hi - lo if stop > start else self.seq_len + 1, self.eod, np.int32)
+        chunk = np.asarray(self.stream[lo:min(hi, self.stream.size)], np.int32)
+        part[:chunk.size] = chunk
+        return np.lib.stride_tricks.sliding_window_view(part, self.seq_len + 1)[::self.seq_len][:stop - start]
 
 
 def pad(documents: list[list[int]], seq_len: int, eod: int, stride: int = 200) -> np.ndarray:
@@ -51,8 +64,9 @@ def pad(documents: list[list[int]], seq_len: int, eod: int, stride: int = 200) -
     return np.stack(rows) if rows else np.zeros((0, width), np.int32)
 
 
-def write_shard(path: Path, samples: np.ndarray) -> None:
-    """Write one MindRecord file (+ its .db index) atomically: built in a temporary folder, then renamed."""
+def write_shard(path: Path, samples) -> None:
+    """Write one MindRecord file (+ its .db index) atomically: built in a temporary folder, then renamed.
+    ``samples``: an array [rows, width], or anything with ``len``, ``shape`` and row slices (``PackedWindows``)."""
     from mindspore.mindrecord import FileWriter
     tmp = path.parent / f".tmp-{path.name}"
     shutil.rmtree(tmp, ignore_errors=True)

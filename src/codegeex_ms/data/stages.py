@@ -14,7 +14,7 @@ them):
    content hash survives, so what is kept does not depend on how the input was split into tasks.
 4. ``FilteredReader`` (this task's ``filtered`` file, in the order stage 1 wrote it, which the removal lists
    address) -> datatrove's ``MinhashDedupFilter`` -> ``TokenWriter`` (language tag, CodeGeeX tokenizer, EOD,
-   train/validation by content hash, ``tokens/SPLIT-RANK-PART.npz``).
+   train/validation by content hash, ``tokens/SPLIT-RANK-PART.tokens``).
 5. ``MindRecordExport``: pack or pad each token file into a MindRecord shard (the only stage that imports MindSpore:
    about 350 MB per worker).
 """
@@ -246,9 +246,10 @@ class SmallestHashCluster(PipelineStep):
 
 class TokenWriter(PipelineStep):
     """Tag, tokenize (CodeGeeX or sentencepiece tokenizer, loaded in the worker) and end each document with EOD;
-    train or validation by content hash; every ``shard_bytes`` of source, one ``tokens/SPLIT-RANK-PART.npz``
-    (``tokens`` int32, ``ends`` int64: each document's end) and its statistics. ``tokens/task-RANK.json``, written
-    last, lists the task's parts."""
+    train or validation by content hash; every ``shard_bytes`` of source, one part: ``tokens/SPLIT-RANK-PART.tokens``
+    (the int32 ids, appended to the file as each batch is encoded, so a task holds one batch of documents) and
+    ``.ends.npy`` (each document's end), and its statistics. ``tokens/task-RANK.json``, written last, lists the task's
+    parts."""
 
     name = "tokenize"
     type = "TOKENIZER"
@@ -265,14 +266,8 @@ class TokenWriter(PipelineStep):
         tokenizer = load(self.tokenizer_dir)
         self.tokens_dir.mkdir(parents=True, exist_ok=True)
         eod = tokenizer.eos_id
-        parts = {"train": _Part(), "validation": _Part()}
+        parts = {split: _Part(self.tokens_dir / f"{split}-{rank:05d}-000", split) for split in ("train", "validation")}
         records = []
-
-        def flush(split: str) -> None:
-            part = parts[split]
-            if part.documents:
-                records.append(part.save(self.tokens_dir / f"{split}-{rank:05d}-{part.index:03d}.npz", split))
-            parts[split] = _Part(part.index + 1)
 
         def encode(batch: list[Document]) -> None:
             with self.track_time():
@@ -282,7 +277,8 @@ class TokenWriter(PipelineStep):
                 parts[split].add(np.append(np.asarray(row, np.int32), np.int32(eod)), doc.metadata)
                 self.stat_update("tokens", value=len(row) + 1)
                 if parts[split].bytes >= self.shard_bytes:
-                    flush(split)
+                    records.append(parts[split].close())
+                    parts[split] = parts[split].next()
 
         batch = []
         for doc in data:
@@ -292,8 +288,11 @@ class TokenWriter(PipelineStep):
                 batch = []
         if batch:
             encode(batch)
-        for split in parts:
-            flush(split)
+        for part in parts.values():
+            if part.documents:
+                records.append(part.close())
+            else:
+                part.discard()
         write_json(self.tokens_dir / f"task-{rank:05d}.json", {"parts": records})
         return
         yield  # a generator that yields nothing: the last step of its stage
@@ -304,28 +303,40 @@ def is_validation(digest: str, fraction: float) -> bool:
 
 
 class _Part:
-    """The token rows of one output part while they accumulate (int32 arrays: 4 bytes a token)."""
+    """One output part while it fills: its ids appended to ``BASE.tokens.tmp`` (renamed when the part closes), the
+    documents' ends and per-language statistics in memory."""
 
-    def __init__(self, index: int = 0):
-        self.index, self.rows, self.bytes, self.documents = index, [], 0, 0
+    def __init__(self, base: Path, split: str, index: int = 0):
+        self.base, self.split, self.index = base, split, index
+        self.tmp = base.with_name(base.name + ".tokens.tmp")
+        self.file = open(self.tmp, "wb")
+        self.ends, self.length, self.bytes, self.documents = [], 0, 0, 0
         self.tokens, self.files, self.sources = Counter(), Counter(), Counter()
 
     def add(self, row: np.ndarray, meta: dict) -> None:
-        self.rows.append(row)
+        row.astype("<i4").tofile(self.file)
+        self.length += len(row)
+        self.ends.append(self.length)
         self.bytes += meta["size"]
         self.documents += 1
         self.tokens[meta["language"]] += len(row)
         self.files[meta["language"]] += 1
         self.sources[meta["language"]] += meta["size"]
 
-    def save(self, path: Path, split: str) -> dict:
-        ends = np.cumsum([len(r) for r in self.rows], dtype=np.int64)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, tokens=np.concatenate(self.rows), ends=ends)       # straight to the file: no second copy
-        self.rows = []
-        os.replace(tmp, path)
-        return {"file": path.name, "split": split, "documents": self.documents, "tokens": dict(self.tokens),
-                "files": dict(self.files), "bytes": dict(self.sources)}
+    def close(self) -> dict:
+        self.file.close()
+        np.save(self.base.with_name(self.base.name + ".ends.npy"), np.array(self.ends, np.int64))
+        os.replace(self.tmp, self.base.with_name(self.base.name + ".tokens"))      # the ids last: a complete part
+        return {"file": self.base.name, "split": self.split, "documents": self.documents,
+                "tokens": dict(self.tokens), "files": dict(self.files), "bytes": dict(self.sources)}
+
+    def discard(self) -> None:
+        self.file.close()
+        self.tmp.unlink()
+
+    def next(self) -> "_Part":
+        index = self.index + 1
+        return _Part(self.base.with_name(f"{self.base.name[:-3]}{index:03d}"), self.split, index)
 
 
 class MindRecordExport(PipelineStep):
@@ -342,19 +353,21 @@ class MindRecordExport(PipelineStep):
         self.seq_len, self.mode, self.stride = seq_len, mode, stride
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
-        from .pack import pack_stream, pad, write_shard
+        from .pack import PackedWindows, pad, write_shard
         task = json.loads((self.tokens_dir / f"task-{rank:05d}.json").read_text())
         for part in task["parts"]:
-            shard = self.out_dir / part["file"].replace(".npz", ".mindrecord")
+            shard = self.out_dir / f"{part['file']}.mindrecord"
             stats_path = shard.with_name(shard.name + ".json")
             if shard.is_file() and stats_path.is_file():
                 continue
-            with self.track_time(), np.load(self.tokens_dir / part["file"]) as f:
-                tokens, ends = f["tokens"], f["ends"]
+            with self.track_time():
+                tokens = np.memmap(self.tokens_dir / f"{part['file']}.tokens", dtype="<i4", mode="r")
+                ends = np.load(self.tokens_dir / f"{part['file']}.ends.npy")
                 eod = int(tokens[ends[0] - 1])                   # every document ends with EOD
-                samples = (pack_stream(tokens, self.seq_len, eod) if self.mode == "pack"
+                samples = (PackedWindows(tokens, self.seq_len, eod) if self.mode == "pack"
                            else pad(np.split(tokens, ends[:-1]), self.seq_len, eod, self.stride))
                 write_shard(shard, samples)
+                del tokens
             self.stat_update("shards")
             write_json(stats_path, {**part, "file": shard.name, "samples": int(len(samples))})
         return
