@@ -109,7 +109,8 @@ def stage_pipelines(work: Path, out_dir: Path, tokenizer_dir: Path, options: Pre
                                                        remove_punctuation=False, norm_unicode_diacritics=False,
                                                        norm_numbers=False))
     dedup = options.filters.near_dup_threshold > 0
-    read = [SourceReader(work / "units", work / "counts" / "read", options.languages, options.max_invalid_utf8),
+    read = [SourceReader(work / "units", work / "counts" / "read", options.languages, options.max_invalid_utf8,
+                         options.filters.max_bytes),
             CodeFilter(options.filters, work / "counts" / "filter"),
             FilteredWriter(work / "filtered", work / "index")]
     if dedup:
@@ -305,7 +306,7 @@ def write_manifest(out_dir: Path) -> dict:
     per_language: dict[str, Counter] = defaultdict(Counter)
     for lang, n in read.get("seen", {}).items():
         per_language[lang]["seen"] += n
-    for source in (listing.get("too_large_to_read", {}), read.get("too_large_to_read", {})):
+    for source in (listing.get("too_large_to_read", {}), read.get("too_large_to_read", {}), read.get("too_large", {})):
         for lang, n in source.items():
             per_language[lang]["dropped_too_large"] += n
     for part in (_merge_counts(work / "counts" / "filter"),

@@ -74,19 +74,30 @@ class SourceReader(PipelineStep):
     name = "source files"
     type = "READER"
 
-    def __init__(self, units_dir: Path, counts_dir: Path, languages: tuple, max_invalid_utf8: float):
+    def __init__(self, units_dir: Path, counts_dir: Path, languages: tuple, max_invalid_utf8: float,
+                 max_bytes: int | None = None):
+        """``max_bytes``: a file larger than this (the size filter's limit) is classified by its name and first
+        line only and counted as ``dropped_too_large`` without being read whole (files of up to 16 MB, read, decoded
+        and hashed only to be dropped, were most of a task's memory)."""
         super().__init__()
         self.units_dir, self.counts_dir = Path(units_dir), Path(counts_dir)
-        self.languages, self.max_invalid_utf8 = tuple(languages), max_invalid_utf8
+        self.languages, self.max_invalid_utf8, self.max_bytes = tuple(languages), max_invalid_utf8, max_bytes
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         units = json.loads((self.units_dir / f"{rank:05d}.json").read_text())
         stats = CollectStats()
+        too_large: Counter = Counter()
         wanted = set(self.languages)
         for unit in units:
             with self.track_time():
                 if unit["kind"] == "archive":
                     members = archive_members(Path(unit["path"]), stats)
+                elif self.max_bytes is not None and unit["size"] > self.max_bytes:
+                    language = large_file_language(Path(unit["path"]), wanted, stats)
+                    if language is not None:
+                        stats.seen[language] += 1
+                        too_large[language] += 1
+                    continue
                 else:
                     data_ = read_file(Path(unit["path"]), stats)
                     members = [] if data_ is None else [(unit["label"], data_)]
@@ -99,7 +110,25 @@ class SourceReader(PipelineStep):
                                                                   "hash": content_hash(found.text)})
         write_json(self.counts_dir / f"{rank:05d}.json",
                    {"seen": dict(sorted(stats.seen.items())), "skipped": dict(sorted(stats.skipped.items())),
-                    "too_large_to_read": dict(sorted(stats.oversized.items()))})
+                    "too_large_to_read": dict(sorted(stats.oversized.items())),
+                    "too_large": dict(sorted(too_large.items()))})
+
+
+def large_file_language(path: Path, wanted: set, stats: CollectStats) -> str | None:
+    """The language of a file from its name and first line (200 bytes), as ``classify`` finds it, or None (counted
+    in ``stats`` as ``classify`` counts it: not code, unreadable)."""
+    from ..languages import language_from_path
+    try:
+        with open(path, "rb") as f:
+            head = f.read(200)
+    except OSError:
+        stats.skipped["unreadable"] += 1
+        return None
+    language = language_from_path(str(path), head.split(b"\n", 1)[0].decode("utf-8", errors="replace"))
+    if language not in wanted:
+        stats.skipped["not_code"] += 1
+        return None
+    return language
 
 
 class CodeFilter(BaseFilter):
