@@ -33,7 +33,7 @@ from datatrove.pipeline.base import PipelineStep
 from ..fileio import pyplot, save_figure
 from .collect import TRAINING_LANGUAGES, CollectStats, assign_tasks, list_units
 from .filters import FilterConfig, lsh_bands
-from .stages import (CodeFilter, CodeWordTokenizer, FilteredReader, FilteredWriter, MindRecordExport,
+from .stages import (CodeFilter, CodeWordTokenizer, FilteredReader, FilteredWriter, MindRecordExport, PeakMemory,
                      SmallestHashCluster, SourceReader, TokenWriter, write_json)
 
 MANIFEST = "manifest.json"
@@ -129,7 +129,7 @@ def stage_pipelines(work: Path, out_dir: Path, tokenizer_dir: Path, options: Pre
     stages["export"] = ([MindRecordExport(work / "tokens", out_dir, options.seq_len, options.mode, options.stride)],
                         tasks)
     stages["manifest"] = ([ManifestWriter(out_dir)], 1)
-    return stages
+    return {name: (pipeline + [PeakMemory(work / "memory" / name)], n) for name, (pipeline, n) in stages.items()}
 
 
 def prepare(inputs: list[Path], out_dir: Path, tokenizer_dir: Path, options: PrepareOptions = PrepareOptions(),
@@ -323,6 +323,9 @@ def write_manifest(out_dir: Path) -> dict:
             per_language[lang]["tokens"] += record["tokens"][lang]
             per_language[lang][f"{record['split']}_tokens"] += record["tokens"][lang]
     seconds = {p.stem: json.loads(p.read_text())["seconds"] for p in sorted((work / "seconds").glob("*.json"))}
+    # the manifest's own stage records its peak after this: reported from an earlier run of it, if any
+    peaks = {d.name: round(max(json.loads(p.read_text())["peak_rss_bytes"] for p in d.glob("*.json")) / 1e9, 3)
+             for d in sorted((work / "memory").glob("*")) if any(d.glob("*.json"))}
     manifest = {
         "command": run["command"], "inputs": run["inputs"],
         "fingerprint": json.loads((out_dir / FINGERPRINT).read_text()),
@@ -335,6 +338,7 @@ def write_manifest(out_dir: Path) -> dict:
                            "tokens": sum(sum(r["tokens"].values()) for r in shards if r["split"] == split)}
                    for split in ("train", "validation")},
         "stage_seconds": seconds,
+        "stage_peak_rss_gb": peaks,          # the largest worker of each stage
     }
     write_json(out_dir / MANIFEST, manifest)
     plot_tokens(manifest, out_dir / "tokens_per_language.png")

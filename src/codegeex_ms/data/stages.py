@@ -186,8 +186,9 @@ class FilteredWriter(PipelineStep):
 
 
 class FilteredReader(PipelineStep):
-    """This task's ``filtered/RANK.jsonl.gz``, in order (none if stage 1 kept nothing: a reader of the whole folder
-    would shift every later task's documents, and the removal lists address them by task and position)."""
+    """This task's ``filtered/RANK.jsonl.gz``, in order: every completed stage-1 task wrote one, empty if it kept
+    nothing (datatrove's reader of a whole folder would give task k the k-th file that exists, shifting the later
+    tasks' documents, and the removal lists address documents by task and position)."""
 
     name = "filtered documents"
     type = "READER"
@@ -325,6 +326,26 @@ class TokenWriter(PipelineStep):
         write_json(self.tokens_dir / f"task-{rank:05d}.json", {"parts": records})
         return
         yield  # a generator that yields nothing: the last step of its stage
+
+
+class PeakMemory(PipelineStep):
+    """The last step of every stage: passes the documents on, then writes ``memory/STAGE/RANK.json`` with the worker's
+    peak resident memory so far (``ru_maxrss``; a pool worker may have run earlier tasks of the same stage), which
+    the manifest reports per stage."""
+
+    name = "peak memory"
+    type = "STATS"
+
+    def __init__(self, memory_dir: Path):
+        super().__init__()
+        self.memory_dir = Path(memory_dir)
+
+    def run(self, data, rank: int = 0, world_size: int = 1):
+        import resource
+        if data is not None:
+            yield from data
+        write_json(self.memory_dir / f"{rank:05d}.json",
+                   {"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024})
 
 
 def is_validation(digest: str, fraction: float) -> bool:
