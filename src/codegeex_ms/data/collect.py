@@ -44,11 +44,17 @@ class CollectStats:
     input_hash: "hashlib._Hash" = field(default_factory=hashlib.sha256)
 
 
+def detect_language(label: str, head: bytes) -> str | None:
+    """The language of a file from its name (an archive member's after the ``!``) and its first line (``#!``),
+    read from the first 200 bytes of ``head``."""
+    first_line = head[:200].split(b"\n", 1)[0].decode("utf-8", errors="replace")
+    return language_from_path(label.rsplit("!", 1)[-1], first_line)
+
+
 def classify(label: str, data: bytes, languages: set[str], stats: CollectStats,
              max_invalid_utf8: float) -> SourceFile | None:
     """The file as a SourceFile, or None (counted in ``stats``): not a wanted language, or binary."""
-    first_line = data[:200].split(b"\n", 1)[0].decode("utf-8", errors="replace")
-    language = language_from_path(label.rsplit("!", 1)[-1], first_line)
+    language = detect_language(label, data)
     if language not in languages:
         stats.skipped["not_code"] += 1
         return None

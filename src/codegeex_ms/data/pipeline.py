@@ -39,7 +39,6 @@ from .stages import (CodeFilter, CodeWordTokenizer, FilteredReader, FilteredWrit
 MANIFEST = "manifest.json"
 FINGERPRINT = "fingerprint.json"
 WORK = "work"
-STAGES = ("read_filter_signatures", "buckets", "clusters", "tokenize", "export", "manifest")
 NGRAMS = 5                        # MinHash shingles: 5 consecutive \w+ words, nothing normalised
 TASK_BYTES = 128 * 2**20          # default task count: one task per 128 MiB of input, at least 4
 
@@ -177,6 +176,7 @@ def prepare(inputs: list[Path], out_dir: Path, tokenizer_dir: Path, options: Pre
                                    "tokenizer": tokenizer.identity(), "seq_len": options.seq_len,
                                    "mode": options.mode, "tasks": tasks, "engine": engine.kind})
     stages = stage_pipelines(work, out_dir, tokenizer_dir, options)
+    write_json(work / "stages.json", {name: n for name, (_, n) in stages.items()})     # read by status()
     if engine.kind == "slurm":
         return {"submitted": submit_slurm(stages, work, engine)}
     if engine.kind == "ray":
@@ -258,16 +258,10 @@ def status(out_dir: Path) -> dict:
     """Per stage: tasks completed of tasks (from the completion markers), and whether the manifest is written."""
     out_dir = Path(out_dir)
     work = out_dir / WORK
-    listing = work / "listing.json"
-    if not listing.is_file():
-        raise PrepareError(f"{out_dir} holds no corpus run (no {listing})")
-    tasks = json.loads(listing.read_text())["tasks"]
-    options = json.loads((out_dir / FINGERPRINT).read_text())["options"]
-    bands, _ = lsh_bands(options["filters"]["near_dup_threshold"] or 0.85, options["filters"]["num_perm"])
-    counts = {"read_filter_signatures": tasks, "buckets": bands, "clusters": 1, "tokenize": tasks, "export": tasks,
-              "manifest": 1}
-    if not options["filters"]["near_dup_threshold"]:
-        counts.pop("buckets"), counts.pop("clusters")
+    stages = work / "stages.json"
+    if not stages.is_file():
+        raise PrepareError(f"{out_dir} holds no corpus run (no {stages})")
+    counts = json.loads(stages.read_text())
     return {"stages": {name: {"completed": n - len(incomplete_tasks(work, name, n)), "tasks": n}
                        for name, n in counts.items()},
             "done": (out_dir / MANIFEST).is_file()}

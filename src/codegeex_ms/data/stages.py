@@ -34,7 +34,7 @@ from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.utils.word_tokenizers import WordTokenizer
 
 from ..fileio import atomic_write_bytes, atomic_write_text
-from .collect import CollectStats, archive_members, classify, read_file
+from .collect import CollectStats, archive_members, classify, detect_language, read_file
 from .filters import FilterConfig, content_hash, filter_reason
 
 _WORD = re.compile(r"\w+")
@@ -93,7 +93,7 @@ class SourceReader(PipelineStep):
                 if unit["kind"] == "archive":
                     members = archive_members(Path(unit["path"]), stats)
                 elif self.max_bytes is not None and unit["size"] > self.max_bytes:
-                    language = large_file_language(Path(unit["path"]), wanted, stats)
+                    language = large_file_language(unit["label"], Path(unit["path"]), wanted, stats)
                     if language is not None:
                         stats.seen[language] += 1
                         too_large[language] += 1
@@ -114,17 +114,16 @@ class SourceReader(PipelineStep):
                     "too_large": dict(sorted(too_large.items()))})
 
 
-def large_file_language(path: Path, wanted: set, stats: CollectStats) -> str | None:
-    """The language of a file from its name and first line (200 bytes), as ``classify`` finds it, or None (counted
-    in ``stats`` as ``classify`` counts it: not code, unreadable)."""
-    from ..languages import language_from_path
+def large_file_language(label: str, path: Path, wanted: set, stats: CollectStats) -> str | None:
+    """The language of a file from its name and first 200 bytes (``detect_language``, as ``classify``), or None
+    (counted in ``stats`` as ``classify`` counts it: not code, unreadable)."""
     try:
         with open(path, "rb") as f:
             head = f.read(200)
     except OSError:
         stats.skipped["unreadable"] += 1
         return None
-    language = language_from_path(str(path), head.split(b"\n", 1)[0].decode("utf-8", errors="replace"))
+    language = detect_language(label, head)
     if language not in wanted:
         stats.skipped["not_code"] += 1
         return None
