@@ -20,7 +20,6 @@ only the tasks that did not complete; a rerun with other inputs, options, tokeni
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -29,7 +28,7 @@ from codegeex_ms.cli import ArgumentParser
 
 from codegeex_ms.data.collect import TRAINING_LANGUAGES
 from codegeex_ms.data.filters import FilterConfig
-from codegeex_ms.data.pipeline import Engine, PrepareError, PrepareOptions, prepare, status, summary_table
+from codegeex_ms.data.pipeline import Engine, PrepareError, PrepareOptions, prepare, status, summary_table, wait
 from codegeex_ms.languages import UnknownLanguageError
 from codegeex_ms.tokenizer import TokenizerError
 
@@ -42,7 +41,8 @@ def parse_args(argv=None):
     follow.add_argument("--status", type=Path, metavar="OUT",
                         help="print how many tasks of each stage of the run in OUT completed, and exit")
     follow.add_argument("--wait", type=Path, metavar="OUT",
-                        help="wait until the run in OUT (e.g. submitted to Slurm) wrote its manifest, then print it")
+                        help="wait until the run in OUT (e.g. submitted to Slurm) wrote its manifest, then print its "
+                             "summary; exit 2 if its Slurm jobs left the queue without finishing it")
     p.add_argument("--input", type=Path, action="append",
                    help="a directory, a .tar/.tar.gz/.zip archive or a file; repeat for several")
     p.add_argument("--tokenizer", type=Path, help="tokenizer directory (CodeGeeX or sentencepiece)")
@@ -96,6 +96,10 @@ def print_status(report: dict) -> None:
     for name, stage in report["stages"].items():
         print(f"{name:<24}{stage['completed']:>6} / {stage['tasks']} tasks")
     print("done: manifest written" if report["done"] else "not done")
+    if "queued" in report:
+        print(f"Slurm jobs in the queue: {len(report['queued'])}")
+        for line in report["queued"]:
+            print(f"  {line}")
 
 
 def main(argv=None) -> int:
@@ -105,9 +109,7 @@ def main(argv=None) -> int:
             print_status(status(args.status))
             return 0
         if args.wait:
-            while not status(args.wait)["done"]:
-                time.sleep(10)
-            print(summary_table(json.loads((args.wait / "manifest.json").read_text())))
+            print(summary_table(wait(args.wait)))
             return 0
         options = PrepareOptions(
             seq_len=args.seq_len, mode=args.mode, stride=args.stride, val_fraction=args.val_fraction,

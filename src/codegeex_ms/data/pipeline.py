@@ -236,35 +236,78 @@ def _init_ray(engine: Engine) -> None:
 
 
 def submit_slurm(stages: dict, work: Path, engine: Engine) -> list[str]:
+    """One job array per stage, each waiting for the one before (afterok); only the incomplete tasks are submitted.
+    The array job ids go to ``work/slurm_jobs.json`` for ``status``/``wait``."""
     from datatrove.executor.slurm import SlurmPipelineExecutor
-    previous, job_ids = None, []
+    executors = []
     for name, (pipeline, tasks) in stages.items():
-        executor = SlurmPipelineExecutor(
+        executors.append(SlurmPipelineExecutor(
             pipeline, tasks=tasks, time=engine.time, partition=engine.partition, cpus_per_task=1,
-            mem_per_cpu_gb=engine.mem_per_cpu_gb, workers=engine.workers or -1, job_name=f"codegeex_{name}",
-            qos=None, mail_type=None, venv_path=engine.venv, logging_dir=str(work / "logs" / name),
-            slurm_logs_folder=str(work / "slurm_logs" / name), depends=previous)
-        previous = executor
-    previous.run()                      # submits its dependencies first, each with --dependency=afterok
-    executor = previous
-    while executor is not None:
-        if executor.job_id is not None:
-            job_ids.append(str(executor.job_id))
-        executor = executor.depends
-    return job_ids[::-1]
+            workers=engine.workers or -1, job_name=f"codegeex_{name}", qos=None, mail_type=None,
+            venv_path=engine.venv, logging_dir=str(work / "logs" / name),
+            slurm_logs_folder=str(work / "slurm_logs" / name), depends=executors[-1] if executors else None,
+            # Slurm takes whole units (datatrove would write "2.0G"); a stage whose predecessor failed is cancelled
+            # instead of pending forever on a dependency that can never be met
+            sbatch_args={"mem-per-cpu": f"{max(1, round(engine.mem_per_cpu_gb * 1024))}M",
+                         "kill-on-invalid-dep": "yes"}))
+    executors[-1].run()                 # submits its dependencies first, each with --dependency=afterok
+    # a stage whose tasks had all completed is not submitted (job id -1)
+    job_ids = [str(e.job_id) for e in executors if e.job_id not in (None, -1)]
+    write_json(work / "slurm_jobs.json", job_ids)
+    return job_ids
 
 
 def status(out_dir: Path) -> dict:
-    """Per stage: tasks completed of tasks (from the completion markers), and whether the manifest is written."""
+    """Per stage: tasks completed of tasks (from the completion markers); whether the manifest is written; for a run
+    submitted to Slurm, ``queued``: its jobs still in the queue (``squeue`` lines, ``[]`` once none is)."""
     out_dir = Path(out_dir)
     work = out_dir / WORK
     stages = work / "stages.json"
     if not stages.is_file():
         raise PrepareError(f"{out_dir} holds no corpus run (no {stages})")
     counts = json.loads(stages.read_text())
-    return {"stages": {name: {"completed": n - len(incomplete_tasks(work, name, n)), "tasks": n}
-                       for name, n in counts.items()},
-            "done": (out_dir / MANIFEST).is_file()}
+    report = {"stages": {name: {"completed": n - len(incomplete_tasks(work, name, n)), "tasks": n}
+                         for name, n in counts.items()},
+              "done": (out_dir / MANIFEST).is_file()}
+    if (work / "slurm_jobs.json").is_file():
+        report["queued"] = slurm_queue(json.loads((work / "slurm_jobs.json").read_text()))
+    return report
+
+
+def slurm_queue(job_ids: list[str]) -> list[str]:
+    """``squeue`` lines (job id, state, reason) of these jobs; [] when none is left (Slurm forgets ended jobs)."""
+    if not job_ids:
+        return []
+    import subprocess
+    try:
+        result = subprocess.run(["squeue", "-h", "-j", ",".join(job_ids), "-o", "%i %T %r"], capture_output=True,
+                                text=True, timeout=60)
+    except FileNotFoundError:
+        raise PrepareError("this run was submitted to Slurm, but squeue is not on this machine's PATH") from None
+    if result.returncode != 0:
+        if "Invalid job id" in result.stderr:
+            return []
+        raise PrepareError(f"squeue -j {','.join(job_ids)} failed: {result.stderr.strip()}")
+    return [line for line in result.stdout.splitlines() if line.strip()]
+
+
+def wait(out_dir: Path, poll_seconds: float = 10.0) -> dict:
+    """Wait for a run (e.g. submitted to Slurm) to write its manifest, and return it. A Slurm run whose jobs all left
+    the queue without a manifest (a task failed; the later stages were cancelled) raises, naming each stage's
+    completed tasks."""
+    out_dir = Path(out_dir)
+    while True:
+        report = status(out_dir)
+        if report["done"]:
+            return json.loads((out_dir / MANIFEST).read_text())
+        if report.get("queued") == []:
+            if status(out_dir)["done"]:         # the last job wrote the manifest as it left the queue
+                continue
+            progress = ", ".join(f"{name} {s['completed']}/{s['tasks']}" for name, s in report["stages"].items())
+            raise PrepareError(f"the Slurm jobs of {out_dir} left the queue before the run finished (tasks "
+                               f"completed: {progress}); the logs are in {out_dir / WORK / 'slurm_logs'} and "
+                               f"{out_dir / WORK / 'logs'}; rerun the same command to submit only the missing tasks")
+        time.sleep(poll_seconds)
 
 
 def _merge_counts(folder: Path) -> dict:
@@ -318,8 +361,11 @@ def write_manifest(out_dir: Path) -> dict:
             per_language[lang][f"{record['split']}_tokens"] += record["tokens"][lang]
     seconds = {p.stem: json.loads(p.read_text())["seconds"] for p in sorted((work / "seconds").glob("*.json"))}
     # the manifest's own stage records its peak after this: reported from an earlier run of it, if any
-    peaks = {d.name: round(max(json.loads(p.read_text())["peak_rss_bytes"] for p in d.glob("*.json")) / 1e9, 3)
-             for d in sorted((work / "memory").glob("*")) if any(d.glob("*.json"))}
+    workers = {d.name: [json.loads(p.read_text()) for p in sorted(d.glob("*.json"))]
+               for d in sorted((work / "memory").glob("*")) if any(d.glob("*.json"))}
+    peaks = {name: round(max(w["peak_rss_bytes"] for w in records) / 1e9, 3) for name, records in workers.items()}
+    hosts = {name: dict(sorted(Counter(w.get("host", "?") for w in records).items()))
+             for name, records in workers.items()}
     manifest = {
         "command": run["command"], "inputs": run["inputs"],
         "fingerprint": json.loads((out_dir / FINGERPRINT).read_text()),
@@ -333,6 +379,7 @@ def write_manifest(out_dir: Path) -> dict:
                    for split in ("train", "validation")},
         "stage_seconds": seconds,
         "stage_peak_rss_gb": peaks,          # the largest worker of each stage
+        "stage_hosts": hosts,                # tasks of each stage per host that ran them
     }
     write_json(out_dir / MANIFEST, manifest)
     plot_tokens(manifest, out_dir / "tokens_per_language.png")

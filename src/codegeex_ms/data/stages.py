@@ -335,8 +335,8 @@ class TokenWriter(PipelineStep):
 
 class PeakMemory(PipelineStep):
     """The last step of every stage: passes the documents on, then writes ``memory/STAGE/RANK.json`` with the worker's
-    peak resident memory so far (``ru_maxrss``; a pool worker may have run earlier tasks of the same stage), which
-    the manifest reports per stage."""
+    peak resident memory so far (``ru_maxrss``; a pool worker may have run earlier tasks of the same stage) and the
+    host it ran on, which the manifest reports per stage."""
 
     name = "peak memory"
     type = "STATS"
@@ -347,10 +347,12 @@ class PeakMemory(PipelineStep):
 
     def run(self, data, rank: int = 0, world_size: int = 1):
         import resource
+        import socket
         if data is not None:
             yield from data
         write_json(self.memory_dir / f"{rank:05d}.json",
-                   {"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024})
+                   {"peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+                    "host": socket.gethostname()})
 
 
 def is_validation(digest: str, fraction: float) -> bool:
