@@ -172,9 +172,10 @@ class FusedDecodeStep(nn.Cell):
         self.top_query_table = model.top_query_embeddings.weight
         final = model.final_layernorm
         self.final_norm, self.final_weight, self.final_bias = final.norm, final.weight, final.bias
-        # the tied head as TiedHead computes it with float32 compute: the int8 kernel, or MatMul then nothing
-        self.head_kernel = model.head.int8_kernel
-        self.head_matmul = model.head.matmul
+        # the tied head through the CPU kernels: int8 rows times their scales (as TiedHead), or float32 rows streamed
+        # and split over the kernel threads (MindSpore's MatMul read the 350M model's 213 MB float32 table at about
+        # half the rate, and its sums depend on the number of rows)
+        self.head_kernel = model.head.int8_kernel if self.word_scale is not None else kernels.f32_linear_op()
         self.sampler = Sampler(m.vocab_size, cached.sampler.candidates)
         self.return_logits = cached.return_logits
 
@@ -211,7 +212,7 @@ class FusedDecodeStep(nn.Cell):
     def output(self, x, noise, temperature, top_k, top_p):
         """The tied head on x [b, h]: logits [b, V], or the sampled ids [b]."""
         if self.word_scale is None:
-            logits = self.head_matmul(x, cast(self.word_table, ms.float32))
+            logits = self.head_kernel(x, cast(self.word_table, ms.float32))
         else:
             logits = self.head_kernel(x, self.word_table, self.word_scale)
         return logits if self.return_logits else self.sampler(logits, noise, temperature, top_k, top_p)

@@ -16,11 +16,13 @@
 // the best path this CPU supports at run time. Every path is exact up to float summation order.
 //
 // Batch-1 decoding reads every weight once per token, so the kernels are written for bandwidth: weights are
-// streamed row by row and never expanded to float32 in memory. AVX-512: one row of x takes one dot product per
-// weight row with four independent accumulators; from two rows a tile of x (MT rows, kept in L2) is multiplied
-// with NR=4 weight rows at a time in registers (up to 4 x NR accumulators), prefetching the weight rows two blocks
-// ahead (at batch 8 the FMAs keep up with memory only so).
-// AVX2: one row of x takes dot products; from two rows, 2 x 4 tiles with the same prefetch.
+// streamed row by row and never expanded to float32 in memory. AVX-512: a tile of x (MT rows, kept in L2) is
+// multiplied with NR=4 weight rows at a time in registers (up to 4 x NR accumulators), prefetching the weight rows
+// two blocks ahead (at batch 8 the FMAs keep up with memory only so); AVX2: the same with 8-float vectors.
+// Every output element is summed in the same order whatever M is (one accumulator per (row, weight row), k in
+// order), so a row's result does not depend on how many rows share the call: a sample decoded in a batch of 8 is
+// the one decoded alone. (A one-row path with four accumulators per dot product was no faster: 350M int8 batch-1
+// decoding 16.8-17.1 tokens/s with it, 16.8-17.1 without, on this project's 2-core AMD EPYC host.)
 //
 // Threads: the weight rows of every call (one row of x too: two cores read memory faster than one; measured on
 // this project's 2-core host, 24 batch-1 350M int8 layers in 9.1-9.6 ms split, 12.7 ms on one thread) are split
@@ -69,23 +71,6 @@ __attribute__((target("avx512f,avx512bw"))) inline __m512 load16(const int8_t *p
 
 // one weight row with one row of x: four independent accumulators over 64 elements per step, so that the
 // loads and conversions of the next step overlap the FMAs of this one (a chain per row would be latency-bound)
-template <typename W>
-__attribute__((target("avx512f,avx512bw")))
-float dot_avx512(const float *x, const W *w, int64_t K) {
-  __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-  int64_t k = 0;
-  for (; k + 64 <= K; k += 64) {
-    a0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + k), load16(w + k), a0);
-    a1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + k + 16), load16(w + k + 16), a1);
-    a2 = _mm512_fmadd_ps(_mm512_loadu_ps(x + k + 32), load16(w + k + 32), a2);
-    a3 = _mm512_fmadd_ps(_mm512_loadu_ps(x + k + 48), load16(w + k + 48), a3);
-  }
-  for (; k + 16 <= K; k += 16) a0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + k), load16(w + k), a0);
-  float sum = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
-  for (; k < K; ++k) sum += x[k] * static_cast<float>(w[k]);
-  return sum;
-}
-
 template <typename W, int MR>
 __attribute__((target("avx512f,avx512bw")))
 void block_avx512(const float *x, const W *w, const float *scale, float *y, int64_t N, int64_t K, int64_t m0,
@@ -120,13 +105,6 @@ template <typename W>
 __attribute__((target("avx512f,avx512bw")))
 void rows_avx512(const float *x, const W *w, const float *scale, float *y, int64_t M, int64_t N, int64_t K,
                  int64_t n_begin, int64_t n_end) {
-  if (M == 1) {                 // batch-1 decoding: bandwidth-bound, stream each weight row once
-    for (int64_t n = n_begin; n < n_end; ++n) {
-      float v = dot_avx512<W>(x, w + n * K, K);
-      y[n] = scale ? v * scale[n] : v;
-    }
-    return;
-  }
   // two rows or more (batched decoding, prefill): a tile of x (MT rows, kept in L2) times NR weight rows at a
   // time, 4, 3, 2 or 1 rows x NR accumulators in registers (measured, 24 350M int8 layers' matmuls: 2 rows
   // 6.6-9.4 ms and 3 rows 7.7-9.4 ms, against 12.7-14.6 and 18.0-20.9 with per-row dot products sharing each
@@ -157,23 +135,6 @@ __attribute__((target("avx2,fma"))) inline float hsum8(__m256 v) {
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
   s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
   return _mm_cvtss_f32(s);
-}
-
-template <typename W>
-__attribute__((target("avx2,fma")))
-float dot_avx2(const float *x, const W *w, int64_t K) {
-  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-  int64_t k = 0;
-  for (; k + 32 <= K; k += 32) {
-    a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k), load8(w + k), a0);
-    a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k + 8), load8(w + k + 8), a1);
-    a2 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k + 16), load8(w + k + 16), a2);
-    a3 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k + 24), load8(w + k + 24), a3);
-  }
-  for (; k + 8 <= K; k += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + k), load8(w + k), a0);
-  float sum = hsum8(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
-  for (; k < K; ++k) sum += x[k] * static_cast<float>(w[k]);
-  return sum;
 }
 
 template <typename W, int MR>
@@ -210,13 +171,6 @@ template <typename W>
 __attribute__((target("avx2,fma")))
 void rows_avx2(const float *x, const W *w, const float *scale, float *y, int64_t M, int64_t N, int64_t K,
                int64_t n_begin, int64_t n_end) {
-  if (M == 1) {                 // batch-1 decoding: stream each weight row once
-    for (int64_t n = n_begin; n < n_end; ++n) {
-      float v = dot_avx2<W>(x, w + n * K, K);
-      y[n] = scale ? v * scale[n] : v;
-    }
-    return;
-  }
   // from two rows, 2 x 4 tiles (measured, 24 350M int8 layers' matmuls: 2 rows 8.2-9.8 ms against 16.5-19.7 with
   // per-row dot products, 8 rows 27-33 ms against 57-63)
   for (int64_t mt = 0; mt < M; mt += MT) {
