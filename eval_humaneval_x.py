@@ -54,7 +54,8 @@ def parse_args(argv=None):
     g.add_argument("--src-lang", choices=LANGUAGES, help="translation: source language (its canonical solutions)")
     g.add_argument("--n", type=positive_int, default=1, help="samples per problem (default 1)")
     g.add_argument("--batch-size", type=positive_int, default=1,
-                   help="rows decoded together (default 1); several problems share a batch when --n is smaller")
+                   help="rows decoded together, each refilled with the next due sample when it finishes (default 1); "
+                        "the samples are the same for any batch size")
     g.add_argument("--greedy", action="store_true", help="argmax decoding (then --n 1 is enough)")
     g.add_argument("--temperature", type=positive_float, default=0.8, help="default 0.8 (the original's scripts)")
     g.add_argument("--top-p", type=non_negative_float, default=0.95,
@@ -142,7 +143,7 @@ def cmd_generate(args) -> int:
     from codegeex_ms.generation import Generator, cache_length
     from codegeex_ms.humaneval.dataset import load_problems
     from codegeex_ms.humaneval.execution import completed_rows
-    from codegeex_ms.humaneval.sampling import SampleSettings, pack_batches, plan_units, prompt_for, write_samples
+    from codegeex_ms.humaneval.sampling import SampleSettings, plan_units, prompt_for, write_samples
     from codegeex_ms.loading import load_for_inference
 
     langs = parse_languages(args.languages)
@@ -165,7 +166,7 @@ def cmd_generate(args) -> int:
     check_generation_settings(args)
     settings = SampleSettings(args.task, args.max_new_tokens, args.greedy, args.temperature, args.top_k, args.top_p,
                               args.seed, args.src_lang)
-    units = plan_units({lang: list(problems[lang])[:args.limit] for lang in langs}, args.n, args.batch_size, done)
+    units = plan_units({lang: list(problems[lang])[:args.limit] for lang in langs}, args.n, done)
     prompts = {}                                  # (lang, task_id) -> (prompt, ids), built once
     for unit in units:
         if (unit.lang, unit.task_id) not in prompts:
@@ -178,7 +179,7 @@ def cmd_generate(args) -> int:
                           max_len=cache_length(longest + args.max_new_tokens, context))
     with open(args.out, "a", encoding="utf-8") as out, \
             tqdm(total=sum(u.count for u in units), desc=f"generating ({args.task})", unit="sample") as bar:
-        written = write_samples(generator, pack_batches(units, args.batch_size), prompts, settings, out, bar.update)
+        written = write_samples(generator, units, prompts, settings, out, bar.update)
     print(f"wrote {written} samples to {args.out} ({sum(done.values())} were already there)")
     return 0
 

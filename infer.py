@@ -173,7 +173,7 @@ def main(args) -> int:
         generator = Generator(model, tokenizer, batch_size=args.n, max_len=max_len, candidates=args.candidates)
     t_compile = generator.warmup(len(ids))
 
-    def show(_, text):
+    def show(_, __, text):
         sys.stdout.write(text)
         sys.stdout.flush()
 

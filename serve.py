@@ -15,7 +15,9 @@ POST /multilingual_code_translate ({prompt, src_lang, dst_lang, ...}) and /multi
 language, stop, lead}: the prompt the server would build, and what it already wrote of the answer). With --api-key
 (or CODEGEEX_API_KEY) every endpoint but /health and the page at / needs `Authorization: Bearer KEY` (the CodeGeeX
 endpoints also accept the body's apikey).
-Requests are decoded together up to --batch-size rows; SIGTERM/SIGINT finish in-flight requests, then exit.
+Continuous batching: --batch-size rows decode together, and a row that finishes takes the next waiting sample at the
+next step (the samples of one request that start together share one prefill); SIGTERM/SIGINT finish in-flight
+requests, then exit.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ import os
 import sys
 from pathlib import Path
 
-from codegeex_ms.cli import ArgumentParser, non_negative_float, port, positive_int
+from codegeex_ms.cli import ArgumentParser, port, positive_int
 
 
 def parse_args(argv=None):
@@ -44,14 +46,13 @@ def parse_args(argv=None):
                    help="let web pages from ORIGIN (e.g. http://localhost:3000, or * for any) call the API from a "
                         "browser; repeat for several. Needed by VS Code for the web, whose extensions run in the "
                         "browser; the playground page at / is same-origin and needs none (default: none)")
-    p.add_argument("--batch-size", type=positive_int, default=4, help="rows decoded together (--checkpoint; default 4)")
-    p.add_argument("--batch-wait-ms", type=non_negative_float, default=20.0,
-                   help="how long a request waits for others to share its batch (default 20)")
+    p.add_argument("--batch-size", type=positive_int, default=4,
+                   help="rows decoded together, refilled as samples finish (--checkpoint; default 4)")
     p.add_argument("--max-prompt-tokens", type=positive_int, default=1024,
                    help="longest prompt accepted (default 1024)")
     p.add_argument("--max-new-tokens", type=positive_int, default=512, help="largest max_tokens accepted (default 512)")
     p.add_argument("--max-n", type=positive_int, default=8,
-                   help="most samples per request (default 8, capped by the batch)")
+                   help="most samples per request (default 8; more than --batch-size take rows as they free up)")
     p.add_argument("--context", type=positive_int,
                    help="KV-cache length in tokens (--checkpoint; default: --max-prompt-tokens + --max-new-tokens, "
                         "at most the model's positions). Every decode step attends over all of it, so a cache "
@@ -88,8 +89,7 @@ def build_engine(args):
     # compile the decode graph and every prefill graph a request can meet before taking requests
     generator.warmup(longest_prompt=min(args.max_prompt_tokens, generator.max_len))
     limits = RequestLimits(args.max_prompt_tokens, args.max_new_tokens, args.max_n)
-    return Engine(generator, loaded.tokenizer, args.model_name or loaded.folder.resolve().name, limits,
-                  args.batch_wait_ms / 1000)
+    return Engine(generator, loaded.tokenizer, args.model_name or loaded.folder.resolve().name, limits)
 
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "codegeex-mini"

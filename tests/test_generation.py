@@ -76,10 +76,10 @@ def test_no_recompilation_while_decoding(pair, tokenizer):
     config = SamplingConfig(max_new_tokens=30, temperature=0.9, top_p=0.9, seed=3)
     generator.generate(tokenizer.encode("int main() {"), config)
     generator.generate(tokenizer.encode("public class A {\n  int f() {"), config)  # same 64-token bucket
-    # prefill and decode: cells of their own on a CPU with the kernels
-    cells = {id(c): c for c in (generator.cached, generator.prefill_cell, generator.decode_cell)}.values()
-    assert sum(len(c.compile_cache) for c in cells) == 2
-    assert generator.call_shapes == {(3, 64), (3, 1)}
+    # one graph each: the one-row prefill (64 tokens), the cache row copy, the first-token sampler, the decode step
+    cells = (generator.prefill_cell, generator.copy_cell, generator.first_sampler, generator.decode_cell)
+    assert [len(c.compile_cache) for c in cells] == [1, 1, 1, 1]
+    assert generator.call_shapes == {(1, 64), (3, 1)}
 
 
 def test_seed_reproducible(pair, tokenizer):
@@ -178,7 +178,7 @@ def test_rows_with_different_prompts_match_their_solo_runs(pair, tokenizer):
 
 @pytest.mark.parametrize("fused", [True, False])
 def test_chunked_prefill_draws_what_one_whole_prefill_draws(pair, tokenizer, fused):
-    """Prompts of 150, 40 and 101 tokens in one batch, prefilled in chunks of 64 positions (the last call moved
+    """Prompts of 150, 40 and 101 tokens, prefilled in chunks of 64 positions (the last call moved
     back so that it ends at the 160-position cache's end) or in one 160-token call: the same greedy and seeded
     samples, on the layer kernels (FusedPrefillStep) and on the graph path."""
     from codegeex_ms.generation import FusedPrefillStep, Generator, SamplingConfig
@@ -191,13 +191,84 @@ def test_chunked_prefill_draws_what_one_whole_prefill_draws(pair, tokenizer, fus
     for generator in (whole, chunked):
         assert isinstance(generator.prefill_cell, FusedPrefillStep)        # a float32 model on a CPU
         if not fused:
-            generator.prefill_cell = generator.decode_cell = generator.cached
+            graph_path(generator)
     expected = [r.token_ids for r in whole.generate_rows(requests)]
     assert [r.token_ids for r in chunked.generate_rows(requests)] == expected
-    assert whole.call_shapes == {(3, 160), (3, 1)} and chunked.call_shapes == {(3, 64), (3, 1)}
+    # each prompt prefilled on its own: 40, 101 and 150 tokens in buckets of 64, 128 and 160 (the cache's end)
+    assert whole.call_shapes == {(1, 64), (1, 128), (1, 160), (3, 1)} and chunked.call_shapes == {(1, 64), (3, 1)}
     assert chunked.buckets() == [64] and chunked.buckets(10) == [64]
     with pytest.raises(ValueError, match="prefill_chunk"):
         Generator(model, tokenizer, batch_size=1, max_len=160, prefill_chunk=32)
+
+
+def graph_path(generator):
+    """Run a generator's steps on the graph path (as on Ascend, GPU or without the kernels) instead of the kernels."""
+    generator.prefill_cell, generator.decode_cell = generator.prefill_cached, generator.cached
+    return generator
+
+
+def mixed_requests(tokenizer):
+    """Greedy and sampled requests, short and long prompts (a 150-token one takes three 64-token prefill chunks),
+    more samples than some batches have rows, different lengths and stop rules, and one request continuing
+    another's samples (first sample index 2)."""
+    from codegeex_ms.generation import SamplingConfig
+    rng = np.random.default_rng(11)
+    long_prompt = rng.integers(1, 8000, 150).tolist()
+    return [(tokenizer.encode("def fibonacci(n):\n"), SamplingConfig(max_new_tokens=10, temperature=0.8, seed=3), 3),
+            (tokenizer.encode("int main() {\n  int total = 0;\n"), SamplingConfig(max_new_tokens=7, greedy=True), 2),
+            (long_prompt, SamplingConfig(max_new_tokens=12, temperature=0.7, top_p=0.9, top_k=40, seed=5), 4),
+            (tokenizer.encode("# language: Python\ndef add(a, b):\n"),
+             SamplingConfig(max_new_tokens=16, temperature=1.0, seed=9, language="python"), 5),
+            (tokenizer.encode("def fibonacci(n):\n"), SamplingConfig(max_new_tokens=10, temperature=0.8, seed=3), 2, 2)]
+
+
+def test_samples_do_not_depend_on_the_batch_size(pair, tokenizer):
+    """Per-sample seeds and rows refilled as samples finish: batches of 1, 3 and 8 rows give the same samples,
+    bit for bit, and a request asking for samples 2..3 gets samples 2 and 3 of the same request with n=5."""
+    from codegeex_ms.generation import Generator
+    _, model = pair
+    requests = mixed_requests(tokenizer)
+    results = {b: Generator(model, tokenizer, batch_size=b, max_len=192).generate_rows(requests) for b in (1, 3, 8)}
+    tokens = {b: [r.token_ids for r in rs] for b, rs in results.items()}
+    assert tokens[1] == tokens[3] == tokens[8]
+    assert [r.completions for r in results[1]] == [r.completions for r in results[8]]
+    assert tokens[1][4][0] == tokens[1][0][2]                 # sample 2 of the same request, asked for twice
+    five = Generator(model, tokenizer, batch_size=3, max_len=192).generate_rows([requests[0][:2] + (5,)])[0]
+    assert five.token_ids[:3] == tokens[1][0] and five.token_ids[2:4] == tokens[1][4]
+    assert len({tuple(t) for t in five.token_ids}) == 5                       # the samples differ
+    assert all(len(t) <= 10 for t in five.token_ids)
+
+
+def test_continuous_batching_equals_one_at_a_time(pair, tokenizer):
+    """Requests decoded together, rows refilled from the queue, give what each request gives alone in the same
+    engine, on the graph path too (there the batch size is kept: the device's matmuls may sum in another order
+    for another number of rows); a request's samples that start together share one prefill."""
+    from codegeex_ms.generation import Generator
+    _, model = pair
+    requests = mixed_requests(tokenizer)
+    for path in (lambda g: g, graph_path):
+        generator = path(Generator(model, tokenizer, batch_size=4, max_len=192))
+        together = generator.generate_rows(requests)
+        # 16 samples of 5 requests: at least one prefill per request, fewer than one per sample
+        assert 5 <= together[0].timings["prefills"] < 16
+        for request, result in zip(requests, together):
+            solo = generator.generate_rows([request])[0]
+            assert result.token_ids == solo.token_ids and result.finish_reasons == solo.finish_reasons
+            assert result.completions == solo.completions
+
+
+def test_a_cancelled_request_stops_and_the_others_do_not_notice(pair, tokenizer):
+    from codegeex_ms.generation import Generator, SamplingConfig
+    _, model = pair
+    generator = Generator(model, tokenizer, batch_size=2, max_len=96)
+    requests = [(tokenizer.encode("def f(x):"), SamplingConfig(max_new_tokens=20, temperature=0.9, seed=1), 2),
+                (tokenizer.encode("int g() {"), SamplingConfig(max_new_tokens=20, temperature=0.9, seed=2), 2)]
+    seen = []
+    results = generator.generate_rows(requests, on_text=lambda key, i, text: seen.append((key, i)),
+                                      cancelled=lambda key: key == 0 and len(seen) >= 3)
+    assert results[0].finish_reasons == ["cancelled", "cancelled"]
+    assert results[1].token_ids == generator.generate_rows(requests[1:])[0].token_ids
+    assert {i for key, i in seen if key == 1} == {0, 1}
 
 
 def test_prefill_buckets_double_and_a_server_warms_them_all(pair, tokenizer):

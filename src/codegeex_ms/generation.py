@@ -95,9 +95,10 @@ class CachedCodeGeeX(nn.Cell):
     """
 
     def __init__(self, model: CodeGeeX, batch_size: int, max_len: int, candidates: int = DEFAULT_CANDIDATES,
-                 return_logits: bool = False, fused_decode: bool = True):
+                 return_logits: bool = False, fused_decode: bool = True, cache_name: str = "kv_cache"):
         """``fused_decode``: whether decode steps should go to a ``FusedDecodeStep`` of this engine where the model
-        supports it (``model.fused_decode``; the Generator does that); False keeps them here (tests compare)."""
+        supports it (``model.fused_decode``; the Generator does that); False keeps them here (tests compare).
+        ``cache_name``: the cache Parameters' name prefix (two engines on one model need two)."""
         super().__init__(auto_prefix=False)          # keep the model's parameter names unprefixed
         m = model.config.model
         if not 0 < max_len <= m.max_position_embeddings:
@@ -108,9 +109,9 @@ class CachedCodeGeeX(nn.Cell):
         dtype = MS_DTYPES[model.config.precision.compute_dtype]
         shape = (batch_size, m.num_heads, max_len, m.head_dim)
         layers = m.num_layers + 1
-        self.key_caches = ParameterTuple([Parameter(Tensor(np.zeros(shape), dtype), name=f"kv_cache.{i}.key",
+        self.key_caches = ParameterTuple([Parameter(Tensor(np.zeros(shape), dtype), name=f"{cache_name}.{i}.key",
                                                     requires_grad=False) for i in range(layers)])
-        self.value_caches = ParameterTuple([Parameter(Tensor(np.zeros(shape), dtype), name=f"kv_cache.{i}.value",
+        self.value_caches = ParameterTuple([Parameter(Tensor(np.zeros(shape), dtype), name=f"{cache_name}.{i}.value",
                                                       requires_grad=False) for i in range(layers)])
         self.key_positions = Tensor(np.arange(max_len, dtype=np.int32).reshape(1, max_len))
         self.heads = Tensor(np.arange(m.num_heads, dtype=np.int32).reshape(1, m.num_heads, 1, 1))
@@ -230,6 +231,26 @@ class FusedPrefillStep(FusedDecodeStep):
         return self.output(ops.gather_elements(x, 1, index).reshape(b, -1), noise, temperature, top_k, top_p)
 
 
+class CacheRowCopy(nn.Cell):
+    """Copies the one cache row of the prefill engine into a row (``slot`` [1] int32) of the decode engine's caches:
+    a prompt prefilled once starts every sample that shares it. The whole row is copied (one shape, one graph); its
+    positions after the prompt hold stale keys and values, which every decode step overwrites before it attends to
+    them, as it does with the padding of a prefill chunk."""
+
+    def __init__(self, source: CachedCodeGeeX, target: CachedCodeGeeX):
+        super().__init__(auto_prefix=False)
+        self.source_keys, self.source_values = source.key_caches, source.value_caches
+        self.target_keys, self.target_values = target.key_caches, target.value_caches
+        self.layers = len(source.key_caches)
+        self.update = ops.ScatterUpdate()
+
+    def construct(self, slot):
+        for i in range(self.layers):
+            self.update(self.target_keys[i], slot, self.source_keys[i])
+            self.update(self.target_values[i], slot, self.source_values[i])
+        return slot
+
+
 @dataclass
 class SamplingConfig:
     """How to pick tokens and when to stop. ``top_k`` 0 and ``top_p`` 0 or 1 mean off (as the original)."""
@@ -263,14 +284,31 @@ class GenerationResult:
     timings: dict = field(default_factory=dict)
 
 
-class _Row:
-    """One row of the batch while it decodes: its tokens, text, and why it stopped (None while it runs)."""
+def sample_rng(seed: int, sample: int) -> np.random.Generator:
+    """The noise generator of sample ``sample`` of a request seeded ``seed``: seeded by the sample's own identity,
+    never by its place in a batch, so a sample is the same whatever batch size, co-batched requests or shard
+    computed it (with the CPU kernels bit for bit; elsewhere up to the device's matmul summation order)."""
+    return np.random.default_rng([seed % 2**64, sample])
 
-    def __init__(self, cfg: SamplingConfig, decoder):
-        self.cfg, self.decoder, self.has_rule = cfg, decoder, has_stop_rule(cfg.language)
+
+class _Row:
+    """One sample while it decodes: its tokens, text, noise generator, cache position, and why it stopped (None
+    while it runs)."""
+
+    def __init__(self, key, sample: int, cfg: SamplingConfig, decoder, candidates: int, position: int):
+        self.key, self.sample, self.cfg, self.decoder = key, sample, cfg, decoder
+        self.has_rule = has_stop_rule(cfg.language)
+        self.rng = None if cfg.greedy else sample_rng(cfg.seed, sample)
+        self.candidates, self.position = candidates, position
         self.tokens: list[int] = []
         self.text = ""
         self.reason: str | None = None
+
+    def noise(self) -> np.ndarray:
+        """The uniform noise of this sample's next token [candidates] (greedy: the noise that keeps the argmax)."""
+        if self.rng is None:
+            return np.full(self.candidates, _GREEDY_NOISE, np.float32)
+        return np.clip(self.rng.random(self.candidates, dtype=np.float32), 1e-12, 1 - 1e-7)
 
     def take(self, token: int, eos_id: int) -> str:
         """Add the sampled ``token``; returns the new text, and sets ``reason`` when the row is done: EOS, a stop
@@ -300,8 +338,25 @@ class _Row:
         return self.text
 
 
+@dataclass
+class Work:
+    """Samples of one request to start now: ``samples`` are their indices (each seeds its own noise)."""
+    key: object                              # the caller's name for the request
+    prompt_ids: Sequence[int]
+    cfg: SamplingConfig
+    samples: Sequence[int]
+
+
 class Generator:
-    """Batched sampling of several completions of one prompt, on a KV-cached model compiled once."""
+    """Continuous batching on a KV-cached model compiled once: ``batch_size`` rows decode together, a row that stops
+    takes the next waiting sample at the next step, and the samples of one prompt that start together share one
+    prefill.
+
+    Prefill runs in an engine of its own with a one-row cache (chunks of at most ``prefill_chunk`` tokens); the row
+    is then copied into each new sample's row of the decode engine's cache (``CacheRowCopy``) and each sample draws
+    its first token from the prompt's logits with its own noise. With an exported graph (``step_cell``) there is one
+    engine: waiting samples start only when every row is free (static batches), prefilled in that graph.
+    """
 
     def __init__(self, model: CodeGeeX | None, tokenizer, batch_size: int = 1, max_len: int | None = None,
                  candidates: int = DEFAULT_CANDIDATES, prefill_bucket: int = PREFILL_BUCKET,
@@ -309,24 +364,33 @@ class Generator:
         """``step_cell``: an already built cached step with ``CachedCodeGeeX``'s inputs and output, e.g. an
         exported graph loaded with ``nn.GraphCell`` (then ``model`` is None and ``batch_size``, ``max_len`` and
         ``candidates`` must be the ones it was exported with). ``prefill_chunk``: the most prompt tokens one
-        prefill call takes (its memory grows with batch x chunk x cache length)."""
+        prefill call takes (its memory grows with chunk x cache length)."""
         if prefill_bucket < 1 or prefill_chunk < prefill_bucket:
             raise ValueError(f"prefill_chunk ({prefill_chunk}) must be >= prefill_bucket ({prefill_bucket}) >= 1")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.tokenizer = tokenizer
         if step_cell is None:
             self.max_len = max_len or model.config.model.max_position_embeddings
             self.cached = CachedCodeGeeX(model, batch_size, self.max_len, candidates)
+            self.prefill_cached = CachedCodeGeeX(model, 1, self.max_len, candidates, return_logits=True,
+                                                 cache_name="prefill_cache")
             self.candidates = self.cached.sampler.candidates
             # each layer one CPU kernel where the model allows it, for decode steps and prefill chunks
             fused = self.cached.fused_decode
             self.decode_cell = FusedDecodeStep(self.cached) if fused else self.cached
-            self.prefill_cell = FusedPrefillStep(self.cached) if fused else self.cached
+            self.prefill_cell = FusedPrefillStep(self.prefill_cached) if fused else self.prefill_cached
+            self.copy_cell = CacheRowCopy(self.prefill_cached, self.cached)
+            self.first_sampler = Sampler(model.config.model.vocab_size, candidates)
+            self.logits_width = model.word_embeddings.weight.shape[0]          # the table's rows, padding included
+            self.refills = True
         else:
             self.max_len, self.cached, self.candidates = max_len, step_cell, candidates
             self.decode_cell = self.prefill_cell = step_cell
+            self.refills = False
         self.batch_size, self.prefill_bucket, self.prefill_chunk = batch_size, prefill_bucket, prefill_chunk
         self.eos_id = tokenizer.eos_id
-        # every distinct (rows, tokens) the step was called with: MindSpore compiles one graph per shape
+        # every distinct (rows, tokens) a step was called with: MindSpore compiles one graph per shape
         self.call_shapes: set[tuple[int, int]] = set()
 
     def _bucket(self, length: int) -> int:
@@ -346,145 +410,240 @@ class Generator:
 
     def _prefill(self, prompts: Sequence[Sequence[int]], noise: np.ndarray,
                  cfgs: Sequence[SamplingConfig]) -> np.ndarray:
-        """Write every row's prompt into the cache, one chunk of positions at a time, and return the token each row
-        samples after its prompt ([b]). Each row takes the token sampled in the call that holds its last prompt
-        token; all calls get the same noise, so the sample is the one a single whole-prompt call would draw."""
-        b = self.batch_size
+        """Write every row's prompt into the prefill cell's cache, one chunk of positions at a time, and return what
+        the call that holds each row's last prompt token returned for it: the sampled token ([b]; an exported graph)
+        or the logits ([b, V]; the prefill engine). All calls get the same noise, so a sample is the one a single
+        whole-prompt call would draw."""
+        b = len(prompts)
         lengths = np.array([len(p) for p in prompts], np.int32)
         longest = int(lengths.max())
         tokens = np.full((b, max(longest, self.max_len)), self.eos_id, np.int32)
         for i, prompt in enumerate(prompts):
             tokens[i, :len(prompt)] = prompt
-        next_ids, done = np.zeros(b, np.int32), 0
+        result, done = None, 0
         while done < longest:
             size = self._bucket(longest - done)
             # a last call whose padding would pass the cache's end starts earlier: it writes the same keys and
             # values again at the positions it repeats
             lo = min(done, self.max_len - size)
-            out = self._step(tokens[:, lo:lo + size], np.full(b, lo, np.int32),
+            out = self._step(self.prefill_cell, tokens[:, lo:lo + size], np.full(b, lo, np.int32),
                              np.clip(lengths - 1 - lo, 0, size - 1), noise, cfgs)
-            ends_here = (lengths - 1 >= done) & (lengths - 1 < lo + size)
-            next_ids = np.where(ends_here, out, next_ids).astype(np.int32)
+            ends_here = ((lengths - 1 >= done) & (lengths - 1 < lo + size)).reshape((b,) + (1,) * (out.ndim - 1))
+            result = out if result is None else np.where(ends_here, out, result)
             done = lo + size
-        return next_ids
+        return result
 
-    def _step(self, tokens: np.ndarray, start: np.ndarray, last_index: np.ndarray, noise: np.ndarray,
+    def _step(self, cell, tokens: np.ndarray, start: np.ndarray, last_index: np.ndarray, noise: np.ndarray,
               cfgs: Sequence[SamplingConfig]):
-        """One call of the cached step; ``start``/``last_index`` and the sampling settings are per row."""
+        """One call of a cached step; ``start``/``last_index`` and the sampling settings are per row."""
+        self.call_shapes.add(tokens.shape)
+        inputs = [Tensor(tokens, ms.int32), Tensor(start.astype(np.int32)), Tensor(last_index.astype(np.int32)),
+                  Tensor(noise, ms.float32), *self._settings(cfgs)]
+        if isinstance(cell, FusedDecodeStep) and not isinstance(cell, FusedPrefillStep):
+            return cell(*inputs[:2], *inputs[3:]).asnumpy()                       # no last_index
+        return cell(*inputs).asnumpy()
+
+    def _settings(self, cfgs: Sequence[SamplingConfig]) -> list[Tensor]:
+        """Per-row temperature, top_k and top_p as the sampler takes them."""
         temperature = np.array([1.0 if c.greedy else c.temperature for c in cfgs], np.float32)
         top_k = np.array([1 if c.greedy else (c.top_k if 0 < c.top_k < self.candidates else self.candidates)
                           for c in cfgs], np.int32)
         top_p = np.array([2.0 if (c.greedy or c.top_p in (0.0, 1.0)) else c.top_p for c in cfgs], np.float32)
-        self.call_shapes.add(tokens.shape)
-        inputs = [Tensor(tokens, ms.int32), Tensor(start.astype(np.int32)), Tensor(last_index.astype(np.int32)),
-                  Tensor(noise, ms.float32), Tensor(temperature), Tensor(top_k), Tensor(top_p)]
-        if tokens.shape[1] > 1:
-            out = self.prefill_cell(*inputs)
-        elif isinstance(self.decode_cell, FusedDecodeStep):
-            out = self.decode_cell(*inputs[:2], *inputs[3:])                     # no last_index
-        else:
-            out = self.decode_cell(*inputs)
-        return out.asnumpy()
+        return [Tensor(temperature), Tensor(top_k), Tensor(top_p)]
 
     def warmup(self, prompt_length: int = 1, longest_prompt: int | None = None) -> float:
         """Compile the decode graph and the prefill graphs a prompt of this length uses, or with ``longest_prompt``
-        every prefill graph up to that length's (a server, so that no request waits for a compile); returns
-        seconds."""
+        every prefill graph up to that length's (a server, so that no request waits for a compile), and the cache
+        copy and first-token sampler; returns seconds."""
         start = time.perf_counter()
-        b, cfgs = self.batch_size, [SamplingConfig(greedy=True)] * self.batch_size
-        noise = np.full((b, self.candidates), _GREEDY_NOISE, np.float32)
-        zeros = np.zeros(b, np.int32)
+        b = self.batch_size
+        rows = 1 if self.refills else b
+        cfgs = [SamplingConfig(greedy=True)] * b
         if longest_prompt:
             lengths = self.buckets(longest_prompt)
         else:                               # whole chunks, then the last chunk's bucket
             lengths = sorted({self._bucket(prompt_length), self._bucket(1 + (prompt_length - 1) % self.prefill_chunk)})
         for length in lengths:
-            self._step(np.full((b, length), self.eos_id, np.int32), zeros, zeros, noise, cfgs)
-        self._step(np.full((b, 1), self.eos_id, np.int32), zeros, zeros, noise, cfgs)
+            self._step(self.prefill_cell, np.full((rows, length), self.eos_id, np.int32), np.zeros(rows, np.int32),
+                       np.zeros(rows, np.int32), self._greedy_noise(rows), cfgs[:rows])
+        if self.refills:
+            self.copy_cell(Tensor(np.zeros(1, np.int32)))
+            self._sample_first(np.zeros((1, self.logits_width), np.float32), cfgs, self._greedy_noise(b))
+        self._step(self.decode_cell, np.full((b, 1), self.eos_id, np.int32), np.zeros(b, np.int32),
+                   np.zeros(b, np.int32), self._greedy_noise(b), cfgs)
         return time.perf_counter() - start
+
+    def _greedy_noise(self, rows: int) -> np.ndarray:
+        return np.full((rows, self.candidates), _GREEDY_NOISE, np.float32)
+
+    def _sample_first(self, logits: np.ndarray, cfgs: Sequence[SamplingConfig], noise: np.ndarray) -> np.ndarray:
+        """The first token of up to ``batch_size`` samples of one prompt from its logits [1, V] (one sampler graph
+        of batch_size rows: the rows past the samples repeat the first's settings and are dropped)."""
+        b, k = self.batch_size, len(cfgs)
+        cfgs = list(cfgs) + [cfgs[0]] * (b - k)
+        noise = np.concatenate([noise, self._greedy_noise(b - k)]) if k < b else noise
+        ids = self.first_sampler(Tensor(np.ascontiguousarray(np.broadcast_to(logits, (b, logits.shape[-1])))),
+                                 Tensor(noise), *self._settings(cfgs))
+        return ids.asnumpy()[:k]
+
+    def run(self, pull: Callable[[int, bool], list[Work] | None],
+            on_text: Callable[[object, int, str], None] | None = None,
+            on_done: Callable[[_Row], None] | None = None,
+            cancelled: Callable[[object], bool] | None = None, stats: dict | None = None) -> dict:
+        """Decode until ``pull`` has nothing more. ``pull(free_rows, busy)`` returns the samples to start now (at most
+        ``free_rows`` in all; ``busy``: whether rows are decoding, so a server may block for work only when not),
+        or None when no more will come. ``on_text(key, sample, text)`` receives new text as it comes,
+        ``on_done(row)`` each finished sample (``row.key``, ``.sample``, ``.tokens``, ``.text``, ``.completion()``,
+        ``.reason``), and a sample whose ``cancelled(key)`` turns true stops (reason "cancelled"). Returns
+        counters, also kept up to date in ``stats`` if given (a server's): prefills, prefill seconds and tokens,
+        decode steps and seconds, row steps (tokens decoded)."""
+        b = self.batch_size
+        rows: list[_Row | None] = [None] * b
+        stats = {} if stats is None else stats
+        for key in ("prefills", "prefill_s", "prefill_tokens", "decode_steps", "decode_s", "row_steps"):
+            stats.setdefault(key, 0)
+        more = True
+
+        def finish(i: int) -> None:
+            if on_done is not None:
+                on_done(rows[i])
+            rows[i] = None
+
+        def take(i: int, token: int) -> None:
+            row = rows[i]
+            new = row.take(token, self.eos_id)
+            if on_text is not None and new:
+                on_text(row.key, row.sample, new)
+            if row.reason is not None:
+                finish(i)
+
+        while True:
+            free = [i for i, row in enumerate(rows) if row is None]
+            busy = len(free) < b
+            if more and free and (self.refills or not busy):
+                works = pull(len(free), busy)
+                if works is None:
+                    more = False
+                elif works:
+                    t0 = time.perf_counter()
+                    started = self._start(works, free, rows)
+                    stats["prefill_s"] += time.perf_counter() - t0
+                    stats["prefills"] += len(works) if self.refills else 1
+                    stats["prefill_tokens"] += sum(len(w.prompt_ids) for w in works)
+                    for i, token in started:
+                        take(i, token)
+            for i, row in enumerate(rows):
+                if row is not None and cancelled is not None and cancelled(row.key):
+                    row.reason = "cancelled"
+                    finish(i)
+            active = [i for i, row in enumerate(rows) if row is not None]
+            if not active:
+                if not more:
+                    return stats
+                continue
+            tokens, positions = np.full((b, 1), self.eos_id, np.int32), np.zeros(b, np.int32)
+            noise = self._greedy_noise(b)
+            cfgs = [rows[active[0]].cfg] * b
+            for i in active:
+                tokens[i, 0], positions[i], noise[i], cfgs[i] = (rows[i].tokens[-1], rows[i].position,
+                                                                 rows[i].noise(), rows[i].cfg)
+            t0 = time.perf_counter()
+            next_ids = self._step(self.decode_cell, tokens, positions, np.zeros(b, np.int32), noise, cfgs)
+            stats["decode_s"] += time.perf_counter() - t0
+            stats["decode_steps"] += 1
+            stats["row_steps"] += len(active)
+            for i in active:
+                rows[i].position += 1
+                take(i, int(next_ids[i]))
+
+    def _start(self, works: Sequence[Work], free: list[int], rows: list) -> list[tuple[int, int]]:
+        """Place the samples of ``works`` in free rows, prefill their prompts and draw their first tokens; returns
+        (row, first token) pairs."""
+        started = []
+        if not self.refills:                # one exported graph: every row at once (they are all free)
+            placed = [(w, s) for w in works for s in w.samples]
+            for i, (w, s) in enumerate(placed):
+                rows[i] = _Row(w.key, s, w.cfg, self.tokenizer.stream_decoder(), self.candidates,
+                               len(w.prompt_ids))
+            filler = [placed[0]] * (self.batch_size - len(placed))   # idle rows repeat the first sample's prompt
+            noise = np.stack([rows[i].noise() for i in range(len(placed))] +
+                             [np.full(self.candidates, _GREEDY_NOISE, np.float32)] * len(filler))
+            ids = self._prefill([w.prompt_ids for w, _ in placed + filler], noise,
+                                [w.cfg for w, _ in placed + filler])
+            return [(i, int(ids[i])) for i in range(len(placed))]
+        for work in works:
+            logits = self._prefill([work.prompt_ids], self._greedy_noise(1), [work.cfg])      # [1, V]
+            slots = [free.pop(0) for _ in work.samples]
+            for slot, sample in zip(slots, work.samples):
+                self.copy_cell(Tensor(np.array([slot], np.int32)))
+                rows[slot] = _Row(work.key, sample, work.cfg, self.tokenizer.stream_decoder(), self.candidates,
+                                  len(work.prompt_ids))
+            first = self._sample_first(logits, [work.cfg] * len(slots), np.stack([rows[i].noise() for i in slots]))
+            started += [(slot, int(token)) for slot, token in zip(slots, first)]
+        return started
 
     def generate(self, prompt_ids: Sequence[int], cfg: SamplingConfig,
                  on_text: Callable[[int, str], None] | None = None) -> GenerationResult:
-        """Sample ``batch_size`` completions of ``prompt_ids``; ``on_text(i, text)`` receives new text as it comes."""
-        return self.generate_rows([(prompt_ids, cfg, self.batch_size)], on_text)[0]
+        """Sample ``batch_size`` completions of ``prompt_ids``; ``on_text(i, text)`` receives sample i's new text."""
+        return self.generate_rows([(prompt_ids, cfg, self.batch_size)],
+                                  None if on_text is None else (lambda _, i, text: on_text(i, text)))[0]
 
-    def generate_rows(self, requests: Sequence[tuple[Sequence[int], SamplingConfig, int]],
-                      on_text: Callable[[int, str], None] | None = None,
+    def generate_rows(self, requests: Sequence[tuple], on_text: Callable[[int, int, str], None] | None = None,
                       cancelled: Callable[[int], bool] | None = None) -> list[GenerationResult]:
-        """Decode several requests together: each ``(prompt_ids, cfg, n)`` takes ``n`` rows of the batch (at most
-        ``batch_size`` rows in all) and gets its own result. Rows keep their own positions, sampling settings,
-        seeded noise and stop rules, so a request's output does not depend on what it shares the batch with.
-        ``on_text(row, text)`` receives new text as it comes; a row for which ``cancelled(row)`` turns true stops
-        (finish reason "cancelled")."""
-        spans = self._row_spans(requests)
-        used, b = spans[-1][1], self.batch_size
-        # idle rows (when fewer than batch_size are asked for) repeat the last row and are dropped at the end
-        cfgs = [cfg for (_, cfg, n) in requests for _ in range(n)] + [requests[-1][1]] * (b - used)
-        prompts = [list(ids) for (ids, _, n) in requests for _ in range(n)] + [list(requests[-1][0])] * (b - used)
-        noise = self._noise_source(requests, spans)
+        """Generate for several requests, each ``(prompt_ids, cfg, n)`` or ``(prompt_ids, cfg, n, first_sample)``:
+        its samples ``first_sample .. first_sample + n - 1`` (any n: rows are refilled as samples finish), each
+        drawn from its own seeded noise, so a request's samples do not depend on the batch size or on what shares
+        the batch. ``on_text(request, i, text)`` receives sample i's new text; the samples of a request for which
+        ``cancelled(request)`` turns true stop (finish reason "cancelled")."""
+        requests = [(list(r[0]), r[1], r[2], r[3] if len(r) > 3 else 0) for r in requests]
+        self._check(requests)
+        waiting = [[key, first, first + n] for key, (_, _, n, first) in enumerate(requests)]
+        rows_done: list[dict[int, _Row]] = [{} for _ in requests]
+        spans: dict[int, list[float]] = {}
 
-        t0 = time.perf_counter()
-        next_ids = self._prefill(prompts, noise(), cfgs)
-        t_prefill = time.perf_counter() - t0
-        lengths = np.array([len(p) for p in prompts], np.int32)
+        def pull(free: int, busy: bool) -> list[Work] | None:
+            if not waiting:
+                return None
+            works = []
+            while waiting and free > 0:
+                key, nxt, end = waiting[0]
+                k = min(free, end - nxt)
+                works.append(Work(key, requests[key][0], requests[key][1], list(range(nxt, nxt + k))))
+                spans.setdefault(key, [time.perf_counter(), 0.0])
+                free -= k
+                waiting[0][1] += k
+                if waiting[0][1] == end:
+                    waiting.pop(0)
+            return works
 
-        rows = [_Row(cfg, self.tokenizer.stream_decoder()) for cfg in cfgs]
-        for row in rows[used:]:
-            row.reason = "idle"
-        steps, t1, positions = 0, time.perf_counter(), lengths.copy()
-        while True:
-            for i, row in enumerate(rows[:used]):
-                if row.reason is not None:
-                    continue
-                if cancelled is not None and cancelled(i):
-                    row.reason = "cancelled"
-                    continue
-                new = row.take(int(next_ids[i]), self.eos_id)
-                if on_text and new:
-                    on_text(i, new)
-            if all(row.reason is not None for row in rows):
-                break
-            next_ids = self._step(next_ids.reshape(b, 1).astype(np.int32), positions, np.zeros(b, np.int32),
-                                  noise(), cfgs)
-            positions += 1
-            steps += 1
-        t_decode = time.perf_counter() - t1
+        def done(row: _Row) -> None:
+            rows_done[row.key][row.sample] = row
+            spans[row.key][1] = time.perf_counter()
 
+        stats = self.run(pull, None if on_text is None else
+                         (lambda key, sample, text: on_text(key, sample - requests[key][3], text)), done,
+                         cancelled)
         results = []
-        for (lo, hi), (ids, _, _) in zip(spans, requests):
-            mine = rows[lo:hi]
-            timings = {"prefill_s": t_prefill, "prefill_tokens": len(ids), "decode_s": t_decode, "decode_steps": steps,
-                       "generated_tokens": sum(len(r.tokens) for r in mine), "batch_rows": used,
-                       "decode_tokens_per_s": (steps * (hi - lo) / t_decode) if t_decode > 0 and steps else 0.0}
+        for key, (ids, _, n, first) in enumerate(requests):
+            mine = [rows_done[key][s] for s in range(first, first + n)]
+            generated = sum(len(r.tokens) for r in mine)
+            timings = {"prefill_s": stats["prefill_s"], "prefill_tokens": len(ids), "prefills": stats["prefills"],
+                       "decode_s": stats["decode_s"], "decode_steps": stats["decode_steps"],
+                       "generated_tokens": generated, "batch_rows": self.batch_size,
+                       "wall_s": spans[key][1] - spans[key][0],
+                       "decode_tokens_per_s": stats["row_steps"] / stats["decode_s"] if stats["decode_s"] else 0.0}
             results.append(GenerationResult([r.completion() for r in mine], [r.text for r in mine],
                                             [r.tokens for r in mine], [str(r.reason) for r in mine], len(ids), timings))
         return results
 
-    def _row_spans(self, requests) -> list[tuple[int, int]]:
-        """The batch rows [lo, hi) of each request, after checking that every request fits the cache and all fit
-        the batch."""
-        spans, row = [], 0
-        for prompt_ids, cfg, n in requests:
+    def _check(self, requests) -> None:
+        """Every request must have a prompt, fit the cache and ask for at least one sample."""
+        for prompt_ids, cfg, n, first in requests:
             if len(prompt_ids) == 0:
                 raise ValueError("the prompt is empty")
             if len(prompt_ids) + cfg.max_new_tokens > self.max_len:
                 raise ValueError(f"prompt ({len(prompt_ids)} tokens) + max_new_tokens ({cfg.max_new_tokens}) exceeds "
                                  f"the context of {self.max_len} tokens")
-            spans.append((row, row + n))
-            row += n
-        if not 0 < row <= self.batch_size:
-            raise ValueError(f"{row} rows requested; this generator decodes 1..{self.batch_size}")
-        return spans
-
-    def _noise_source(self, requests, spans) -> Callable[[], np.ndarray]:
-        """Each call: the uniform noise of the next step, [batch, candidates], drawn from every request's own seeded
-        generator (greedy rows get the noise that leaves the logits' argmax)."""
-        rngs = [np.random.default_rng(cfg.seed) for (_, cfg, _) in requests]
-
-        def noise():
-            out = np.full((self.batch_size, self.candidates), _GREEDY_NOISE, np.float32)
-            for rng, (lo, hi), (_, cfg, _) in zip(rngs, spans, requests):
-                if not cfg.greedy:
-                    out[lo:hi] = np.clip(rng.random((hi - lo, self.candidates), dtype=np.float32), 1e-12, 1 - 1e-7)
-            return out
-        return noise
+            if n < 1 or first < 0:
+                raise ValueError(f"a request needs n >= 1 samples from a first sample index >= 0, got n={n}, "
+                                 f"first={first}")

@@ -1,10 +1,12 @@
 """An HTTP server for IDE extensions: OpenAI-style completions, the CodeGeeX extension's endpoints, a playground page.
 
-One engine thread owns the model. Requests wait in a queue; the engine takes as many as fit the decode batch
-(``batch_size`` rows; a request with ``n`` samples takes ``n`` rows), waiting up to ``batch_wait_s`` for
-company, and decodes them together with ``Generator.generate_rows`` (each row keeps its own prompt, position,
-sampling settings, seed and stop rules, so co-batching does not change any request's output). Rows whose
-client went away are stopped at the next token. Built on FastAPI + uvicorn.
+One engine thread owns the model and runs ``Generator.run``, continuous batching: requests wait in a queue, and
+whenever a row of the decode batch (``batch_size`` rows) is free the next waiting sample takes it at the next
+decode step (a request with ``n`` samples takes up to ``n`` rows; its samples that start together share one
+prefill). Each sample keeps its own prompt, position, sampling settings, seeded noise and stop rules, so what
+shares the batch does not change any request's output. A request whose client went away stops at the next token.
+With an exported MindIR graph (one engine, no cache copy) new requests start only when every row is free. Built on
+FastAPI + uvicorn.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from .generation import SamplingConfig
+from .generation import GenerationResult, SamplingConfig
 from .languages import LANGUAGE_TAGS, UnknownLanguageError, canonical_language
 from . import prompts
 
@@ -57,18 +59,21 @@ class Job:
     cancelled: bool = False
     released: bool = False
     created: float = field(default_factory=time.monotonic)
+    started: int = 0                                   # samples handed to the engine so far
+    rows: dict = field(default_factory=dict)           # sample index -> its finished row
 
 
 class Engine:
     """The model behind a queue; ``submit`` from the event loop, results come back as futures."""
 
-    def __init__(self, generator, tokenizer, model_name: str, limits: RequestLimits = RequestLimits(),
-                 batch_wait_s: float = 0.02):
+    def __init__(self, generator, tokenizer, model_name: str, limits: RequestLimits = RequestLimits()):
         self.generator, self.tokenizer, self.model_name = generator, tokenizer, model_name
-        self.limits, self.batch_wait_s = limits, batch_wait_s
+        self.limits = limits
         self.context = generator.max_len
         self.queue: queue.Queue = queue.Queue()
-        self.stats = {"requests": 0, "batches": 0, "rows": 0, "cancelled": 0, "in_flight": 0}
+        self.stats = {"requests": 0, "prefills": 0, "decode_steps": 0, "tokens": 0, "cancelled": 0, "in_flight": 0}
+        self._partial: Job | None = None               # a job whose samples did not all fit the free rows
+        self._running: list[Job] = []                  # jobs with samples in the engine
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="engine", daemon=True)
         self._thread.start()
@@ -76,8 +81,8 @@ class Engine:
     def check(self, prompt: str, max_new_tokens: int, n: int) -> list[int]:
         if not prompt:
             raise ClientError("prompt must not be empty", "prompt")
-        if not 1 <= n <= min(self.limits.max_n, self.generator.batch_size):
-            raise ClientError(f"n must be in 1..{min(self.limits.max_n, self.generator.batch_size)}, got {n}", "n")
+        if not 1 <= n <= self.limits.max_n:
+            raise ClientError(f"n must be in 1..{self.limits.max_n}, got {n}", "n")
         if not 1 <= max_new_tokens <= self.limits.max_new_tokens:
             raise ClientError(f"max_tokens must be in 1..{self.limits.max_new_tokens}, got {max_new_tokens}",
                               "max_tokens")
@@ -109,60 +114,64 @@ class Engine:
             job.cancelled = True
             self.stats["cancelled"] += 1
 
-    def _take_batch(self) -> list[Job]:
-        first = self.queue.get()
-        if first is None:
-            return []
-        batch, rows = [first], first.n
-        deadline = time.monotonic() + self.batch_wait_s
-        while rows < self.generator.batch_size:
-            try:
-                job = self.queue.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                break
+    def _pull(self, free: int, busy: bool):
+        """The engine's source of work (``Generator.run``): samples of waiting jobs for up to ``free`` rows; blocks
+        for the next request only while no row is decoding; None once the server closes and nothing is left."""
+        from .generation import Work
+        self._running = [job for job in self._running if not job.cancelled and not job.done.done()]
+        works = []
+        while free > 0:
+            job, self._partial = self._partial, None
             if job is None:
-                self.queue.put(None)
-                break
-            if rows + job.n > self.generator.batch_size:
-                self.queue.put(job)      # keeps its place for the next batch (order among the rest may change)
-                break
-            batch.append(job)
-            rows += job.n
-        return batch
+                try:
+                    job = self.queue.get(block=not busy and not works and not self._stop.is_set())
+                except queue.Empty:
+                    break
+                if job is None:                        # close(): finish what was queued before, take nothing more
+                    self._stop.set()
+                    break
+            if job.cancelled:                          # its client went away before all its samples started
+                continue
+            k = min(free, job.n - job.started)
+            works.append(Work(job, job.prompt_ids, job.cfg, list(range(job.started, job.started + k))))
+            if job.started == 0:
+                self._running.append(job)
+            job.started += k
+            free -= k
+            if job.started < job.n:
+                self._partial = job
+        if not works and not busy and self._stop.is_set():
+            return None
+        return works
+
+    def _on_text(self, job: Job, sample: int, text: str) -> None:
+        if job.stream is not None:
+            job.loop.call_soon_threadsafe(job.stream.put_nowait, (sample, text))
+
+    def _on_done(self, row) -> None:
+        job = row.key
+        job.rows[row.sample] = row
+        self.stats["tokens"] += len(row.tokens)
+        if len(job.rows) == job.n:
+            rows = [job.rows[i] for i in range(job.n)]
+            result = GenerationResult([r.completion() for r in rows], [r.text for r in rows],
+                                      [r.tokens for r in rows], [str(r.reason) for r in rows], len(job.prompt_ids),
+                                      {"generated_tokens": sum(len(r.tokens) for r in rows)})
+            job.loop.call_soon_threadsafe(_settle, job, (result, time.monotonic() - job.created))
 
     def _run(self):
-        while not self._stop.is_set():
-            batch = [job for job in self._take_batch() if not job.cancelled]
-            if not batch:
-                continue
-            rows = [j for j in batch for _ in range(j.n)]
-            firsts = {}
-            for j in batch:
-                firsts.setdefault(id(j), rows.index(j))
-
-            def on_text(row, text):
-                job = rows[row]
-                if job.stream is not None:
-                    job.loop.call_soon_threadsafe(job.stream.put_nowait, (row - firsts[id(job)], text))
-
-            start = time.monotonic()
+        while not self._stop.is_set() or self._partial is not None:
             try:
-                results = self.generator.generate_rows([(j.prompt_ids, j.cfg, j.n) for j in batch], on_text,
-                                                       cancelled=lambda row: rows[row].cancelled)
-                error = None
-            except Exception as e:  # noqa: BLE001 - reported to every waiting client
-                results, error = None, e
-            seconds = time.monotonic() - start
-            self.stats["batches"] += 1
-            self.stats["rows"] += len(rows)
-            for i, job in enumerate(batch):
-                value = error if error is not None else (results[i], seconds)
-                job.loop.call_soon_threadsafe(_settle, job, value)
+                self.generator.run(self._pull, self._on_text, self._on_done, lambda job: job.cancelled,
+                                   stats=self.stats)
+            except Exception as e:  # noqa: BLE001 - reported to every client whose samples were in the engine
+                for job in self._running + ([self._partial] if self._partial else []):
+                    job.loop.call_soon_threadsafe(_settle, job, e)
+                self._running, self._partial = [], None
 
     def close(self, timeout: float = 60.0):
         """Finish the queued and running work, then stop the engine thread."""
         self.queue.put(None)
-        self._stop.set()
         self._thread.join(timeout)
 
 
@@ -263,8 +272,8 @@ def create_app(engine: Engine, api_key: str | None = None, cors_origins: tuple[s
         yield
         # uvicorn has stopped accepting and the in-flight requests are answered: drain the engine
         await asyncio.to_thread(engine.close)
-        print(f"engine stopped after {engine.stats['requests']} requests in {engine.stats['batches']} batches",
-              flush=True)
+        print(f"engine stopped after {engine.stats['requests']} requests ({engine.stats['tokens']} tokens in "
+              f"{engine.stats['decode_steps']} decode steps)", flush=True)
 
     app = FastAPI(title="codegeex-ms", version="1", docs_url=None, redoc_url=None, lifespan=lifespan)
     _error_handlers(app)
@@ -343,8 +352,7 @@ def _page_and_info_routes(app: FastAPI, engine: Engine, api_key: str | None) -> 
     @app.get("/health")
     async def health():
         limits = {"max_prompt_tokens": engine.limits.max_prompt_tokens,
-                  "max_new_tokens": engine.limits.max_new_tokens, "max_n": min(engine.limits.max_n,
-                                                                               engine.generator.batch_size)}
+                  "max_new_tokens": engine.limits.max_new_tokens, "max_n": engine.limits.max_n}
         return {"status": "ok", "model": engine.model_name, "queued": engine.queue.qsize(), "auth": bool(api_key),
                 "context": engine.context, "limits": limits, "languages": sorted(LANGUAGE_TAGS, key=str.lower),
                 **engine.stats}

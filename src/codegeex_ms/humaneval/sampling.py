@@ -1,9 +1,11 @@
-"""Sampling HumanEval-X completions from a model: which samples are still due, how they share decode batches, the
-prompt and seed of each, and appending them to a samples file (``eval_humaneval_x.py generate``).
+"""Sampling HumanEval-X completions from a model: which samples are still due, the prompt and seed of each, and
+appending them to a samples file (``eval_humaneval_x.py generate``).
 
-A problem's ``n`` samples are split into units of at most ``batch_size`` rows; units of different problems share
-a batch. Each unit's seed depends only on the run seed, the problem and the index of its first sample, so a
-resumed or differently batched run draws the same samples.
+Sample i of a problem draws its noise from a generator seeded by (the run seed and the problem's id, i) and by
+nothing else (``generation.sample_rng``), so a resumed run, another batch size or another split of the work draws
+the same samples. The generator decodes them with continuous batching (a finished row takes the next due sample);
+the file receives them in problem and sample order as soon as every earlier one is written, so an interrupted run
+leaves a prefix of each problem's samples and resumes after it.
 """
 from __future__ import annotations
 
@@ -20,8 +22,8 @@ from .dataset import CANONICAL, generation_prompt, translation_prompt
 class Unit:
     lang: str
     task_id: str
-    first: int          # index of its first sample among the problem's n
-    count: int          # samples (rows) it takes
+    first: int          # index of its first due sample among the problem's n
+    count: int          # samples due
 
 
 @dataclass(frozen=True)
@@ -36,34 +38,11 @@ class SampleSettings:
     src_lang: str | None = None     # translation: the language translated from
 
 
-def plan_units(task_ids: dict[str, list[str]], n: int, batch_size: int,
-               done: dict[str, int] | None = None) -> list[Unit]:
-    """The samples still due: for every language's problems (in order), ``n`` minus those ``done`` (per task id),
-    in units of at most ``batch_size``."""
+def plan_units(task_ids: dict[str, list[str]], n: int, done: dict[str, int] | None = None) -> list[Unit]:
+    """The samples still due: for every language's problems (in order), samples ``done[task_id] .. n - 1``."""
     done = done or {}
-    units = []
-    for lang, ids in task_ids.items():
-        for task_id in ids:
-            have = done.get(task_id, 0)
-            while have < n:
-                count = min(batch_size, n - have)
-                units.append(Unit(lang, task_id, have, count))
-                have += count
-    return units
-
-
-def pack_batches(units: list[Unit], batch_size: int) -> list[list[Unit]]:
-    """Consecutive units packed into decode batches of at most ``batch_size`` rows."""
-    batches, current, rows = [], [], 0
-    for unit in units:
-        if rows + unit.count > batch_size:
-            batches.append(current)
-            current, rows = [], 0
-        current.append(unit)
-        rows += unit.count
-    if current:
-        batches.append(current)
-    return batches
+    return [Unit(lang, task_id, done.get(task_id, 0), n - done.get(task_id, 0))
+            for lang, ids in task_ids.items() for task_id in ids if done.get(task_id, 0) < n]
 
 
 def prompt_for(problems: dict[str, dict[str, dict]], unit: Unit, settings: SampleSettings) -> str:
@@ -77,38 +56,63 @@ def prompt_for(problems: dict[str, dict[str, dict]], unit: Unit, settings: Sampl
     return generation_prompt(problem, unit.lang)
 
 
-def unit_seed(run_seed: int, unit: Unit) -> int:
-    return zlib.crc32(f"{run_seed}/{unit.task_id}/{unit.first}".encode())
+def task_seed(run_seed: int, task_id: str) -> int:
+    """The seed of a problem's samples; sample i then draws from ``generation.sample_rng(task_seed, i)``."""
+    return zlib.crc32(f"{run_seed}/{task_id}".encode())
 
 
-def write_samples(generator, batches: list[list[Unit]], prompts: dict[tuple[str, str], tuple[str, list[int]]],
+def write_samples(generator, units: list[Unit], prompts: dict[tuple[str, str], tuple[str, list[int]]],
                   settings: SampleSettings, out: TextIO, progress: Callable[[int], None] = lambda rows: None) -> int:
-    """Decode ``batches`` with ``generator`` and append one JSON line per sample to ``out`` (flushed and fsynced
-    after every batch, so an interrupted run loses at most the batch in flight). ``prompts[(lang, task_id)]`` is
-    (prompt text, token ids); a prompt longer than the cache leaves room for is cut to its end and the row says
-    so (``prompt_truncated``). Returns the number of samples written."""
-    from ..generation import SamplingConfig
+    """Decode the samples of ``units`` with ``generator`` (``Generator.run``) and append one JSON line per sample to
+    ``out`` in unit and sample order, flushed and fsynced as soon as a sample and every one before it are done (an
+    interrupted run keeps that prefix). ``prompts[(lang, task_id)]`` is (prompt text, token ids); a prompt longer
+    than the cache leaves room for is cut to its end and the row says so (``prompt_truncated``). Returns the number
+    of samples written."""
+    from ..generation import SamplingConfig, Work
     room = generator.max_len - settings.max_new_tokens
+    order = [(u, s) for u in units for s in range(u.first, u.first + u.count)]
+    finished: dict[tuple[str, int], str] = {}
+    queue = list(enumerate(units))
     written = 0
-    for batch in batches:
-        requests = []
-        for unit in batch:
+
+    def pull(free: int, busy: bool) -> list[Work] | None:
+        if not queue:
+            return None
+        works = []
+        while queue and free > 0:
+            key, unit = queue[0]
             _, ids = prompts[unit.lang, unit.task_id]
             cfg = SamplingConfig(max_new_tokens=settings.max_new_tokens, greedy=settings.greedy,
                                  temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p,
-                                 seed=unit_seed(settings.seed, unit), language=CANONICAL[unit.lang])
-            requests.append((ids[-room:], cfg, unit.count))
-        for unit, result in zip(batch, generator.generate_rows(requests)):
+                                 seed=task_seed(settings.seed, unit.task_id), language=CANONICAL[unit.lang])
+            k = min(free, unit.count)
+            works.append(Work(key, ids[-room:], cfg, list(range(unit.first, unit.first + k))))
+            free -= k
+            if k == unit.count:
+                queue.pop(0)
+            else:
+                queue[0] = (key, Unit(unit.lang, unit.task_id, unit.first + k, unit.count - k))
+        return works
+
+    def done(row) -> None:
+        nonlocal written
+        finished[units[row.key].task_id, row.sample] = row.completion()
+        start = written
+        while written < len(order) and (order[written][0].task_id, order[written][1]) in finished:
+            unit, sample = order[written]
             prompt, ids = prompts[unit.lang, unit.task_id]
-            for completion in result.completions:
-                row = {"task_id": unit.task_id, "prompt": prompt, "generation": completion, "task": settings.task}
-                if settings.task == "translation":
-                    row.update(src_lang=settings.src_lang, tgt_lang=unit.lang)
-                if len(ids) > room:
-                    row["prompt_truncated"] = True
-                out.write(json.dumps(row) + "\n")
-                written += 1
-        out.flush()
-        os.fsync(out.fileno())
-        progress(sum(u.count for u in batch))
+            line = {"task_id": unit.task_id, "prompt": prompt,
+                    "generation": finished.pop((unit.task_id, sample)), "task": settings.task}
+            if settings.task == "translation":
+                line.update(src_lang=settings.src_lang, tgt_lang=unit.lang)
+            if len(ids) > room:
+                line["prompt_truncated"] = True
+            out.write(json.dumps(line) + "\n")
+            written += 1
+        if written > start:
+            out.flush()
+            os.fsync(out.fileno())
+            progress(written - start)
+
+    generator.run(pull, on_done=done)
     return written
