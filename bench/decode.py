@@ -1,14 +1,18 @@
-"""Prefill and decode speed of the KV-cached engine, side by side with the reference PyTorch CodeGeeX.
+"""Prefill and decode speed of the KV-cached engine, side by side with the reference PyTorch CodeGeeX and llama.cpp.
 
     python bench/decode.py [--config codegeex_350m] [--prompt-tokens 64] [--new-tokens 64] [--batch 1 8]
 
-Five sides on the same random weights (drawn in the reference model, converted with
-``python -m codegeex_ms.convert``, int8 by ``codegeex_ms.quantize_export.quantize_checkpoint``), greedy, on the CPU:
-ours fp32, ours int8 (weight-only int8 Linears and word embedding/head, the CPU kernels), the reference
-``codegeex==1.0`` ``CodeGeeXModel`` with its growing ``layer_past`` cache in fp32, the reference after
-``torch.ao.quantization.quantize_dynamic(model, {nn.Linear}, dtype=torch.qint8)`` (int8 weights and int8
-activations in its Linears), and ours int8 with int8 activations too (``precision.activation_quant: int8``, the
-AVX-512 VNNI kernel; the same comparison as the torch peer's).
+Sides, greedy, on the CPU: ours fp32; ours int8 (``quantize``'s default: weight-only int8 Linears and word
+embedding/head, the CPU kernels); ours int8 with the fp32 head (``quantize --embedding keep``: the same work as the
+torch peer, which keeps its head in fp32); the reference ``codegeex==1.0`` ``CodeGeeXModel`` with its growing
+``layer_past`` cache in fp32; the reference after ``torch.ao.quantization.quantize_dynamic(model, {nn.Linear},
+dtype=torch.qint8)`` (int8 weights and int8 activations in its Linears); ours int8 with int8 activations too
+(``precision.activation_quant: int8``, the AVX-512 VNNI kernel); llama.cpp Q8_0 and F32 (``bench/llamacpp.py``: a
+GPT-2-architecture GGUF of the same shapes and bytes per token; install its bench-only dependency as that file
+says). Ours and the reference share random weights (drawn in the reference model, converted with
+``python -m codegeex_ms.convert``, int8 by ``codegeex_ms.quantize_export.quantize_checkpoint``); llama.cpp has
+random weights of its own, so its greedy tokens are not compared. Batch b is b different prompts for ours and
+llama.cpp (ours prefills each in its one-row prefill engine), b copies of the first for the reference.
 
 Every side runs in a process of its own (a MindSpore graph run leaves threads behind that slowed the reference by
 a third when both shared one process), after its load and warm-up; the sides alternate within each of
@@ -34,7 +38,11 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 W8A8 = "ours int8 + int8 activations"
-SIDES = ("ours fp32", "reference fp32", "ours int8", "reference + torch int8", W8A8)
+FP32_HEAD = "ours int8, fp32 head"
+LLAMA_Q8, LLAMA_F32 = "llama.cpp Q8_0", "llama.cpp F32"
+SIDES = ("ours fp32", "reference fp32", "ours int8", FP32_HEAD, "reference + torch int8", W8A8, LLAMA_Q8, LLAMA_F32)
+FOLDERS = {"ours fp32": "ours", "ours int8": "ours_int8", FP32_HEAD: "ours_int8_fp32_head", W8A8: "ours_int8"}
+GGUF = {LLAMA_Q8: "llama-q8_0.gguf", LLAMA_F32: "llama-f32.gguf"}
 
 
 def read_bandwidth_gbs(megabytes: int = 1024) -> float:
@@ -104,13 +112,15 @@ def run_side(side: str, work: Path, args) -> dict:
             results[b] = {"prefill": b * args.prompt_tokens / pre, "decode": b * (args.new_tokens - 1) / dec,
                           "tokens": toks, "warmup_s": warm}
         return {"load_s": load_s, "batches": results}
+    if side in GGUF:
+        from llamacpp import decode_speed
+        return decode_speed(work / GGUF[side], prompts(m, args.batch, args.prompt_tokens), args.new_tokens)
     import mindspore as ms
     import codegeex_ms
     from codegeex_ms.generation import Generator, SamplingConfig
     from codegeex_ms.tokenizer import load as load_tokenizer
     ms.set_context(mode=ms.GRAPH_MODE)
-    model = codegeex_ms.load(work / ("ours_int8" if "int8" in side else "ours"),
-                             precision={"activation_quant": "int8"} if side == W8A8 else None)
+    model = codegeex_ms.load(work / FOLDERS[side], precision={"activation_quant": "int8"} if side == W8A8 else None)
     tokenizer = load_tokenizer(args.tokenizer)
     load_s = time.perf_counter() - start
     sampling = SamplingConfig(max_new_tokens=args.new_tokens, greedy=True)
@@ -118,11 +128,11 @@ def run_side(side: str, work: Path, args) -> dict:
     for b, prompt in prompts(m, args.batch, args.prompt_tokens).items():
         generator = Generator(model, tokenizer, batch_size=b, max_len=max_len)
         compile_s = generator.warmup(args.prompt_tokens)
-        r = generator.generate(list(prompt[0]), sampling)                         # b samples of one prompt
-        t = r.timings
+        r = generator.generate_rows([(list(row), sampling, 1) for row in prompt])  # b prompts, one sample each
+        t = r[0].timings
         results[b] = {"prefill": b * args.prompt_tokens / t["prefill_s"],
-                      "decode": t["decode_steps"] * b / t["decode_s"],
-                      "tokens": [int(i) for i in r.token_ids[0]], "warmup_s": compile_s}
+                      "decode": t["decode_tokens_per_s"],
+                      "tokens": [int(i) for i in r[0].token_ids[0]], "warmup_s": compile_s}
     return {"load_s": load_s, "batches": results}
 
 
@@ -135,13 +145,13 @@ def agreement(tokens: list[int], reference: list[int]) -> str:
     return f"no (first {same} of {len(reference)})"
 
 
-def quantized_bytes(m) -> int:
-    """Weight bytes one int8 decode step reads: int8 Linears and word embedding/head + fp32 row scales; the
-    position tables and LayerNorms in fp32 (the position tables are read one row per token, counted whole)."""
+def quantized_bytes(m, int8_head: bool = True) -> int:
+    """Weight bytes one int8 decode step reads: int8 Linears (and word embedding/head) + fp32 row scales; the rest
+    in fp32 (the position tables are read one row per token, counted whole)."""
     from codegeex_ms.layout import EMBEDDING, is_quantized_weight, parameter_shapes
     total = 0
     for name, shape in parameter_shapes(m).items():
-        int8 = is_quantized_weight(name) or name == EMBEDDING
+        int8 = is_quantized_weight(name) or (int8_head and name == EMBEDDING)
         total += math.prod(shape) * (1 if int8 else 4) + (shape[0] * 4 if int8 else 0)
     return total
 
@@ -163,6 +173,15 @@ def prepare(work: Path, args) -> None:
     assert convert([str(work / "ref.pt"), str(work / "ours"), "--config", str(work / "config.yaml"),
                     "--tokenizer", str(args.tokenizer)]) == 0
     quantize_checkpoint(work / "ours", work / "ours_int8", embedding=True)
+    quantize_checkpoint(work / "ours", work / "ours_int8_fp32_head", embedding=False)
+    if LLAMA_Q8 in args.sides or LLAMA_F32 in args.sides:
+        try:
+            from llamacpp import quantize_q8_0, write_gguf
+        except ImportError as e:
+            sys.exit(f"the llama.cpp sides need llama-cpp-python and gguf ({e}); bench/llamacpp.py says how to "
+                     f"install them, or leave those sides out (--sides)")
+        write_gguf(work / GGUF[LLAMA_F32], cfg.model)
+        quantize_q8_0(work / GGUF[LLAMA_F32], work / GGUF[LLAMA_Q8])
 
 
 def main():
@@ -192,8 +211,8 @@ def main():
         shutil.rmtree(work, ignore_errors=True)
 
 
-PAIRS = (("ours fp32", "reference fp32"), ("ours int8", "reference + torch int8"), ("ours int8", "reference fp32"),
-         (W8A8, "reference + torch int8"))
+PAIRS = (("ours fp32", "reference fp32"), (FP32_HEAD, "reference + torch int8"), ("ours int8", "reference fp32"),
+         ("ours int8", LLAMA_Q8), ("ours fp32", LLAMA_F32), (W8A8, "reference + torch int8"))
 
 
 def run_rounds(work: Path, args, cfg) -> None:
@@ -201,10 +220,16 @@ def run_rounds(work: Path, args, cfg) -> None:
     from codegeex_ms.layout import count_parameters
     prepare(work, args)
     params = count_parameters(m)
-    nbytes = {"fp32": params * 4, "int8": quantized_bytes(m)}
+    nbytes = {"ours fp32": params * 4, "reference fp32": params * 4, "ours int8": quantized_bytes(m),
+              W8A8: quantized_bytes(m), FP32_HEAD: quantized_bytes(m, False),
+              "reference + torch int8": quantized_bytes(m, False)}
+    if LLAMA_Q8 in args.sides or LLAMA_F32 in args.sides:
+        from llamacpp import weight_bytes_per_token
+        nbytes.update({side: weight_bytes_per_token(work / GGUF[side]) for side in GGUF})
     bandwidth = [read_bandwidth_gbs()]
-    print(f"{args.config}: {params / 1e6:.0f}M parameters, fp32 weights {nbytes['fp32'] / 1e9:.2f} GB, int8 "
-          f"{nbytes['int8'] / 1e9:.2f} GB; {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}; "
+    print(f"{args.config}: {params / 1e6:.0f}M parameters; weight bytes per token: " +
+          ", ".join(f"{side} {n / 1e9:.3f} GB" for side, n in nbytes.items()) +
+          f"; {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f}; "
           f"CODEGEEX_KERNEL_THREADS={os.environ.get('CODEGEEX_KERNEL_THREADS', '(default)')}", file=sys.stderr)
     best: dict = {}            # (side, batch) -> result of the round with the best decode tokens/s
     rounds: list[dict] = []    # per round: (side, batch) -> decode tokens/s
@@ -238,8 +263,8 @@ def run_rounds(work: Path, args, cfg) -> None:
         ref_tokens = best.get(("reference fp32", b), {}).get("tokens")
         for side in args.sides:
             r = best[(side, b)]
-            share = r["decode"] / int(b) * nbytes["int8" if "int8" in side else "fp32"] / (bw * 1e9)
-            same = "-" if ref_tokens is None else agreement(r["tokens"], ref_tokens)
+            share = r["decode"] / int(b) * nbytes[side] / (bw * 1e9)
+            same = "-" if ref_tokens is None or side in GGUF else agreement(r["tokens"], ref_tokens)
             print(f"| {b} | {side} | {r['prefill']:,.0f} | {r['decode']:.2f} | {share:.0%} | "
                   f"{setup[side]['load_s']:.1f} + {r['warmup_s']:.1f} | {same} |")
     for b in map(str, args.batch):

@@ -35,7 +35,7 @@ def test_layout_lists_scales_for_the_six_linears(tiny_config):
 @pytest.fixture(scope="module")
 def quantized(tiny_checkpoint, tmp_path_factory):
     out = tmp_path_factory.mktemp("q") / "int8"
-    assert main(["quantize", str(tiny_checkpoint), str(out)]) == 0
+    assert main(["quantize", str(tiny_checkpoint), str(out), "--embedding", "keep"]) == 0     # int8 Linears only
     return out
 
 
@@ -81,8 +81,8 @@ def test_quantized_greedy_generation(quantized, tiny_checkpoint, shared_dir, ms_
 
 
 def test_bad_input(quantized, tiny_checkpoint, tmp_path, capsys):
-    assert main(["quantize", str(quantized), str(tmp_path / "again")]) == 2
-    assert "already quantized" in capsys.readouterr().err
+    assert main(["quantize", str(quantized), str(tmp_path / "again"), "--embedding", "keep"]) == 2
+    assert "already quantized (int8); only --embedding int8 applies" in capsys.readouterr().err
     assert main(["quantize", str(tiny_checkpoint), str(quantized)]) == 2
     assert "already exists" in capsys.readouterr().err
     assert main(["quantize", str(tmp_path), str(tmp_path / "x")]) == 2
@@ -90,10 +90,24 @@ def test_bad_input(quantized, tiny_checkpoint, tmp_path, capsys):
     assert not (tmp_path / "x").exists() and not (tmp_path / "x.tmp").exists()
 
 
+def test_an_int8_folder_takes_the_int8_head_alone(quantized, tiny_checkpoint, tmp_path, capsys):
+    """quantize --embedding int8 on a folder with int8 Linears copies them and quantizes the embedding: the same
+    tensors as quantizing the float original with --embedding int8 in one go; a second time is refused."""
+    from codegeex_ms.safetensors_io import SafetensorsReader
+    assert main(["quantize", str(quantized), str(tmp_path / "upgraded"), "--embedding", "int8"]) == 0
+    assert main(["quantize", str(tiny_checkpoint), str(tmp_path / "direct")]) == 0                # the default
+    upgraded, direct = (SafetensorsReader(tmp_path / name / "model.safetensors") for name in ("upgraded", "direct"))
+    assert upgraded.names == direct.names
+    for name in direct.names:
+        np.testing.assert_array_equal(upgraded.get(name), direct.get(name), err_msg=name)
+    assert main(["quantize", str(tmp_path / "upgraded"), str(tmp_path / "again"), "--embedding", "int8"]) == 2
+    assert "already quantized (int8, embedding int8)" in capsys.readouterr().err
+
+
 def test_fp16_copy_keeps_int8_and_halves_the_rest(tiny_checkpoint, tmp_path):
     from codegeex_ms.safetensors_io import SafetensorsReader
     out = tmp_path / "int8-fp16"
-    assert main(["quantize", str(tiny_checkpoint), str(out), "--dtype", "float16"]) == 0
+    assert main(["quantize", str(tiny_checkpoint), str(out), "--dtype", "float16", "--embedding", "keep"]) == 0
     reader = SafetensorsReader(out / "model.safetensors")
     assert reader.dtype("layers.0.attention.query.weight") == np.int8
     assert reader.dtype("word_embeddings.weight") == np.float16
