@@ -65,6 +65,22 @@ def test_f32_kernel_equals_numpy(path, m, n, k, ms_context):
     np.testing.assert_allclose(got, x.astype(np.float64) @ w.T.astype(np.float64), rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("path", kernels.supported_paths())
+@pytest.mark.parametrize("m, n, k", SHAPES[1::2])
+def test_f16_kernel_equals_numpy(path, m, n, k, ms_context):
+    """float16 weights converted in registers, including subnormals, infinities' neighbours and signed zeros."""
+    from mindspore import Tensor
+    rng = np.random.default_rng(m + n * 5 + k)
+    x = rng.standard_normal((m, k)).astype(np.float32)
+    w = (rng.standard_normal((n, k)) * 0.05).astype(np.float16)
+    special = np.array([0.0, -0.0, 6e-8, -6e-8, 3e-5, 65504.0, -65504.0], np.float16)   # subnormal, largest
+    w.flat[:min(w.size, special.size)] = special[:w.size]
+    got = kernels.f16_linear_op(path)(Tensor(x), Tensor(w)).asnumpy()
+    expected = x.astype(np.float64) @ w.astype(np.float64).T
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5 * np.abs(expected).max())
+
+
 def w8a8_reference(x, w, scale):
     """The int8-activation kernel's maths in numpy: per-row symmetric quantisation, integer sums, two scales."""
     amax = np.abs(x).max(axis=1).astype(np.float32)
@@ -323,6 +339,7 @@ def cached_logits(model, fused: bool, prompt: np.ndarray, lengths: np.ndarray, s
     {},                                                                     # float32 weights
     {"weight_quant": "int8"},                                               # int8 Linears, float32 rest
     {"weight_quant": "int8", "embedding_quant": "int8", "param_dtype": "float16"},   # quantize --dtype float16
+    {"weight_quant": "int8", "param_dtype": "float16"},              # ... --embedding keep: the float16 head kernel
 ])
 def test_fused_decode_layer_equals_the_graph_path(tiny_config, ms_context, precision):
     """Prefill and decode steps with each layer as one kernel (FusedPrefillStep, FusedDecodeStep, decode_layer.cc)

@@ -176,7 +176,13 @@ class FusedDecodeStep(nn.Cell):
         # the tied head through the CPU kernels: int8 rows times their scales (as TiedHead), or float32 rows streamed
         # and split over the kernel threads (MindSpore's MatMul read the 350M model's 213 MB float32 table at about
         # half the rate, and its sums depend on the number of rows)
-        self.head_kernel = model.head.int8_kernel if self.word_scale is not None else kernels.f32_linear_op()
+        if self.word_scale is not None:
+            self.head_kernel = model.head.int8_kernel
+        elif self.word_table.dtype == ms.float16:        # read at half the bytes, converted in registers
+            self.head_kernel = kernels.f16_linear_op()
+        else:
+            self.head_kernel = kernels.f32_linear_op()
+        self.head_table_cast = self.word_table.dtype not in (ms.float16, ms.float32)
         self.sampler = Sampler(m.vocab_size, cached.sampler.candidates)
         self.return_logits = cached.return_logits
 
@@ -213,7 +219,7 @@ class FusedDecodeStep(nn.Cell):
     def output(self, x, noise, temperature, top_k, top_p):
         """The tied head on x [b, h]: logits [b, V], or the sampled ids [b]."""
         if self.word_scale is None:
-            logits = self.head_kernel(x, cast(self.word_table, ms.float32))
+            logits = self.head_kernel(x, cast(self.word_table, ms.float32) if self.head_table_cast else self.word_table)
         else:
             logits = self.head_kernel(x, self.word_table, self.word_scale)
         return logits if self.return_logits else self.sampler(logits, noise, temperature, top_k, top_p)

@@ -26,7 +26,7 @@ from pathlib import Path
 SOURCES = tuple(Path(__file__).with_name(name) for name in ("linear.cc", "decode_layer.cc", "topk.cc", "threads.cc"))
 HEADERS = tuple(Path(__file__).with_name(name) for name in ("linear.h", "threads.h"))
 PATHS = ("avx512", "avx2", "portable")
-FEATURES = ("avx512f", "avx512bw", "avx512_vnni", "avx2", "fma")
+FEATURES = ("avx512f", "avx512bw", "avx512_vnni", "avx2", "fma", "f16c")
 
 
 _disabled = 0
@@ -61,7 +61,7 @@ def cpu_features() -> tuple[str, ...]:
 def best_path() -> str:
     """The fastest path this CPU runs (the one the ``_auto`` entry points take)."""
     f = set(cpu_features())
-    return "avx512" if {"avx512f", "avx512bw"} <= f else "avx2" if {"avx2", "fma"} <= f else "portable"
+    return "avx512" if {"avx512f", "avx512bw"} <= f else "avx2" if {"avx2", "fma", "f16c"} <= f else "portable"
 
 
 def has_vnni() -> bool:
@@ -132,6 +132,13 @@ def f32_linear_op(path: str = "auto", gelu: bool = False):
     """``ops.Custom``: (x [M, K] float32, w [N, K] float32[, bias [N] float32]) -> x @ wᵀ (+ bias) [M, N] float32,
     then ``y * sigmoid(1.702 y)`` with ``gelu``; or None."""
     return _custom(f"linear_f32{'_gelu' if gelu else ''}_{path}")
+
+
+def f16_linear_op(path: str = "auto"):
+    """``ops.Custom``: (x [M, K] float32, w [N, K] float16) -> x @ wᵀ [M, N] float32, the float16 weights converted
+    in registers (the tied head of a checkpoint with a float16 embedding, read at half the float32 bytes); or
+    None."""
+    return _custom(f"linear_f16_{path}")
 
 
 def w8a8_linear_op(path: str = "auto", gelu: bool = False):

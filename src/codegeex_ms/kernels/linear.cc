@@ -21,8 +21,11 @@
 // two blocks ahead (at batch 8 the FMAs keep up with memory only so); AVX2: the same with 8-float vectors.
 // Every output element is summed in the same order whatever M is (one accumulator per (row, weight row), k in
 // order), so a row's result does not depend on how many rows share the call: a sample decoded in a batch of 8 is
-// the one decoded alone. (A one-row path with four accumulators per dot product was no faster: 350M int8 batch-1
-// decoding 16.8-17.1 tokens/s with it, 16.8-17.1 without, on this project's 2-core AMD EPYC host.)
+// the one decoded alone. (The one-row path with four accumulators per dot product that this replaced was no faster
+// measurably: 350M int8, int8 head, infer.py batch-1 decoding, 3 alternated rounds on this project's 2-core AMD
+// EPYC host: 88.6-107.9 tokens/s with it, 77.7-109.9 without.)
+// float16 weights (the tied head of a checkpoint with a float16 embedding) are converted in registers (AVX-512F
+// and F16C conversions; the AVX2 path needs F16C, which every AVX2 CPU has).
 //
 // Threads: the weight rows of every call (one row of x too: two cores read memory faster than one; measured on
 // this project's 2-core host, 24 batch-1 350M int8 layers in 9.1-9.6 ms split, 12.7 ms on one thread) are split
@@ -45,6 +48,38 @@ constexpr int64_t NR = 4;     // weight rows per register block
 constexpr int64_t MT = 16;    // rows of x per tile
 
 // ---------------------------------------------------------------------------------------------------------
+// float16 weights (IEEE half, as MindSpore stores float16): converted in registers, never expanded in memory
+struct Half {
+  uint16_t bits;
+};
+
+inline float half_to_float(uint16_t h) {  // exact: every half is a float
+  const uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
+  uint32_t exponent = (h >> 10) & 0x1f, mantissa = h & 0x3ff, bits;
+  if (exponent == 0x1f) {
+    bits = sign | 0x7f800000u | (mantissa << 13);                       // inf, nan
+  } else if (exponent != 0) {
+    bits = sign | ((exponent + 112) << 23) | (mantissa << 13);           // normal
+  } else if (mantissa == 0) {
+    bits = sign;                                                         // zero
+  } else {                                                               // subnormal: normalise
+    exponent = 113;
+    while (!(mantissa & 0x400)) {
+      mantissa <<= 1;
+      --exponent;
+    }
+    bits = sign | (exponent << 23) | ((mantissa & 0x3ff) << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+inline float as_float(float v) { return v; }
+inline float as_float(int8_t v) { return static_cast<float>(v); }
+inline float as_float(Half v) { return half_to_float(v.bits); }
+
+// ---------------------------------------------------------------------------------------------------------
 // portable
 
 template <typename W>
@@ -55,7 +90,7 @@ void rows_portable(const float *x, const W *w, const float *scale, float *y, int
     for (int64_t n = n_begin; n < n_end; ++n) {
       const W *wn = w + n * K;
       float acc = 0.0f;
-      for (int64_t k = 0; k < K; ++k) acc += xm[k] * static_cast<float>(wn[k]);
+      for (int64_t k = 0; k < K; ++k) acc += xm[k] * as_float(wn[k]);
       y[m * N + n] = scale ? acc * scale[n] : acc;
     }
   }
@@ -65,6 +100,9 @@ void rows_portable(const float *x, const W *w, const float *scale, float *y, int
 // AVX-512: 16 floats per vector
 
 __attribute__((target("avx512f,avx512bw"))) inline __m512 load16(const float *p) { return _mm512_loadu_ps(p); }
+__attribute__((target("avx512f,avx512bw"))) inline __m512 load16(const Half *p) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(p)));
+}
 __attribute__((target("avx512f,avx512bw"))) inline __m512 load16(const int8_t *p) {
   return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p))));
 }
@@ -95,7 +133,7 @@ void block_avx512(const float *x, const W *w, const float *scale, float *y, int6
     const float *xm = x + (m0 + i) * K;
     for (int j = 0; j < nr; ++j) {
       float s = _mm512_reduce_add_ps(acc[i][j]);
-      for (int64_t t = k; t < K; ++t) s += xm[t] * static_cast<float>(wr[j][t]);
+      for (int64_t t = k; t < K; ++t) s += xm[t] * as_float(wr[j][t]);
       y[(m0 + i) * N + n0 + j] = scale ? s * scale[n0 + j] : s;
     }
   }
@@ -125,12 +163,15 @@ void rows_avx512(const float *x, const W *w, const float *scale, float *y, int64
 // ---------------------------------------------------------------------------------------------------------
 // AVX2 + FMA: 8 floats per vector
 
-__attribute__((target("avx2,fma"))) inline __m256 load8(const float *p) { return _mm256_loadu_ps(p); }
-__attribute__((target("avx2,fma"))) inline __m256 load8(const int8_t *p) {
+__attribute__((target("avx2,fma,f16c"))) inline __m256 load8(const float *p) { return _mm256_loadu_ps(p); }
+__attribute__((target("avx2,fma,f16c"))) inline __m256 load8(const Half *p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p)));
+}
+__attribute__((target("avx2,fma,f16c"))) inline __m256 load8(const int8_t *p) {
   return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i *>(p))));
 }
 
-__attribute__((target("avx2,fma"))) inline float hsum8(__m256 v) {
+__attribute__((target("avx2,fma,f16c"))) inline float hsum8(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
   s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
@@ -138,7 +179,7 @@ __attribute__((target("avx2,fma"))) inline float hsum8(__m256 v) {
 }
 
 template <typename W, int MR>
-__attribute__((target("avx2,fma")))
+__attribute__((target("avx2,fma,f16c")))
 void block_avx2(const float *x, const W *w, const float *scale, float *y, int64_t N, int64_t K, int64_t m0,
                 int64_t n0, int64_t nr) {
   __m256 acc[MR][NR];
@@ -161,14 +202,14 @@ void block_avx2(const float *x, const W *w, const float *scale, float *y, int64_
     const float *xm = x + (m0 + i) * K;
     for (int j = 0; j < nr; ++j) {
       float s = hsum8(acc[i][j]);
-      for (int64_t t = k; t < K; ++t) s += xm[t] * static_cast<float>(wr[j][t]);
+      for (int64_t t = k; t < K; ++t) s += xm[t] * as_float(wr[j][t]);
       y[(m0 + i) * N + n0 + j] = scale ? s * scale[n0 + j] : s;
     }
   }
 }
 
 template <typename W>
-__attribute__((target("avx2,fma")))
+__attribute__((target("avx2,fma,f16c")))
 void rows_avx2(const float *x, const W *w, const float *scale, float *y, int64_t M, int64_t N, int64_t K,
                int64_t n_begin, int64_t n_end) {
   // from two rows, 2 x 4 tiles (measured, 24 350M int8 layers' matmuls: 2 rows 8.2-9.8 ms against 16.5-19.7 with
@@ -314,7 +355,8 @@ bool has_vnni() {
 Path best_path() {
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) return Path::avx512;
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return Path::avx2;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))
+    return Path::avx2;
   return Path::portable;
 }
 
@@ -416,6 +458,14 @@ int linear_f32(Path path, bool gelu, int nparam, void **params, int *ndims, int6
   return 0;
 }
 
+// f16: x [M, K] float32, w [N, K] float16, y [M, N]
+int linear_f16(Path path, bool gelu, int nparam, void **params, int *ndims, int64_t **shapes) {
+  if (nparam != 3 || gelu || ndims[0] != 2 || ndims[1] != 2 || shapes[0][1] != shapes[1][1]) return 1;
+  run<Half>(path, static_cast<const float *>(params[0]), static_cast<const Half *>(params[1]), nullptr, nullptr,
+            false, static_cast<float *>(params[2]), shapes[0][0], shapes[1][0], shapes[0][1]);
+  return 0;
+}
+
 const Path kBest = best_path();
 const Path kBestW8A8 = has_vnni() ? Path::vnni : Path::portable;
 
@@ -451,6 +501,8 @@ LINEAR_PATHS(int8, , false)
 LINEAR_PATHS(int8, _gelu, true)
 LINEAR_PATHS(f32, , false)
 LINEAR_PATHS(f32, _gelu, true)
+// linear_f16_{avx512,avx2,portable,auto}
+LINEAR_PATHS(f16, , false)
 // linear_w8a8[_gelu]_{vnni,portable,auto}
 LINEAR_ENTRY(w8a8, _vnni, Path::vnni, false)
 LINEAR_ENTRY(w8a8, _portable, Path::portable, false)
