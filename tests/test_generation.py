@@ -75,11 +75,11 @@ def test_no_recompilation_while_decoding(pair, tokenizer):
     generator = Generator(model, tokenizer, batch_size=3, max_len=128)
     config = SamplingConfig(max_new_tokens=30, temperature=0.9, top_p=0.9, seed=3)
     generator.generate(tokenizer.encode("int main() {"), config)
-    generator.generate(tokenizer.encode("public class A {\n  int f() {"), config)  # same 64-token bucket
-    # one graph each: the one-row prefill (64 tokens), the cache row copy, the first-token sampler, the decode step
+    generator.generate(tokenizer.encode("public class A {\n  int f() {"), config)  # same 16-token bucket
+    # one graph each: the one-row prefill (16 tokens), the cache row copy, the first-token sampler, the decode step
     cells = (generator.prefill_cell, generator.copy_cell, generator.first_sampler, generator.decode_cell)
     assert [len(c.compile_cache) for c in cells] == [1, 1, 1, 1]
-    assert generator.call_shapes == {(1, 64), (3, 1)}
+    assert generator.call_shapes == {(1, 16), (3, 1)}
 
 
 def test_seed_reproducible(pair, tokenizer):
@@ -194,11 +194,13 @@ def test_chunked_prefill_draws_what_one_whole_prefill_draws(pair, tokenizer, fus
             graph_path(generator)
     expected = [r.token_ids for r in whole.generate_rows(requests)]
     assert [r.token_ids for r in chunked.generate_rows(requests)] == expected
-    # each prompt prefilled on its own: 40, 101 and 150 tokens in buckets of 64, 128 and 160 (the cache's end)
-    assert whole.call_shapes == {(1, 64), (1, 128), (1, 160), (3, 1)} and chunked.call_shapes == {(1, 64), (3, 1)}
-    assert chunked.buckets() == [64] and chunked.buckets(10) == [64]
+    # each prompt prefilled on its own: 40, 101 and 150 tokens in buckets of 64, 128 and 160 (the cache's end);
+    # in chunks of 64: 64 | 64 + 64 (37 left, the call moved back) | 64 + 64 + 32 (22 left)
+    assert whole.call_shapes == {(1, 64), (1, 128), (1, 160), (3, 1)}
+    assert chunked.call_shapes == {(1, 64), (1, 32), (3, 1)}
+    assert chunked.buckets() == [16, 32, 64] and chunked.buckets(10) == [16]
     with pytest.raises(ValueError, match="prefill_chunk"):
-        Generator(model, tokenizer, batch_size=1, max_len=160, prefill_chunk=32)
+        Generator(model, tokenizer, batch_size=1, max_len=160, prefill_chunk=8)
 
 
 def graph_path(generator):
@@ -234,6 +236,7 @@ def test_samples_do_not_depend_on_the_batch_size(pair, tokenizer):
     assert [r.completions for r in results[1]] == [r.completions for r in results[8]]
     assert tokens[1][4][0] == tokens[1][0][2]                 # sample 2 of the same request, asked for twice
     five = Generator(model, tokenizer, batch_size=3, max_len=192).generate_rows([requests[0][:2] + (5,)])[0]
+    assert five.timings["prefills"] == 1        # samples 3 and 4 start later, copied from the same prefilled row
     assert five.token_ids[:3] == tokens[1][0] and five.token_ids[2:4] == tokens[1][4]
     assert len({tuple(t) for t in five.token_ids}) == 5                       # the samples differ
     assert all(len(t) <= 10 for t in five.token_ids)
@@ -249,8 +252,8 @@ def test_continuous_batching_equals_one_at_a_time(pair, tokenizer):
     for path in (lambda g: g, graph_path):
         generator = path(Generator(model, tokenizer, batch_size=4, max_len=192))
         together = generator.generate_rows(requests)
-        # 16 samples of 5 requests: at least one prefill per request, fewer than one per sample
-        assert 5 <= together[0].timings["prefills"] < 16
+        # 16 samples of 5 requests (4 distinct prompts): at least one prefill per prompt, fewer than one per sample
+        assert 4 <= together[0].timings["prefills"] < 16
         for request, result in zip(requests, together):
             solo = generator.generate_rows([request])[0]
             assert result.token_ids == solo.token_ids and result.finish_reasons == solo.finish_reasons
@@ -273,15 +276,15 @@ def test_a_cancelled_request_stops_and_the_others_do_not_notice(pair, tokenizer)
 
 def test_prefill_buckets_double_and_a_server_warms_them_all(pair, tokenizer):
     from codegeex_ms.generation import Generator, SamplingConfig, cache_length, prefill_bucket
-    assert [prefill_bucket(n, 2048) for n in (1, 64, 65, 128, 129, 300, 1025, 2048)] == \
-        [64, 64, 128, 128, 256, 512, 2048, 2048]
+    assert [prefill_bucket(n, 2048) for n in (1, 16, 17, 64, 65, 128, 129, 300, 1025, 2048)] == \
+        [16, 16, 32, 64, 128, 128, 256, 512, 2048, 2048]
     assert prefill_bucket(300, 320) == 320                        # never longer than the cache
     assert [cache_length(n, 2048) for n in (1, 64, 65, 1536, 4000)] == [64, 64, 128, 1536, 2048]
     _, model = pair
     generator = Generator(model, tokenizer, batch_size=1, max_len=200)
-    assert generator.buckets() == [64, 128, 200] and generator.buckets(100) == [64, 128]
+    assert generator.buckets() == [16, 32, 64, 128, 200] and generator.buckets(100) == [16, 32, 64, 128]
     generator.warmup(longest_prompt=200)
-    assert generator.call_shapes == {(1, 64), (1, 128), (1, 200), (1, 1)}
+    assert generator.call_shapes == {(1, 16), (1, 32), (1, 64), (1, 128), (1, 200), (1, 1)}
     compiled = len(generator.prefill_cell.compile_cache)
     generator.generate(list(range(1, 150)), SamplingConfig(max_new_tokens=4, greedy=True))
     assert len(generator.prefill_cell.compile_cache) == compiled   # a 149-token prompt found its graph ready

@@ -1,18 +1,21 @@
-"""Generation with a static KV cache: a few prefill graphs of bounded length and one decode graph, gpt-fast style.
+"""Generation with a static KV cache, continuous batching and per-sample seeds, gpt-fast style.
 
     generator = Generator(model, tokenizer, batch_size=4, max_len=512)
     result = generator.generate(tokenizer.encode(prompt), SamplingConfig(temperature=0.8, top_p=0.95))
 
-The cache (one key and one value Parameter ``[batch, heads, max_len, head_dim]`` per layer, 40 for the 13B
-model) is allocated once. A call writes its keys/values at their positions with ``scatter_nd_update`` and
-attends over the whole cache with a mask, so every decode step has the same shapes: the decode graph is
-compiled once and reused for every token. A prompt is prefilled in chunks of at most ``PREFILL_CHUNK`` tokens
-(each a call of the same cached step at the chunk's start position, appending its keys and values to the cache);
-a chunk is right-padded to a bucket (``PREFILL_BUCKET`` = 64 tokens doubled until it fits: 64, 128, 256), so any
-prompt length runs through 3 prefill graphs. The padding writes cache rows that later tokens overwrite before
-anyone attends to them. Chunks bound the prefill's memory: a MindSpore CPU graph keeps every layer's attention
+The decode engine's cache (one key and one value Parameter ``[batch, heads, max_len, head_dim]`` per layer, 40 for
+the 13B model) is allocated once. A step writes its keys/values at each row's position and attends over the whole
+cache with a mask, so every decode step has the same shapes: the decode graph is compiled once and reused for
+every token. ``Generator.run`` keeps ``batch_size`` rows decoding; a row whose sample stops takes the next waiting
+sample at the next step. A new prompt is prefilled in an engine of its own with a one-row cache, in chunks of at
+most ``PREFILL_CHUNK`` tokens (each chunk appends its keys and values), each right-padded to a bucket
+(``PREFILL_BUCKET`` = 16 tokens doubled until it fits: 16, 32, 64, 128, 256), so any prompt length runs through 5
+prefill graphs; the padding writes cache rows that later tokens overwrite before anyone attends to them. The
+prefilled row is then copied into each new sample's row of the decode cache (``CacheRowCopy``): the samples of a
+prompt share one prefill. Chunks bound the prefill's memory: a MindSpore CPU graph keeps every layer's attention
 scores ``[batch, heads, tokens, cache]`` alive at once, so one 1,024-token prefill of the 350M model took 8.4 GB
-(measured) against the 0.5 GB of its int8 weights.
+(measured) against the 0.5 GB of its int8 weights. Every sample draws its noise from a generator seeded by its own
+identity (``sample_rng``: seed, sample index), so its tokens do not depend on the batch size or its neighbours.
 
 Sampling runs in the graph (temperature, top-k, top-p over the ``candidates`` highest logits, Gumbel-max
 with noise drawn on the host from a seeded numpy generator), so only token ids come back to the host.
@@ -32,7 +35,8 @@ from .model import MASK_VALUE, MS_DTYPES, CodeGeeX, cast, lookup
 from .stopping import cleanup, has_stop_rule, is_finished
 
 DEFAULT_CANDIDATES = 1024
-PREFILL_BUCKET = 64                 # the smallest prefill bucket; the others double it
+PREFILL_BUCKET = 16                 # the smallest prefill bucket; the others double it
+CACHE_GRANULE = 64                  # KV-cache lengths are multiples of this
 PREFILL_CHUNK = 256                 # the longest prefill call: longer prompts run in chunks of this many tokens
 _GREEDY_NOISE = math.exp(-1.0)      # Gumbel noise -log(-log(u)) is 0 for u = 1/e: argmax of the logits
 
@@ -48,9 +52,9 @@ def prefill_bucket(length: int, max_len: int, smallest: int = PREFILL_BUCKET) ->
 
 def cache_length(tokens: int, max_len: int) -> int:
     """A KV-cache length for prompts and completions of ``tokens`` tokens in all: rounded up to a multiple of
-    ``PREFILL_BUCKET``, at most ``max_len`` (the model's positions). Every decode step attends over the whole
+    ``CACHE_GRANULE``, at most ``max_len`` (the model's positions). Every decode step attends over the whole
     cache, so a cache no longer than needed is faster."""
-    return min(max_len, -(-tokens // PREFILL_BUCKET) * PREFILL_BUCKET)
+    return min(max_len, -(-tokens // CACHE_GRANULE) * CACHE_GRANULE)
 
 
 class Sampler(nn.Cell):
@@ -398,6 +402,7 @@ class Generator:
         self.eos_id = tokenizer.eos_id
         # every distinct (rows, tokens) a step was called with: MindSpore compiles one graph per shape
         self.call_shapes: set[tuple[int, int]] = set()
+        self._prefilled = None          # (prompt ids, its logits) while the prefill engine's cache row holds it
 
     def _bucket(self, length: int) -> int:
         """The padded length of a prefill call for ``length`` remaining prompt tokens: at most one chunk."""
@@ -472,6 +477,7 @@ class Generator:
         for length in lengths:
             self._step(self.prefill_cell, np.full((rows, length), self.eos_id, np.int32), np.zeros(rows, np.int32),
                        np.zeros(rows, np.int32), self._greedy_noise(rows), cfgs[:rows])
+        self._prefilled = None
         if self.refills:
             self.copy_cell(Tensor(np.zeros(1, np.int32)))
             self._sample_first(np.zeros((1, self.logits_width), np.float32), cfgs, self._greedy_noise(b))
@@ -532,10 +538,8 @@ class Generator:
                     more = False
                 elif works:
                     t0 = time.perf_counter()
-                    started = self._start(works, free, rows)
+                    started = self._start(works, free, rows, stats)
                     stats["prefill_s"] += time.perf_counter() - t0
-                    stats["prefills"] += len(works) if self.refills else 1
-                    stats["prefill_tokens"] += sum(len(w.prompt_ids) for w in works)
                     for i, token in started:
                         take(i, token)
             for i, row in enumerate(rows):
@@ -562,11 +566,13 @@ class Generator:
                 rows[i].position += 1
                 take(i, int(next_ids[i]))
 
-    def _start(self, works: Sequence[Work], free: list[int], rows: list) -> list[tuple[int, int]]:
-        """Place the samples of ``works`` in free rows, prefill their prompts and draw their first tokens; returns
-        (row, first token) pairs."""
+    def _start(self, works: Sequence[Work], free: list[int], rows: list, stats: dict) -> list[tuple[int, int]]:
+        """Place the samples of ``works`` in free rows, prefill their prompts (counted in ``stats``) and draw their
+        first tokens; returns (row, first token) pairs."""
         started = []
         if not self.refills:                # one exported graph: every row at once (they are all free)
+            stats["prefills"] += 1
+            stats["prefill_tokens"] += sum(len(w.prompt_ids) for w in works)
             placed = [(w, s) for w in works for s in w.samples]
             for i, (w, s) in enumerate(placed):
                 rows[i] = _Row(w.key, s, w.cfg, self.tokenizer.stream_decoder(), self.candidates,
@@ -578,7 +584,14 @@ class Generator:
                                 [w.cfg for w, _ in placed + filler])
             return [(i, int(ids[i])) for i in range(len(placed))]
         for work in works:
-            logits = self._prefill([work.prompt_ids], self._greedy_noise(1), [work.cfg])      # [1, V]
+            prompt = tuple(int(t) for t in work.prompt_ids)
+            if self._prefilled is None or self._prefilled[0] != prompt:
+                # the prefill engine's cache row keeps this prompt until the next prefill: more samples of it
+                # (rows that free up later) are copied from it without prefilling again
+                self._prefilled = prompt, self._prefill([prompt], self._greedy_noise(1), [work.cfg])      # [1, V]
+                stats["prefills"] += 1
+                stats["prefill_tokens"] += len(prompt)
+            logits = self._prefilled[1]
             slots = [free.pop(0) for _ in work.samples]
             for slot, sample in zip(slots, work.samples):
                 self.copy_cell(Tensor(np.array([slot], np.int32)))
