@@ -221,9 +221,11 @@ def test_int8_generation_compiles_with_ascends_weight_quant_matmul(standins, tmp
     assert len(report["weight_quant_batch_matmul_cells"]) == cells
     if cells:
         assert report["weight_quant_batch_matmul_cells"][-1] == "head"
-    assert report["calls"] == [[2, 64], [2, 1]]
+    assert report["calls"] == [[1, 16], [2, 1]]              # the one-row prefill engine, the batch's decode step
     kv = next(r for r in report["parameters"] if r["name"] == "kv_cache.0.key")
     assert kv["global_shape"] == [2, 4, 128, 16]
+    prefill_kv = next(r for r in report["parameters"] if r["name"] == "prefill_cache.0.key")
+    assert prefill_kv["global_shape"] == [1, 4, 128, 16] and prefill_kv["kind"] == "kv cache"
     weights = {r["name"]: r for r in report["parameters"]}
     assert weights["layers.0.mlp.dense_h_to_4h.weight"]["dtype"] == "Int8"
 

@@ -100,15 +100,16 @@ def compile_rank(cfg: Config, rank: int, world: int, out_dir: Path, save: bool =
 
 
 def compile_generation(cfg: Config, batch_size: int, cache: int) -> dict:
-    """Build the inference engine as infer.py does (``CachedCodeGeeX``: static KV cache, sampling in the graph) and
-    compile its prefill graph (one 64-token bucket) and its decode graph on one device; runs inside the DryRun
-    environment. With int8 weights and float16/bfloat16 compute the Linears and the head use Ascend's
-    ``WeightQuantBatchMatmul``; the report counts the cells that do."""
+    """Build the inference engine as infer.py's Generator does and compile its graphs on one device: the one-row
+    prefill engine (its smallest bucket), the cache-row copy into the decode engine, the first-token sampler and the
+    decode step (static KV caches, sampling in the graph); runs inside the DryRun environment. With int8 weights and
+    float16/bfloat16 compute the Linears and the head use Ascend's ``WeightQuantBatchMatmul``; the report counts
+    the cells that do."""
     import numpy as np
     import mindspore as ms
     from mindspore import Tensor
     from mindspore.nn.utils import no_init_parameters
-    from .generation import CachedCodeGeeX, prefill_bucket
+    from .generation import CacheRowCopy, CachedCodeGeeX, Sampler, prefill_bucket
     from .model import CodeGeeX
 
     ms.set_context(mode=ms.GRAPH_MODE)
@@ -117,23 +118,34 @@ def compile_generation(cfg: Config, batch_size: int, cache: int) -> dict:
         model = CodeGeeX(cfg)
     model.set_train(False)
     cached = CachedCodeGeeX(model, batch_size, cache)
+    prefill = CachedCodeGeeX(model, 1, cache, return_logits=True, cache_name="prefill_cache")
+    copy, first_sampler = CacheRowCopy(prefill, cached), Sampler(cfg.model.vocab_size, cached.sampler.candidates)
     b = batch_size
-    sampling = (Tensor(np.zeros((b, cached.sampler.candidates), np.float32)), Tensor(np.ones(b, np.float32)),
-                Tensor(np.ones(b, np.int32)), Tensor(np.full(b, 2.0, np.float32)))
-    zeros = Tensor(np.zeros(b, np.int32))
-    calls = [(b, prefill_bucket(1, cache)), (b, 1)]
+
+    def sampling(rows):
+        return (Tensor(np.zeros((rows, cached.sampler.candidates), np.float32)), Tensor(np.ones(rows, np.float32)),
+                Tensor(np.ones(rows, np.int32)), Tensor(np.full(rows, 2.0, np.float32)))
+
+    def zeros(rows):
+        return Tensor(np.zeros(rows, np.int32))
+
+    calls = [(1, prefill_bucket(1, cache)), (b, 1)]
     start = time.perf_counter()
-    for shape in calls:         # DryRun compiles each graph and returns a dummy instead of running it
-        cached(Tensor(np.full(shape, cfg.model.eod_token_id, np.int32)), zeros, zeros, *sampling)
+    # DryRun compiles each graph and returns a dummy instead of running it
+    prefill(Tensor(np.full(calls[0], cfg.model.eod_token_id, np.int32)), zeros(1), zeros(1), *sampling(1))
+    copy(zeros(1))
+    first_sampler(Tensor(np.zeros((b, model.word_embeddings.weight.shape[0]), np.float32)), *sampling(b))
+    cached(Tensor(np.full(calls[1], cfg.model.eod_token_id, np.int32)), zeros(b), zeros(b), *sampling(b))
     seconds = time.perf_counter() - start
     int8_cells = [name for name, cell in model.cells_and_names() if getattr(cell, "ascend_int8", None) is not None]
-    rows = [{"name": p.name, "kind": "weight" if not p.name.startswith("kv_cache.") else "kv cache",
+    parameters = list(cached.get_parameters()) + list(prefill.key_caches) + list(prefill.value_caches)
+    rows = [{"name": p.name, "kind": "kv cache" if p.name.startswith(("kv_cache.", "prefill_cache.")) else "weight",
              "dtype": str(p.dtype), "global_shape": list(p.shape), "rank_shape": list(p.shape),
              "bytes": math.prod(p.shape) * DTYPE_BYTES.get(str(p.dtype), 4), "held": True}
-            for p in cached.get_parameters()]
+            for p in parameters]
     return {"rank": 0, "world": 1, "compile_s": round(seconds, 2),
-            "compiled": f"generation: prefill ({calls[0][1]}-token bucket) and decode graphs, batch {batch_size}, "
-                        f"KV cache {cache} positions",
+            "compiled": f"generation: one-row prefill ({calls[0][1]}-token bucket), cache-row copy, first-token "
+                        f"sampler and decode graphs, batch {batch_size}, KV cache {cache} positions",
             "calls": calls, "weight_quant_batch_matmul_cells": int8_cells,
             "parameters": rows}
 
