@@ -3,6 +3,8 @@
     python eval_humaneval_x.py doctor                                   # which toolchains are ready, how to fix
     python eval_humaneval_x.py evaluate --data-dir ../shared/datasets/humaneval-x --canonical --out canon.jsonl
     python eval_humaneval_x.py generate --checkpoint CKPT --data-dir DATA --n 20 --out samples.jsonl
+    python eval_humaneval_x.py generate ... --shard 0/4 --out s0.jsonl     # one of 4 shards (a device, a host)
+    python eval_humaneval_x.py merge --out samples.jsonl s0.jsonl s1.jsonl s2.jsonl s3.jsonl
     python eval_humaneval_x.py generate --checkpoint CKPT --data-dir DATA --task translation --src-lang python \\
         --languages cpp,java --out trans.jsonl
     python eval_humaneval_x.py evaluate --data-dir DATA --samples samples.jsonl --out results.jsonl
@@ -67,6 +69,17 @@ def parse_args(argv=None):
                    help="tokens generated per sample at most (default 512)")
     g.add_argument("--seed", type=non_negative_int, default=0, help="base seed; each problem's seed derives from it")
     g.add_argument("--limit", type=positive_int, help="only the first N problems of each language")
+    g.add_argument("--shard", type=shard_spec, default=(0, 1), metavar="I/N",
+                   help="generate only shard I of N (0-based): a contiguous block of the run's samples in (language, "
+                        "problem, sample) order; each shard writes its own --out, and merge joins them into what one "
+                        "unsharded run writes, byte for byte (default 0/1: everything)")
+
+    m = sub.add_parser("merge", help="join the samples files of generate --shard I/N into one",
+                       description="Join the samples files of generate --shard 0/N .. N-1/N into one, checking that "
+                                   "every sample of the run appears exactly once and that all shards share their "
+                                   "settings.")
+    m.add_argument("parts", type=Path, nargs="+", help="the shards' samples files (each with its .settings.json)")
+    m.add_argument("--out", type=Path, required=True, help="the merged samples file (must not exist)")
 
     e = sub.add_parser("evaluate", help="run samples against the hidden tests",
                        description="Run samples against the hidden tests.")
@@ -101,6 +114,13 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def shard_spec(text: str) -> tuple[int, int]:
+    index, sep, count = text.partition("/")
+    if not (sep and index.isdigit() and count.isdigit() and 0 <= int(index) < int(count)):
+        raise argparse.ArgumentTypeError(f"expected I/N with 0 <= I < N (e.g. 0/4), got {text!r}")
+    return int(index), int(count)
+
+
 def generation_settings(args) -> dict:
     """What the samples of a file depend on. Languages, --limit and --n only add samples (sample i of a problem is
     drawn with a seed of the problem and i alone, so a larger --n continues the same draw), so they may change."""
@@ -117,11 +137,13 @@ def settings_path(out: Path) -> Path:
     return out.with_name(out.name + ".settings.json")
 
 
-def check_generation_settings(args) -> None:
-    """A samples file continues only with the settings it was started with (recorded next to it); a new file
-    records them before its first sample."""
+def check_generation_settings(args, tasks: dict[str, list[str]]) -> None:
+    """A samples file continues only with the settings it was started with (recorded next to it, with its shard:
+    index, count, --n and the problems); a new file records them before its first sample. An unsharded file may
+    grow (more --n, languages or problems); a shard may not (its block of samples would move)."""
     from codegeex_ms.fileio import atomic_write_text
     settings, record = generation_settings(args), settings_path(args.out)
+    shard = {"index": args.shard[0], "count": args.shard[1], "n": args.n, "tasks": tasks}
     has_samples = args.out.is_file() and args.out.stat().st_size > 0
     if has_samples:
         if not record.is_file():
@@ -129,11 +151,35 @@ def check_generation_settings(args) -> None:
                              f"with ({record.name}); choose a new --out")
         old = json.loads(record.read_text())
         changed = [f"{k} {old.get(k)!r} -> {v!r}" for k, v in settings.items() if old.get(k) != v]
+        old_shard = old.get("shard", {"index": 0, "count": 1})
+        if (old_shard["index"], old_shard["count"]) != args.shard or (args.shard[1] > 1 and old_shard != shard):
+            changed.append(f"shard {old_shard['index']}/{old_shard['count']} (n {old_shard.get('n')}) -> "
+                           f"{args.shard[0]}/{args.shard[1]} (n {args.n}, or other problems)")
         if changed:
             raise UsageError(f"--out {args.out} was generated with other settings ({'; '.join(changed)}); continue "
                              f"it with the same ones or choose a new --out")
-    else:
-        atomic_write_text(record, json.dumps(settings, indent=2) + "\n")
+    atomic_write_text(record, json.dumps(dict(settings, shard=shard), indent=2) + "\n")
+
+
+def cmd_merge(args) -> int:
+    from codegeex_ms.fileio import atomic_write_text
+    from codegeex_ms.humaneval.execution import read_jsonl
+    from codegeex_ms.humaneval.sampling import MergeError, merge_samples
+    if args.out.exists():
+        raise UsageError(f"--out {args.out} exists; choose a new file")
+    parts = []
+    for path in args.parts:
+        if not path.is_file() or not settings_path(path).is_file():
+            raise UsageError(f"{path}: no such samples file with its {settings_path(path).name}")
+        parts.append((json.loads(settings_path(path).read_text()), read_jsonl(path)))
+    try:
+        settings, rows = merge_samples(parts)
+    except MergeError as e:
+        raise UsageError(str(e)) from None
+    atomic_write_text(settings_path(args.out), json.dumps(settings, indent=2) + "\n")
+    atomic_write_text(args.out, "".join(json.dumps(row) + "\n" for row in rows))
+    print(f"merged {len(args.parts)} shards: {len(rows)} samples -> {args.out}")
+    return 0
 
 
 def cmd_generate(args) -> int:
@@ -163,10 +209,11 @@ def cmd_generate(args) -> int:
     model, tokenizer, context = loaded.model, loaded.tokenizer, loaded.context
     if args.max_new_tokens >= context:
         raise UsageError(f"--max-new-tokens {args.max_new_tokens} must be below the context ({context})")
-    check_generation_settings(args)
+    tasks = {lang: list(problems[lang])[:args.limit] for lang in langs}
+    check_generation_settings(args, tasks)
     settings = SampleSettings(args.task, args.max_new_tokens, args.greedy, args.temperature, args.top_k, args.top_p,
                               args.seed, args.src_lang)
-    units = plan_units({lang: list(problems[lang])[:args.limit] for lang in langs}, args.n, done)
+    units = plan_units(tasks, args.n, done, args.shard)
     prompts = {}                                  # (lang, task_id) -> (prompt, ids), built once
     for unit in units:
         if (unit.lang, unit.task_id) not in prompts:
@@ -256,8 +303,8 @@ def cmd_fetch(args) -> int:
 def main(argv=None) -> int:
     args = parse_args(argv)
     try:
-        return {"generate": cmd_generate, "evaluate": cmd_evaluate, "report": cmd_report, "doctor": cmd_doctor,
-                "fetch-data": cmd_fetch}[args.command](args)
+        return {"generate": cmd_generate, "merge": cmd_merge, "evaluate": cmd_evaluate, "report": cmd_report,
+                "doctor": cmd_doctor, "fetch-data": cmd_fetch}[args.command](args)
     except DatasetError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -250,6 +250,40 @@ def test_cli_generate_evaluate_report(tiny_checkpoint, data_dir, toolchains_read
     assert report["meta"]["versions"]["python3"].startswith("Python 3")
 
 
+def test_two_shards_merged_equal_one_run_byte_for_byte(data_dir, tmp_path):
+    """The embedded model, 3 problems x n=4: shards 0/2 and 1/2 at batch sizes 2 and 5 (shard 1 interrupted after
+    its first samples, then resumed), merged, give the file one unsharded run at batch size 3 writes; merge refuses
+    a missing shard and mixed settings."""
+    common = ["--data-dir", str(data_dir), "--languages", "python", "--limit", "3", "--n", "4",
+              "--max-new-tokens", "24", "--checkpoint", str(REPO / "checkpoints" / "codegeex-mini")]
+    whole, parts = tmp_path / "whole.jsonl", [tmp_path / "s0.jsonl", tmp_path / "s1.jsonl"]
+    for args in (["--batch-size", "3", "--out", str(whole)],
+                 ["--batch-size", "2", "--shard", "0/2", "--out", str(parts[0])],
+                 ["--batch-size", "5", "--shard", "1/2", "--out", str(parts[1])]):
+        r = _cli("generate", *common, *args)
+        assert r.returncode == 0, r.stderr
+    rows = read_jsonl(whole)
+    assert [(row["task_id"], row["sample"]) for row in rows] == [(f"Python/{t}", i) for t in range(3) for i in range(4)]
+    # an interrupted shard: keep its first two samples (and a torn line), then the same command again
+    lines = parts[1].read_text().splitlines(keepends=True)
+    parts[1].write_text("".join(lines[:2]) + lines[2][:10])
+    r = _cli("generate", *common, "--batch-size", "5", "--shard", "1/2", "--out", str(parts[1]))
+    assert r.returncode == 0, r.stderr
+    r = _cli("merge", "--out", str(tmp_path / "merged.jsonl"), *map(str, parts))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "merged.jsonl").read_bytes() == whole.read_bytes()
+    r = _cli("merge", "--out", str(tmp_path / "half.jsonl"), str(parts[0]))
+    assert r.returncode == 2 and "needs each of 0..N-1 once" in r.stderr
+    other = tmp_path / "other.jsonl"
+    r = _cli("generate", *common, "--shard", "1/2", "--seed", "5", "--out", str(other))
+    assert r.returncode == 0, r.stderr
+    r = _cli("merge", "--out", str(tmp_path / "mixed.jsonl"), str(parts[0]), str(other))
+    assert r.returncode == 2 and "different settings (seed: 0 vs 5)" in r.stderr
+    # a shard's block cannot change under it
+    r = _cli("generate", *common, "--n", "5", "--shard", "1/2", "--out", str(parts[1]))          # the last --n wins
+    assert r.returncode == 2 and "shard 1/2" in r.stderr
+
+
 def test_cli_translation_samples(tiny_checkpoint, data_dir, tmp_path):
     samples = tmp_path / "translation.jsonl"
     r = _cli("generate", "--checkpoint", str(tiny_checkpoint), "--data-dir", str(data_dir), "--task", "translation",

@@ -6,7 +6,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from codegeex_ms.humaneval.sampling import SampleSettings, Unit, plan_units, prompt_for, task_seed, write_samples
+from codegeex_ms.humaneval.sampling import (MergeError, SampleSettings, Unit, merge_samples, plan_units, prompt_for,
+                                            shard_ranges, task_seed, write_samples)
 
 IDS = {"python": ["Python/0", "Python/1", "Python/2"], "cpp": ["CPP/0", "CPP/1"]}
 
@@ -79,3 +80,44 @@ def test_write_samples_order_seeds_truncation_and_progress(tmp_path, rows):
     assert all(w.cfg.temperature == 0.5 and w.cfg.max_new_tokens == 8 and w.cfg.language == "Python"
                for w in generator.works)
     assert sorted(s for w in generator.works if w.key == 0 for s in w.samples) == [1, 2]
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 7, 40])
+def test_shards_partition_the_samples_into_contiguous_blocks(count):
+    tasks = {"python": ["Python/0", "Python/1", "Python/2"], "cpp": ["CPP/0", "CPP/1"]}
+    held = []
+    for index in range(count):
+        for task_id, (first, end) in shard_ranges(tasks, 4, (index, count)).items():
+            held += [(task_id, i) for i in range(first, end)]
+    order = [t for ids in tasks.values() for t in ids]
+    assert held == [(t, i) for t in order for i in range(4)]          # each sample once, in the run's order
+    # a resumed shard continues after what it wrote of a problem
+    units = plan_units(tasks, 4, done={"Python/1": 1}, shard=(0, 2))
+    assert [(u.task_id, u.first, u.count) for u in units] == [("Python/0", 0, 4), ("Python/1", 1, 3),
+                                                              ("Python/2", 0, 2)]
+
+
+def _shard(index, count, rows_of, settings=None):
+    tasks = {"python": ["Python/0", "Python/1"]}
+    record = dict(settings or {"seed": 0}, shard={"index": index, "count": count, "n": 3, "tasks": tasks})
+    rows = [{"task_id": t, "sample": i, "generation": f"{t}/{i}"}
+            for t, (first, end) in shard_ranges(tasks, 3, (index, count)).items() for i in range(first, end)]
+    return record, rows_of(rows)
+
+
+def test_merge_joins_shards_and_refuses_what_is_not_one_run():
+    settings, rows = merge_samples([_shard(1, 2, list), _shard(0, 2, lambda r: r[::-1])])
+    assert [(r["task_id"], r["sample"]) for r in rows] == [("Python/0", 0), ("Python/0", 1), ("Python/0", 2),
+                                                          ("Python/1", 0), ("Python/1", 1), ("Python/1", 2)]
+    assert settings["shard"]["count"] == 1 and settings["seed"] == 0
+    with pytest.raises(MergeError, match="1 of 6 samples are missing .*Python/1 sample 2"):
+        merge_samples([_shard(0, 2, list), _shard(1, 2, lambda r: r[:-1])])
+    with pytest.raises(MergeError, match="Python/0 sample 0 appears twice"):
+        merge_samples([_shard(0, 2, lambda r: r + r[:1]), _shard(1, 2, list)])
+    with pytest.raises(MergeError, match="different settings .*seed: 0 vs 1"):
+        merge_samples([_shard(0, 2, list), _shard(1, 2, list, {"seed": 1})])
+    with pytest.raises(MergeError, match="needs each of 0..N-1 once"):
+        merge_samples([_shard(0, 2, list), _shard(0, 2, list)])
+    with pytest.raises(MergeError, match="not one of its samples"):
+        merge_samples([_shard(0, 2, lambda r: r + [{"task_id": "Python/1", "sample": 2, "generation": ""}]),
+                       _shard(1, 2, lambda r: r[:-1])])

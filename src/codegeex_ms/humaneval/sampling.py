@@ -38,11 +38,85 @@ class SampleSettings:
     src_lang: str | None = None     # translation: the language translated from
 
 
-def plan_units(task_ids: dict[str, list[str]], n: int, done: dict[str, int] | None = None) -> list[Unit]:
-    """The samples still due: for every language's problems (in order), samples ``done[task_id] .. n - 1``."""
+def shard_ranges(task_ids: dict[str, list[str]], n: int, shard: tuple[int, int] = (0, 1)) -> dict[str, tuple[int, int]]:
+    """Shard ``index`` of ``count``: a contiguous block of the run's samples in (language, problem, sample) order,
+    samples ``index * T // count`` up to ``(index + 1) * T // count`` of T = problems x n (so a shard holds whole
+    runs of a problem's samples and shares their prefills); per problem it holds, its sample range [first, end)."""
+    index, count = shard
+    order = [task_id for ids in task_ids.values() for task_id in ids]
+    total = len(order) * n
+    lo, hi = index * total // count, (index + 1) * total // count
+    ranges = {}
+    for k, task_id in enumerate(order):
+        first, end = max(lo, k * n), min(hi, (k + 1) * n)
+        if first < end:
+            ranges[task_id] = (first - k * n, end - k * n)
+    return ranges
+
+
+def plan_units(task_ids: dict[str, list[str]], n: int, done: dict[str, int] | None = None,
+               shard: tuple[int, int] = (0, 1)) -> list[Unit]:
+    """The samples still due: for every language's problems (in order), the shard's samples of the problem after
+    the ``done[task_id]`` it already wrote (a shard writes its samples of a problem in order, from its first)."""
     done = done or {}
-    return [Unit(lang, task_id, done.get(task_id, 0), n - done.get(task_id, 0))
-            for lang, ids in task_ids.items() for task_id in ids if done.get(task_id, 0) < n]
+    ranges = shard_ranges(task_ids, n, shard)
+    units = []
+    for lang, ids in task_ids.items():
+        for task_id in ids:
+            if task_id in ranges:
+                first, end = ranges[task_id]
+                first += done.get(task_id, 0)
+                if first < end:
+                    units.append(Unit(lang, task_id, first, end - first))
+    return units
+
+
+class MergeError(ValueError):
+    """The shards do not make one run: missing or repeated samples, or different settings."""
+
+
+def merge_samples(parts: list[tuple[dict, list[dict]]]) -> tuple[dict, list[dict]]:
+    """Shards' (settings, rows) -> the run's (settings, rows): checks that the shards are 0..N-1 of one N with the
+    same settings, that each holds exactly its samples, and that every (problem, sample) of the run appears exactly
+    once; the rows come out in (language, problem, sample) order, as an unsharded run writes them."""
+    if not parts:
+        raise MergeError("no shards to merge")
+    settings = [dict(s) for s, _ in parts]
+    shards = [s.pop("shard", None) for s in settings]
+    if any(sh is None for sh in shards):
+        raise MergeError("a samples file without a shard record (generate --shard I/N writes one)")
+    count = shards[0]["count"]
+    if any(sh["count"] != count for sh in shards) or sorted(sh["index"] for sh in shards) != list(range(count)):
+        raise MergeError(f"the shards are {sorted((sh['index'], sh['count']) for sh in shards)}; a run of N shards "
+                         f"needs each of 0..N-1 once")
+    for other in settings[1:]:
+        changed = [f"{k}: {settings[0].get(k)!r} vs {other.get(k)!r}" for k in sorted(set(settings[0]) | set(other))
+                   if settings[0].get(k) != other.get(k)]
+        if changed:
+            raise MergeError(f"the shards were generated with different settings ({'; '.join(changed)})")
+    n, tasks = shards[0]["n"], shards[0]["tasks"]
+    if any(sh["n"] != n or sh["tasks"] != tasks for sh in shards):
+        raise MergeError("the shards cover different problems or --n")
+    order = {task_id: k for k, task_id in enumerate(t for ids in tasks.values() for t in ids)}
+    seen: dict[tuple[str, int], dict] = {}
+    for (_, rows), sh in zip(parts, shards):
+        expected = shard_ranges(tasks, n, (sh["index"], count))
+        for row in rows:
+            key = (row.get("task_id"), row.get("sample"))
+            first, end = expected.get(key[0], (0, 0))
+            if not isinstance(key[1], int) or not first <= key[1] < end:
+                raise MergeError(f"shard {sh['index']} holds {key[0]} sample {key[1]}, which is not one of its "
+                                 f"samples")
+            if key in seen:
+                raise MergeError(f"{key[0]} sample {key[1]} appears twice")
+            seen[key] = row
+    missing = [(t, i) for t in order for i in range(n) if (t, i) not in seen]
+    if missing:
+        shown = ", ".join(f"{t} sample {i}" for t, i in missing[:5])
+        raise MergeError(f"{len(missing)} of {len(order) * n} samples are missing ({shown}"
+                         f"{' ...' if len(missing) > 5 else ''}): finish those shards (rerun their generate command)")
+    rows = [seen[key] for key in sorted(seen, key=lambda key: (order[key[0]], key[1]))]
+    return dict(settings[0], shard={"index": 0, "count": 1, "n": n, "tasks": tasks}), rows
 
 
 def prompt_for(problems: dict[str, dict[str, dict]], unit: Unit, settings: SampleSettings) -> str:
@@ -101,7 +175,7 @@ def write_samples(generator, units: list[Unit], prompts: dict[tuple[str, str], t
         while written < len(order) and (order[written][0].task_id, order[written][1]) in finished:
             unit, sample = order[written]
             prompt, ids = prompts[unit.lang, unit.task_id]
-            line = {"task_id": unit.task_id, "prompt": prompt,
+            line = {"task_id": unit.task_id, "sample": sample, "prompt": prompt,
                     "generation": finished.pop((unit.task_id, sample)), "task": settings.task}
             if settings.task == "translation":
                 line.update(src_lang=settings.src_lang, tgt_lang=unit.lang)
