@@ -28,20 +28,6 @@ import numpy as np
 EOT = 50256
 
 
-def byte_symbols() -> list[str]:
-    """GPT-2's byte-to-unicode table: the 256 printable symbols byte-level BPE uses for bytes."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
-        list(range(ord("®"), ord("ÿ") + 1))
-    symbols, extra = {}, 0
-    for b in range(256):
-        if b in printable:
-            symbols[b] = chr(b)
-        else:
-            symbols[b] = chr(256 + extra)
-            extra += 1
-    return [symbols[b] for b in range(256)]
-
-
 def write_gguf(path: Path, m, seed: int = 0) -> None:
     """A GPT-2-architecture GGUF with ``m``'s (a ModelConfig's) shapes and random weights, F32."""
     import gguf
@@ -55,7 +41,8 @@ def write_gguf(path: Path, m, seed: int = 0) -> None:
     writer.add_head_count_kv(m.num_heads)
     writer.add_layer_norm_eps(m.layernorm_epsilon)
     writer.add_file_type(gguf.LlamaFileType.ALL_F32)
-    symbols = byte_symbols()
+    from codegeex_ms.tokenizer.codegeex import bytes_to_unicode
+    symbols = [bytes_to_unicode()[b] for b in range(256)]         # GPT-2's byte symbols, in byte order
     tokens, merges = list(symbols), []
     for i in range(vocab - 256):
         a, b = symbols[i // 256], symbols[i % 256]

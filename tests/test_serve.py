@@ -31,6 +31,17 @@ def client(url, key=KEY):
     return httpx.Client(base_url=url, timeout=120, headers={"Authorization": f"Bearer {key}"} if key else {})
 
 
+def stream_choices(response):
+    """The choices of a streamed completion's events, in order, then None if the stream ended with [DONE]."""
+    for line in response.iter_lines():
+        if not line.startswith("data: "):
+            continue
+        if line == "data: [DONE]":
+            yield None
+            return
+        yield json.loads(line[6:])["choices"][0]
+
+
 def test_completion_and_models(server):
     url, _, _ = server
     with client(url) as c:
@@ -54,13 +65,10 @@ def test_streaming_matches_the_plain_response(server):
         texts, finished, done = ["", ""], {}, False
         with c.stream("POST", "/v1/completions", json=dict(request, stream=True)) as r:
             assert r.headers["content-type"].startswith("text/event-stream")
-            for line in r.iter_lines():
-                if not line.startswith("data: "):
-                    continue
-                if line == "data: [DONE]":
+            for choice in stream_choices(r):
+                if choice is None:
                     done = True
                     break
-                choice = json.loads(line[6:])["choices"][0]
                 texts[choice["index"]] += choice["text"]
                 if choice["finish_reason"]:
                     finished[choice["index"]] = choice["finish_reason"]
@@ -248,13 +256,10 @@ def test_sixteen_streaming_clients_some_hanging_up(server):
             with client(url) as c, c.stream("POST", "/v1/completions", json=dict(requests[i], stream=True)) as r:
                 assert r.status_code == 200
                 texts, done = [""] * requests[i]["n"], False
-                for line in r.iter_lines():
-                    if not line.startswith("data: "):
-                        continue
-                    if line == "data: [DONE]":
+                for choice in stream_choices(r):
+                    if choice is None:
                         done = True
                         break
-                    choice = json.loads(line[6:])["choices"][0]
                     texts[choice["index"]] += choice["text"]
                     if i % 4 == 3:
                         return                                 # hang up after the first chunk

@@ -30,7 +30,7 @@ def encode_whitespaces(text: str) -> str:
     return text
 
 
-def _bytes_to_unicode() -> dict[int, str]:
+def bytes_to_unicode() -> dict[int, str]:
     """GPT-2's reversible byte -> printable character map used by byte-level BPE vocabularies."""
     printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
         list(range(ord("®"), ord("ÿ") + 1))
@@ -74,7 +74,7 @@ class CodeGeeXTokenizer(ByteTableTokenizer):
         if self._tk.get_vocab_size(with_added_tokens=True) != EOS_ID + 1 + len(added):
             raise TokenizerError(f"{self.directory}: the added tokens did not get ids {EOS_ID + 1}..")
 
-        byte_of = {c: b for b, c in _bytes_to_unicode().items()}
+        byte_of = {c: b for b, c in bytes_to_unicode().items()}
         table = [b""] * (EOS_ID + 1 + len(added))
         for token, i in vocab.items():
             table[i] = bytes(byte_of[c] for c in token)

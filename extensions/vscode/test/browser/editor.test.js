@@ -72,11 +72,16 @@ test("an inline suggestion from serve.py appears in VS Code for the web and Tab 
       const lines = document.querySelector(".monaco-editor .view-lines");
       return lines && lines.innerText.replace(/\u00a0/g, " ").length > before.length;
     }, typed, {timeout: 10000});
+    // once the text changes VS Code asks the provider again, and with a fast server the next suggestion (for the
+    // new position) may already show as ghost text, which the view's text includes: dismiss it, then read
+    await page.keyboard.press("Escape");
+    await page.waitForFunction(
+      () => document.querySelectorAll(".monaco-editor .ghost-text-decoration, .monaco-editor .ghost-text").length === 0,
+      null, {timeout: 10000});
     const accepted = await editorText(page);
     assert.ok(accepted.startsWith("def is_prime(n):"), accepted);
     assert.ok(accepted.includes(suggestion.trim()), `the suggestion ${JSON.stringify(suggestion)} is in the text`);
     assert.ok(accepted.length > typed.length, `accepted: ${JSON.stringify(accepted)}`);
-    assert.equal(await ghost.count(), 0, "the suggestion was accepted, not left as ghost text");
   } catch (e) {
     const shot = screenshotPath("vscode-web-failure.png") || "/tmp/vscode-web-failure.png";
     for (const p of browser.contexts().flatMap((c) => c.pages())) await p.screenshot({path: shot}).catch(() => {});
