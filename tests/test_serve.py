@@ -31,15 +31,15 @@ def client(url, key=KEY):
     return httpx.Client(base_url=url, timeout=120, headers={"Authorization": f"Bearer {key}"} if key else {})
 
 
-def stream_choices(response):
-    """The choices of a streamed completion's events, in order, then None if the stream ended with [DONE]."""
+def stream_events(response):
+    """A streamed completion's events (parsed JSON), in order, then None if the stream ended with [DONE]."""
     for line in response.iter_lines():
         if not line.startswith("data: "):
             continue
         if line == "data: [DONE]":
             yield None
             return
-        yield json.loads(line[6:])["choices"][0]
+        yield json.loads(line[6:])
 
 
 def test_completion_and_models(server):
@@ -65,10 +65,11 @@ def test_streaming_matches_the_plain_response(server):
         texts, finished, done = ["", ""], {}, False
         with c.stream("POST", "/v1/completions", json=dict(request, stream=True)) as r:
             assert r.headers["content-type"].startswith("text/event-stream")
-            for choice in stream_choices(r):
-                if choice is None:
+            for event in stream_events(r):
+                if event is None:
                     done = True
                     break
+                choice = event["choices"][0]
                 texts[choice["index"]] += choice["text"]
                 if choice["finish_reason"]:
                     finished[choice["index"]] = choice["finish_reason"]
@@ -80,6 +81,29 @@ def test_streaming_matches_the_plain_response(server):
         else:       # a stop cut: the stream may have sent the text before the stop was recognised
             assert texts[i].startswith(ch["text"])
     assert any(ch["text"] for ch in plain["choices"])
+
+
+def test_standard_fields_at_their_neutral_values_are_accepted(server):
+    """The bodies of clients that send every OpenAI field (Tabby's OpenAI backend: suffix null, presence_penalty 0;
+    Continue: penalties 0) get the same completion as the bare request; include_usage adds OpenAI's usage chunk."""
+    url, _, _ = server
+    bare = {"prompt": "def add(a, b):", "max_tokens": 8, "temperature": 0}
+    neutral = dict(bare, suffix=None, presence_penalty=0, frequency_penalty=0.0, best_of=1, echo=False,
+                   logprobs=None, user="editor")
+    with client(url) as c:
+        expected = c.post("/v1/completions", json=bare).json()["choices"][0]["text"]
+        r = c.post("/v1/completions", json=neutral)
+        assert r.status_code == 200, r.text
+        assert r.json()["choices"][0]["text"] == expected
+        assert c.post("/v1/completions", json=dict(neutral, suffix="")).status_code == 200
+        with c.stream("POST", "/v1/completions",
+                      json=dict(neutral, stream=True, stream_options={"include_usage": True})) as r:
+            events = list(stream_events(r))
+    assert events[-1] is None                                      # [DONE]
+    assert "".join(e["choices"][0]["text"] for e in events[:-1] if e["choices"]) == expected
+    assert not events[-2]["choices"] and events[-2]["usage"]["completion_tokens"] >= 1   # the usage chunk, last
+    assert events[-2]["usage"]["total_tokens"] == events[-2]["usage"]["prompt_tokens"] + \
+        events[-2]["usage"]["completion_tokens"]
 
 
 def test_codegeex_endpoints(server):
@@ -111,6 +135,14 @@ def test_codegeex_endpoints(server):
     ({"prompt": "word " * 200}, 400, "at most 100"),
     ({"prompt": "x", "model": "gpt-4"}, 404, "not served here"),
     ({"prompt": "x", "temperature": -1}, 422, "temperature"),
+    # what this model cannot do, named (minuet-ai.nvim and ProxyAI send a suffix)
+    ({"prompt": "def f(", "suffix": "    return x\n"}, 400, "no fill-in-the-middle training: send the prefix only"),
+    ({"prompt": "x", "presence_penalty": 0.5}, 400, "presence_penalty: this server applies no repetition penalties"),
+    ({"prompt": "x", "frequency_penalty": 1}, 400, "frequency_penalty"),
+    ({"prompt": "x", "best_of": 3}, 400, "best_of"),
+    ({"prompt": "x", "echo": True}, 400, "echo"),
+    ({"prompt": "x", "logprobs": 5}, 400, "logprobs"),
+    ({"prompt": "x", "stream_options": {"chunk_size": 3}}, 400, "only include_usage"),
 ])
 def test_bad_requests_get_clear_errors(server, payload, status, needle):
     url, _, _ = server
@@ -256,10 +288,11 @@ def test_sixteen_streaming_clients_some_hanging_up(server):
             with client(url) as c, c.stream("POST", "/v1/completions", json=dict(requests[i], stream=True)) as r:
                 assert r.status_code == 200
                 texts, done = [""] * requests[i]["n"], False
-                for choice in stream_choices(r):
-                    if choice is None:
+                for event in stream_events(r):
+                    if event is None:
                         done = True
                         break
+                    choice = event["choices"][0]
                     texts[choice["index"]] += choice["text"]
                     if i % 4 == 3:
                         return                                 # hang up after the first chunk

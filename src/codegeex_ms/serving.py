@@ -203,6 +203,34 @@ class CompletionRequest(BaseModel):
     seed: int | None = None
     language: str | None = None                     # extension: the per-language stop rule and cleanup
     user: str | None = None
+    # standard OpenAI fields that clients send at their neutral values (Tabby's backend: suffix null and
+    # presence_penalty 0; Continue: penalties): accepted there, a named 400 for what this model cannot do
+    suffix: str | None = None
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    best_of: int | None = None
+    echo: bool = False
+    logprobs: int | None = None
+    stream_options: dict | None = None
+
+    def refuse_unsupported(self) -> None:
+        """A 400 naming the field for every non-neutral value of the standard fields this server does not do."""
+        if self.suffix:
+            raise ClientError("suffix: CodeGeeX-1 has no fill-in-the-middle training: send the prefix only "
+                              "(suffix null or empty)", "suffix")
+        for name in ("presence_penalty", "frequency_penalty"):
+            if getattr(self, name) != 0:
+                raise ClientError(f"{name}: this server applies no repetition penalties: send 0 or leave it out", name)
+        if self.best_of not in (None, 1):
+            raise ClientError("best_of: this server returns every sample it draws: use n instead", "best_of")
+        if self.echo:
+            raise ClientError("echo: this server does not repeat the prompt in its answer: send false", "echo")
+        if self.logprobs:
+            raise ClientError("logprobs: this server returns no log-probabilities: send null or 0", "logprobs")
+        unknown = set(self.stream_options or {}) - {"include_usage"}
+        if unknown:
+            raise ClientError(f"stream_options: only include_usage is supported, got {sorted(unknown)}",
+                              "stream_options")
 
 
 class CodeGeeXRequest(BaseModel):
@@ -406,6 +434,7 @@ def _openai_routes(app: FastAPI, engine: Engine) -> None:
         if body.model not in (None, engine.model_name):
             raise ClientError(f"model {body.model!r} is not served here; GET /v1/models lists {engine.model_name!r}",
                               "model", 404)
+        body.refuse_unsupported()
         prompt = body.prompt
         if isinstance(prompt, list):
             if len(prompt) != 1:
@@ -443,6 +472,13 @@ def _openai_routes(app: FastAPI, engine: Engine) -> None:
                                  "model": engine.model_name,
                                  "choices": [{"text": "", "index": i, "logprobs": None,
                                               "finish_reason": finish(reason)}]}
+                        yield f"data: {json.dumps(chunk)}\n\n"
+                    if (body.stream_options or {}).get("include_usage"):     # OpenAI: a last chunk, no choices
+                        generated = sum(len(t) for t in result.token_ids)
+                        chunk = {"id": cid, "object": "text_completion", "created": created,
+                                 "model": engine.model_name, "choices": [],
+                                 "usage": {"prompt_tokens": len(ids), "completion_tokens": generated,
+                                           "total_tokens": len(ids) + generated}}
                         yield f"data: {json.dumps(chunk)}\n\n"
                     yield "data: [DONE]\n\n"
                 finally:
