@@ -106,6 +106,37 @@ def test_standard_fields_at_their_neutral_values_are_accepted(server):
         events[-2]["usage"]["completion_tokens"]
 
 
+def test_list_and_token_id_prompts_as_lm_eval_sends_them(server, tiny_checkpoint):
+    """A list of prompts (texts or token ids) in one request: choices prompt-major (index = prompt x n + sample),
+    each equal to the same prompt sent alone; usage sums them; streamed too."""
+    from codegeex_ms.checkpoint import tokenizer_path
+    from codegeex_ms.tokenizer import load
+    url, _, _ = server
+    tok = load(tokenizer_path(tiny_checkpoint))
+    texts = ["def add(a, b):", "int main() {", "class Stack:"]
+    base = {"max_tokens": 6, "temperature": 0.9, "seed": 11, "n": 2}
+    with client(url) as c:
+        alone = [c.post("/v1/completions", json=dict(base, prompt=t)).json() for t in texts]
+        together = c.post("/v1/completions", json=dict(base, prompt=texts)).json()
+        as_ids = c.post("/v1/completions", json=dict(base, prompt=[tok.encode(t) for t in texts])).json()
+        one_ids = c.post("/v1/completions", json=dict(base, prompt=tok.encode(texts[1]))).json()
+        with c.stream("POST", "/v1/completions", json=dict(base, prompt=texts, stream=True)) as r:
+            events = list(stream_events(r))
+        bad = c.post("/v1/completions", json=dict(base, prompt=[[1, 2], [10**7]]))
+    expected = [ch["text"] for a in alone for ch in a["choices"]]
+    assert [ch["text"] for ch in together["choices"]] == expected and [ch["index"] for ch in together["choices"]] == \
+        list(range(6))
+    assert [ch["text"] for ch in as_ids["choices"]] == expected
+    assert [ch["text"] for ch in one_ids["choices"]] == [ch["text"] for ch in alone[1]["choices"]]
+    assert together["usage"]["completion_tokens"] == sum(a["usage"]["completion_tokens"] for a in alone)
+    streamed = [""] * 6
+    for event in events[:-1]:
+        streamed[event["choices"][0]["index"]] += event["choices"][0]["text"]
+    assert events[-1] is None and all(s.startswith(e) for s, e in zip(streamed, expected))
+    assert bad.status_code == 400 and "prompt[1]: token id 10000000 is outside the vocabulary" in \
+        bad.json()["error"]["message"]
+
+
 def test_codegeex_endpoints(server):
     url, _, _ = server
     with client(url, key=None) as c:

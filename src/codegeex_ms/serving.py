@@ -38,6 +38,7 @@ class RequestLimits:
     max_prompt_tokens: int = 1024
     max_new_tokens: int = 512
     max_n: int = 8
+    max_prompts: int = 32               # prompts in one /v1/completions request (a list prompt)
 
 
 class ClientError(ValueError):
@@ -59,6 +60,7 @@ class Job:
     cancelled: bool = False
     released: bool = False
     created: float = field(default_factory=time.monotonic)
+    offset: int = 0                                    # its first choice index in a request of several prompts
     started: int = 0                                   # samples handed to the engine so far
     rows: dict = field(default_factory=dict)           # sample index -> its finished row
 
@@ -70,6 +72,8 @@ class Engine:
         self.generator, self.tokenizer, self.model_name = generator, tokenizer, model_name
         self.limits = limits
         self.context = generator.max_len
+        model = getattr(generator.cached, "model", None)          # an exported graph has none: the tokenizer's
+        self.vocab_size = model.config.model.vocab_size if model is not None else tokenizer.vocab_size
         self.queue: queue.Queue = queue.Queue()
         self.stats = {"requests": 0, "prefills": 0, "decode_steps": 0, "tokens": 0, "cancelled": 0, "in_flight": 0}
         self._partial: Job | None = None               # a job whose samples did not all fit the free rows
@@ -79,14 +83,23 @@ class Engine:
         self._thread.start()
 
     def check(self, prompt: str, max_new_tokens: int, n: int) -> list[int]:
+        """A text prompt's token ids, checked against the limits."""
         if not prompt:
             raise ClientError("prompt must not be empty", "prompt")
+        return self.check_ids(self.tokenizer.encode(prompt), max_new_tokens, n)
+
+    def check_ids(self, ids: list[int], max_new_tokens: int, n: int, param: str = "prompt") -> list[int]:
+        """A token-id prompt against the limits (``check`` tokenizes a text one first)."""
+        if not ids:
+            raise ClientError(f"{param} must not be empty", param)
         if not 1 <= n <= self.limits.max_n:
             raise ClientError(f"n must be in 1..{self.limits.max_n}, got {n}", "n")
         if not 1 <= max_new_tokens <= self.limits.max_new_tokens:
             raise ClientError(f"max_tokens must be in 1..{self.limits.max_new_tokens}, got {max_new_tokens}",
                               "max_tokens")
-        ids = self.tokenizer.encode(prompt)
+        bad = next((t for t in ids if not 0 <= t < self.vocab_size), None)
+        if bad is not None:
+            raise ClientError(f"{param}: token id {bad} is outside the vocabulary (0..{self.vocab_size - 1})", param)
         if len(ids) > self.limits.max_prompt_tokens:
             raise ClientError(f"the prompt is {len(ids)} tokens; this server accepts at most "
                               f"{self.limits.max_prompt_tokens}", "prompt")
@@ -95,9 +108,13 @@ class Engine:
                               f"context of {self.context} tokens", "max_tokens")
         return ids
 
-    def submit(self, ids: list[int], cfg: SamplingConfig, n: int, stream: bool = False) -> Job:
+    def submit(self, ids: list[int], cfg: SamplingConfig, n: int, stream: bool | asyncio.Queue = False,
+               offset: int = 0) -> Job:
+        """Queue a job; ``stream``: True for a queue of its own, or a queue shared with other jobs of one request
+        (its items are (``offset`` + sample, text), then None when the job ends)."""
         loop = asyncio.get_running_loop()
-        job = Job(ids, cfg, n, loop, loop.create_future(), asyncio.Queue() if stream else None)
+        queue_ = stream if isinstance(stream, asyncio.Queue) else asyncio.Queue() if stream else None
+        job = Job(ids, cfg, n, loop, loop.create_future(), queue_, offset=offset)
         self.stats["requests"] += 1
         self.stats["in_flight"] += 1
         self.queue.put(job)
@@ -146,7 +163,7 @@ class Engine:
 
     def _on_text(self, job: Job, sample: int, text: str) -> None:
         if job.stream is not None:
-            job.loop.call_soon_threadsafe(job.stream.put_nowait, (sample, text))
+            job.loop.call_soon_threadsafe(job.stream.put_nowait, (job.offset + sample, text))
 
     def _on_done(self, row) -> None:
         job = row.key
@@ -191,7 +208,7 @@ def _settle(job: Job, value):
 
 class CompletionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    prompt: str | list[str]
+    prompt: str | list[str] | list[int] | list[list[int]]      # a text, texts, token ids or lists of them
     model: str | None = None
     max_tokens: int = 16
     temperature: float = Field(1.0, ge=0.0, le=5.0)
@@ -403,15 +420,16 @@ class _JobStream(StreamingResponse):
     ends. (In one full test run 2 of 4 hung-up requests were still in flight a minute later; this is the path we
     found that can do it. It did not recur in 5 runs of that test alone, with or without this class.)"""
 
-    def __init__(self, content, engine: Engine, job: Job, **kwargs):
+    def __init__(self, content, engine: Engine, jobs: list[Job], **kwargs):
         super().__init__(content, **kwargs)
-        self.engine, self.job = engine, job
+        self.engine, self.jobs = engine, jobs
 
     async def __call__(self, scope, receive, send):
         try:
             await super().__call__(scope, receive, send)
         finally:
-            self.engine.finish(self.job)
+            for job in self.jobs:
+                self.engine.finish(job)
 
 
 async def _wait(engine: Engine, job: Job, request: Request):
@@ -435,65 +453,85 @@ def _openai_routes(app: FastAPI, engine: Engine) -> None:
             raise ClientError(f"model {body.model!r} is not served here; GET /v1/models lists {engine.model_name!r}",
                               "model", 404)
         body.refuse_unsupported()
-        prompt = body.prompt
-        if isinstance(prompt, list):
-            if len(prompt) != 1:
-                raise ClientError("a list prompt must hold exactly one string", "prompt")
-            prompt = prompt[0]
         language = _language(body.language, "language") if body.language else None
-        ids = engine.check(prompt, body.max_tokens, body.n)
+        prompt_ids = _prompt_ids(engine, body)
         stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
+        seed = body.seed if body.seed is not None else uuid.uuid4().int % 2**32
         cfg = SamplingConfig(max_new_tokens=body.max_tokens, greedy=body.temperature == 0,
                              temperature=body.temperature or 1.0, top_p=body.top_p, top_k=body.top_k,
-                             seed=body.seed if body.seed is not None else uuid.uuid4().int % 2**32,
-                             stop=stop, language=language)
+                             seed=seed, stop=stop, language=language)
         cid, created = f"cmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+        n = body.n
 
         def finish(reason):
             return "length" if reason == "length" else "stop"
 
+        def usage(results):
+            prompt_tokens = sum(len(ids) for ids in prompt_ids)
+            generated = sum(len(t) for result in results for t in result.token_ids)
+            return {"prompt_tokens": prompt_tokens, "completion_tokens": generated,
+                    "total_tokens": prompt_tokens + generated}
+
         if body.stream:
-            job = engine.submit(ids, cfg, body.n, stream=True)
+            shared: asyncio.Queue = asyncio.Queue()
+            jobs = [engine.submit(ids, cfg, n, stream=shared, offset=p * n) for p, ids in enumerate(prompt_ids)]
 
             async def events():
                 try:
-                    while True:
-                        item = await job.stream.get()
+                    ended = 0
+                    while ended < len(jobs):
+                        item = await shared.get()
                         if item is None:
-                            break
+                            ended += 1
+                            continue
                         index, text = item
                         chunk = {"id": cid, "object": "text_completion", "created": created,
                                  "model": engine.model_name,
                                  "choices": [{"text": text, "index": index, "logprobs": None, "finish_reason": None}]}
                         yield f"data: {json.dumps(chunk)}\n\n"
-                    result, _ = job.done.result()
-                    for i, reason in enumerate(result.finish_reasons):
-                        chunk = {"id": cid, "object": "text_completion", "created": created,
-                                 "model": engine.model_name,
-                                 "choices": [{"text": "", "index": i, "logprobs": None,
-                                              "finish_reason": finish(reason)}]}
-                        yield f"data: {json.dumps(chunk)}\n\n"
+                    results = [job.done.result()[0] for job in jobs]
+                    for job, result in zip(jobs, results):
+                        for i, reason in enumerate(result.finish_reasons):
+                            chunk = {"id": cid, "object": "text_completion", "created": created,
+                                     "model": engine.model_name,
+                                     "choices": [{"text": "", "index": job.offset + i, "logprobs": None,
+                                                  "finish_reason": finish(reason)}]}
+                            yield f"data: {json.dumps(chunk)}\n\n"
                     if (body.stream_options or {}).get("include_usage"):     # OpenAI: a last chunk, no choices
-                        generated = sum(len(t) for t in result.token_ids)
                         chunk = {"id": cid, "object": "text_completion", "created": created,
-                                 "model": engine.model_name, "choices": [],
-                                 "usage": {"prompt_tokens": len(ids), "completion_tokens": generated,
-                                           "total_tokens": len(ids) + generated}}
+                                 "model": engine.model_name, "choices": [], "usage": usage(results)}
                         yield f"data: {json.dumps(chunk)}\n\n"
                     yield "data: [DONE]\n\n"
                 finally:
-                    engine.finish(job)                # also when the client went away mid-stream
+                    for job in jobs:
+                        engine.finish(job)            # also when the client went away mid-stream
 
-            return _JobStream(events(), engine, job, media_type="text/event-stream")
+            return _JobStream(events(), engine, jobs, media_type="text/event-stream")
 
-        job = engine.submit(ids, cfg, body.n)
-        result, _ = await _wait(engine, job, request)
-        completion_tokens = sum(len(t) for t in result.token_ids)
+        jobs = [engine.submit(ids, cfg, n) for ids in prompt_ids]       # decoded together (continuous batching)
+        results = [(await _wait(engine, job, request))[0] for job in jobs]
         return {"id": cid, "object": "text_completion", "created": created, "model": engine.model_name,
-                "choices": [{"text": text, "index": i, "logprobs": None, "finish_reason": finish(reason)}
+                "choices": [{"text": text, "index": p * n + i, "logprobs": None, "finish_reason": finish(reason)}
+                            for p, result in enumerate(results)
                             for i, (text, reason) in enumerate(zip(result.completions, result.finish_reasons))],
-                "usage": {"prompt_tokens": len(ids), "completion_tokens": completion_tokens,
-                          "total_tokens": len(ids) + completion_tokens}}
+                "usage": usage(results)}
+
+
+def _prompt_ids(engine: Engine, body: CompletionRequest) -> list[list[int]]:
+    """The request's prompts as token ids, each checked against the limits: a text, a list of texts, a list of
+    token ids (one prompt) or a list of such lists, as OpenAI's completions API takes them."""
+    prompt = body.prompt
+    if isinstance(prompt, str):
+        return [engine.check(prompt, body.max_tokens, body.n)]
+    if not prompt:
+        raise ClientError("prompt must not be empty", "prompt")
+    if all(isinstance(p, int) for p in prompt):
+        return [engine.check_ids(list(prompt), body.max_tokens, body.n)]
+    if len(prompt) > engine.limits.max_prompts:
+        raise ClientError(f"this server takes at most {engine.limits.max_prompts} prompts per request, got "
+                          f"{len(prompt)}", "prompt")
+    return [engine.check(p, body.max_tokens, body.n) if isinstance(p, str) else
+            engine.check_ids(list(p), body.max_tokens, body.n, f"prompt[{i}]") for i, p in enumerate(prompt)]
 
 
 def _codegeex_routes(app: FastAPI, engine: Engine) -> None:
