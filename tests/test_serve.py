@@ -42,6 +42,24 @@ def stream_events(response):
         yield json.loads(line[6:])
 
 
+def read_stream(response, choices: int, hang_up: bool = False) -> tuple[list[str], dict, bool]:
+    """A streamed completion's text per choice index, its finish reasons, and whether it ended with [DONE];
+    ``hang_up``: stop reading after the first text event, as a client that goes away."""
+    texts, finished = [""] * choices, {}
+    for event in stream_events(response):
+        if event is None:
+            return texts, finished, True
+        if not event["choices"]:                                   # include_usage's last event
+            continue
+        choice = event["choices"][0]
+        texts[choice["index"]] += choice["text"]
+        if choice["finish_reason"]:
+            finished[choice["index"]] = choice["finish_reason"]
+        if hang_up:
+            break
+    return texts, finished, False
+
+
 def test_completion_and_models(server):
     url, _, _ = server
     with client(url) as c:
@@ -62,17 +80,9 @@ def test_streaming_matches_the_plain_response(server):
     request = {"prompt": "int main() {", "max_tokens": 12, "temperature": 0.8, "seed": 7, "n": 2}
     with client(url) as c:
         plain = c.post("/v1/completions", json=request).json()
-        texts, finished, done = ["", ""], {}, False
         with c.stream("POST", "/v1/completions", json=dict(request, stream=True)) as r:
             assert r.headers["content-type"].startswith("text/event-stream")
-            for event in stream_events(r):
-                if event is None:
-                    done = True
-                    break
-                choice = event["choices"][0]
-                texts[choice["index"]] += choice["text"]
-                if choice["finish_reason"]:
-                    finished[choice["index"]] = choice["finish_reason"]
+            texts, finished, done = read_stream(r, 2)
     assert done and len(finished) == 2
     for i, ch in enumerate(plain["choices"]):
         assert finished[i] == ch["finish_reason"]
@@ -121,7 +131,7 @@ def test_list_and_token_id_prompts_as_lm_eval_sends_them(server, tiny_checkpoint
         as_ids = c.post("/v1/completions", json=dict(base, prompt=[tok.encode(t) for t in texts])).json()
         one_ids = c.post("/v1/completions", json=dict(base, prompt=tok.encode(texts[1]))).json()
         with c.stream("POST", "/v1/completions", json=dict(base, prompt=texts, stream=True)) as r:
-            events = list(stream_events(r))
+            streamed, _, done = read_stream(r, 6)
         bad = c.post("/v1/completions", json=dict(base, prompt=[[1, 2], [10**7]]))
     expected = [ch["text"] for a in alone for ch in a["choices"]]
     assert [ch["text"] for ch in together["choices"]] == expected and [ch["index"] for ch in together["choices"]] == \
@@ -129,10 +139,7 @@ def test_list_and_token_id_prompts_as_lm_eval_sends_them(server, tiny_checkpoint
     assert [ch["text"] for ch in as_ids["choices"]] == expected
     assert [ch["text"] for ch in one_ids["choices"]] == [ch["text"] for ch in alone[1]["choices"]]
     assert together["usage"]["completion_tokens"] == sum(a["usage"]["completion_tokens"] for a in alone)
-    streamed = [""] * 6
-    for event in events[:-1]:
-        streamed[event["choices"][0]["index"]] += event["choices"][0]["text"]
-    assert events[-1] is None and all(s.startswith(e) for s, e in zip(streamed, expected))
+    assert done and all(s.startswith(e) for s, e in zip(streamed, expected))
     assert bad.status_code == 400 and "prompt[1]: token id 10000000 is outside the vocabulary" in \
         bad.json()["error"]["message"]
 
@@ -318,15 +325,10 @@ def test_sixteen_streaming_clients_some_hanging_up(server):
         try:
             with client(url) as c, c.stream("POST", "/v1/completions", json=dict(requests[i], stream=True)) as r:
                 assert r.status_code == 200
-                texts, done = [""] * requests[i]["n"], False
-                for event in stream_events(r):
-                    if event is None:
-                        done = True
-                        break
-                    choice = event["choices"][0]
-                    texts[choice["index"]] += choice["text"]
-                    if i % 4 == 3:
-                        return                                 # hang up after the first chunk
+                if i % 4 == 3:
+                    read_stream(r, requests[i]["n"], hang_up=True)      # hang up after the first chunk
+                    return
+                texts, _, done = read_stream(r, requests[i]["n"])
                 streamed[i] = texts if done else None
         except Exception as e:  # noqa: BLE001 - collected and reported below
             errors.append(f"client {i}: {e!r}")
