@@ -578,8 +578,8 @@ class Generator:
                 rows[i] = _Row(w.key, s, w.cfg, self.tokenizer.stream_decoder(), self.candidates,
                                len(w.prompt_ids))
             filler = [placed[0]] * (self.batch_size - len(placed))   # idle rows repeat the first sample's prompt
-            noise = np.stack([rows[i].noise() for i in range(len(placed))] +
-                             [np.full(self.candidates, _GREEDY_NOISE, np.float32)] * len(filler))
+            noise = np.concatenate([np.stack([rows[i].noise() for i in range(len(placed))]),
+                                    self._greedy_noise(len(filler))])
             ids = self._prefill([w.prompt_ids for w, _ in placed + filler], noise,
                                 [w.cfg for w, _ in placed + filler])
             return [(i, int(ids[i])) for i in range(len(placed))]
