@@ -9,7 +9,8 @@ LayerNorms, biases and position tables; 12.9 GB, written one tensor at a time, s
 trained 13B weights are reachable from this machine; the speed and memory of int8 decoding do not depend on the
 values.) Then, with the file's pages dropped from the page cache (``posix_fadvise``, so loading reads the disk),
 it runs ``infer.py --checkpoint FOLDER --greedy --max-new-tokens N --json`` in a child process and reports the
-child's load time, compile time, prefill and decode speed, and peak resident memory (``wait4``'s ``ru_maxrss``).
+child's load time, compile time, prefill and decode speed, and its own peak resident memory (``VmHWM``, read in
+the child as it ends: ``codegeex_ms.peak_memory``).
 
 fp16 weights (25.7 GB) do not fit a 24 GiB machine; int8 does only because loading puts each tensor straight into
 its parameter (one copy). Needs about 13 GB of free disk. Not a test: it takes minutes.
@@ -20,13 +21,14 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from codegeex_ms.peak_memory import run_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -111,21 +113,19 @@ def main() -> int:
 
 
 def run_infer_measured(folder: Path, new_tokens: int, prompt: str) -> tuple[dict, int, float]:
-    """infer.py in a child process: (its --json output, the child's peak RSS in KiB, wall seconds)."""
-    command = [sys.executable, str(ROOT / "infer.py"), "--checkpoint", str(folder), "--prompt", prompt, "--greedy",
-               "--max-new-tokens", str(new_tokens), "--json", "--device", "CPU"]     # (argv holds 128 KiB)
+    """infer.py in a child process: (its --json output, the child's own peak RSS in KiB, wall seconds)."""
+    args = ["--checkpoint", folder, "--prompt", prompt, "--greedy", "--max-new-tokens", new_tokens, "--json",
+            "--device", "CPU"]     # (argv holds 128 KiB)
     start = time.perf_counter()
-    with tempfile.TemporaryFile("w+") as log:
-        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log) as child:
-            stdout = child.stdout.read().decode()
-            _, status, usage = os.wait4(child.pid, 0)     # wait4: this child's own peak RSS
-            child.returncode = os.waitstatus_to_exitcode(status)
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as log:
+        status, peak = run_script(ROOT / "infer.py", args, stdout=out, stderr=log)
         wall = time.perf_counter() - start
-        if child.returncode != 0:
+        if status != 0:
             log.seek(0)
-            raise SystemExit(f"infer.py failed with exit status {child.returncode}:\n{log.read()[-3000:]}")
-    return json.loads(stdout[stdout.index("{"):]), usage.ru_maxrss, wall
-
+            raise SystemExit(f"infer.py failed with exit status {status}:\n{log.read()[-3000:]}")
+        out.seek(0)
+        stdout = out.read()
+    return json.loads(stdout[stdout.index("{"):]), peak // 1024, wall
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -8,7 +8,8 @@ rest; ``codegeex_ms.checkpoint.write_random``) is written to a temporary folder 
 checked out with ``git worktree`` into a temporary folder and imported from there (same Python environment).
 Each measurement is a child process (``--child``): load, build a Generator whose cache holds the prompt and one
 new token, warm up the prefill graphs that prompt uses, then time one prefill (``generate_rows`` with one new
-token: the prefill and the first sampled token) and report its peak RSS (``wait4``'s ``ru_maxrss``). The sides
+token: the prefill and the first sampled token) and report its own peak RSS (``VmHWM``, read in the child: ``wait4``'s
+``ru_maxrss`` would start from the parent's size). The sides
 alternate within each round, the order reversed every other round; the table shows every round. Check
 ``uptime`` first: a figure taken while another job loads the CPU is not a result.
 """
@@ -40,7 +41,8 @@ def child(args) -> None:
     generator.warmup(args.prompt_tokens)
     warmup = time.perf_counter() - start
     result = generator.generate_rows([(prompt, SamplingConfig(max_new_tokens=1, greedy=True), args.batch)])[0]
-    print(json.dumps({"prefill_s": result.timings["prefill_s"], "warmup_s": warmup,
+    peak_kib = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
+    print(json.dumps({"prefill_s": result.timings["prefill_s"], "warmup_s": warmup, "peak_gib": peak_kib / 2**20,
                       "first_token": int(result.token_ids[0][0]) if result.token_ids[0] else -1}))
 
 
@@ -50,15 +52,13 @@ def measure(src: Path, checkpoint: Path, prompt_tokens: int, batch: int) -> dict
                "--prompt-tokens", str(prompt_tokens), "--batch", str(batch)]
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         proc = subprocess.Popen(command, stdout=out, stderr=err, env=env)
-        _, status, usage = os.wait4(proc.pid, 0)
-        if os.waitstatus_to_exitcode(status) != 0:
+        if proc.wait() != 0:
             err.seek(0)
             raise SystemExit(f"{src}: the measurement failed:\n{err.read()[-3000:]}")
         out.seek(0)
         text = out.read()
     result = json.loads(text[text.rindex("{"):])
     result["tokens_per_s"] = prompt_tokens * batch / result["prefill_s"]
-    result["peak_gib"] = usage.ru_maxrss / 2**20
     return result
 
 

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from codegeex_ms.peak_memory import peak_rss_bytes
+
 REPO = Path(__file__).resolve().parent.parent
 PROMPTS = ["def add(a, b):", "int main() {", "class Stack:", "func Sum(xs []int) int {", "fn main() {",
            "public static void main(String[] args) {", "const sum = (a, b) =>", "SELECT name FROM"]
@@ -41,13 +43,6 @@ def random_checkpoint(config: str, tokenizer: Path, out: Path) -> Path:
     ms.set_context(mode=ms.GRAPH_MODE)
     ms.set_seed(0)
     return checkpoint.save(CodeGeeX(resolve_config(config)), out, tokenizer=str(tokenizer.resolve()))
-
-
-def peak_rss_gb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024 / 2**30
-    raise RuntimeError(f"no VmHWM for process {pid}")
 
 
 def start_server(folder: Path, batch_size: int, args, tmp: Path):
@@ -145,7 +140,7 @@ def main(argv=None) -> int:
             for concurrency in [int(c) for c in args.concurrency.split(",")]:
                 row = run_level(url, concurrency, args)
                 row.update(model=args.config or str(args.checkpoint), batch_size=batch_size, server_start_s=start_s,
-                           peak_rss_gib=peak_rss_gb(server.pid))
+                           peak_rss_gib=peak_rss_bytes(server.pid) / 2**30)
                 one = one or row["tokens_per_s"]
                 rows.append(row)
                 print(f"| {batch_size} | {concurrency} | {row['requests']} | {row['tokens']} | "
