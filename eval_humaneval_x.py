@@ -8,6 +8,8 @@
     python eval_humaneval_x.py generate --checkpoint CKPT --data-dir DATA --task translation --src-lang python \\
         --languages cpp,java --out trans.jsonl
     python eval_humaneval_x.py evaluate --data-dir DATA --samples samples.jsonl --out results.jsonl
+    python eval_humaneval_x.py evaluate ... --engine ray --tasks 16 --out results.jsonl      # over a Ray cluster
+    python eval_humaneval_x.py evaluate ... --engine slurm --partition cpu --tasks 64 --wait --out results.jsonl
     python eval_humaneval_x.py report --results results.jsonl --out report/humaneval_x
     python eval_humaneval_x.py fetch-data --data-dir DATA                # download + verify sha256 (needs internet)
 
@@ -74,12 +76,16 @@ def parse_args(argv=None):
                         "problem, sample) order; each shard writes its own --out, and merge joins them into what one "
                         "unsharded run writes, byte for byte (default 0/1: everything)")
 
-    m = sub.add_parser("merge", help="join the samples files of generate --shard I/N into one",
+    m = sub.add_parser("merge", help="join the samples (or results) files of generate (evaluate) --shard I/N",
                        description="Join the samples files of generate --shard 0/N .. N-1/N into one, checking that "
                                    "every sample of the run appears exactly once and that all shards share their "
-                                   "settings.")
-    m.add_argument("parts", type=Path, nargs="+", help="the shards' samples files (each with its .settings.json)")
-    m.add_argument("--out", type=Path, required=True, help="the merged samples file (must not exist)")
+                                   "settings; or the results files of evaluate --shard 0/N .. N-1/N, checking that "
+                                   "they evaluated the same samples with the same options and toolchains and that "
+                                   "every sample has exactly one result (rows in sample order).")
+    m.add_argument("parts", type=Path, nargs="+",
+                   help="the shards' samples files (each with its .settings.json) or results files (each with its "
+                        ".meta.json)")
+    m.add_argument("--out", type=Path, required=True, help="the merged file (must not exist)")
 
     e = sub.add_parser("evaluate", help="run samples against the hidden tests",
                        description="Run samples against the hidden tests.")
@@ -90,15 +96,42 @@ def parse_args(argv=None):
     src.add_argument("--negative-control", action="store_true",
                      help="self-test: a body that throws, for every problem (must fail)")
     e.add_argument("--out", type=Path, required=True, help="results JSONL (appended to; resumes)")
-    e.add_argument("--workers", type=positive_int, default=os.cpu_count() or 1,
-                   help="parallel programs (default: all cores)")
+    e.add_argument("--workers", type=positive_int,
+                   help="programs run at once (default: all cores; with --engine slurm or ray: per shard, default 1, "
+                        "the CPUs each shard asks for)")
     e.add_argument("--compile-timeout", type=positive_float, default=60.0, help="seconds per compilation (default 60)")
     e.add_argument("--run-timeout", type=positive_float, default=15.0, help="seconds per test run (default 15)")
+    e.add_argument("--timeouts-from", type=Path, metavar="CANONICAL_RESULTS",
+                   help="per-language run timeouts: max(--run-timeout, --timeout-factor x the slowest canonical "
+                        "solution's run in these results of evaluate --canonical, taken on the machines that run "
+                        "the samples); --run-timeout becomes the floor (upstream's was 5). Recorded with the results")
+    e.add_argument("--timeout-factor", type=positive_float, default=4.0,
+                   help="with --timeouts-from: times the slowest canonical run (default 4, as evalplus)")
     e.add_argument("--upstream", action="store_true",
                    help="strict upstream program assembly and verdicts (no Go import / Rust rand fixes)")
     e.add_argument("--no-isolation", action="store_true",
                    help="run without namespaces and uid drop even as root (only for debugging the harness)")
     e.add_argument("--work-dir", default="/var/tmp", help="where job directories go; not /tmp (default /var/tmp)")
+    e.add_argument("--shard", type=shard_spec, default=(0, 1), metavar="I/N",
+                   help="evaluate only shard I of N (0-based): the contiguous block of sample indices "
+                        "[I*T//N, (I+1)*T//N) of the T samples, into its own --out; merge joins the shards' results "
+                        "(default 0/1: everything)")
+    run = e.add_argument_group("on a cluster (the results equal a local run's; --out's folder must be shared)")
+    run.add_argument("--engine", choices=("local", "slurm", "ray"), default="local",
+                     help="local: this machine, --workers programs at once (default); slurm: a job array of --tasks "
+                          "shards and a join job, submitted with sbatch; ray: --tasks Ray tasks on an existing "
+                          "cluster, then the join. Each shard runs --workers programs at once on its node; rerun "
+                          "the same command to redo only unfinished shards (OUT.work/ holds them)")
+    run.add_argument("--tasks", type=positive_int, help="slurm and ray: shards (tasks) to cut the samples into")
+    run.add_argument("--wait", action="store_true",
+                     help="slurm: after submitting (or finding the jobs still queued), wait until the results are "
+                          "joined and print the summary; exit 2 if the jobs left the queue without them")
+    run.add_argument("--partition", help="slurm: the partition")
+    run.add_argument("--time", default="12:00:00", help="slurm: each shard's time limit (default 12:00:00)")
+    run.add_argument("--venv", help="slurm: the virtualenv's bin/activate, sourced by each job")
+    run.add_argument("--mem-per-cpu-gb", type=positive_float, default=2.0,
+                     help="slurm and ray: memory per CPU (default 2)")
+    run.add_argument("--ray-address", default="auto", help="ray: the cluster's address (default auto: this node's)")
 
     r = sub.add_parser("report", help="pass@k tables (Markdown, CSV, JSON) and a PNG chart from results",
                        description="Pass@k tables (Markdown, CSV, JSON) and a PNG chart from results.")
@@ -167,6 +200,8 @@ def cmd_merge(args) -> int:
     from codegeex_ms.humaneval.sampling import MergeError, merge_samples
     if args.out.exists():
         raise UsageError(f"--out {args.out} exists; choose a new file")
+    if all(path.with_name(path.name + ".meta.json").is_file() for path in args.parts):
+        return merge_results(args)
     parts = []
     for path in args.parts:
         if not path.is_file() or not settings_path(path).is_file():
@@ -179,6 +214,21 @@ def cmd_merge(args) -> int:
     atomic_write_text(settings_path(args.out), json.dumps(settings, indent=2) + "\n")
     atomic_write_text(args.out, "".join(json.dumps(row) + "\n" for row in rows))
     print(f"merged {len(args.parts)} shards: {len(rows)} samples -> {args.out}")
+    return 0
+
+
+def merge_results(args) -> int:
+    from codegeex_ms.fileio import atomic_write_text
+    from codegeex_ms.humaneval.execution import JoinError, join_results, read_jsonl
+    parts = [(str(path), json.loads(path.with_name(path.name + ".meta.json").read_text()), read_jsonl(path))
+             for path in args.parts]
+    try:
+        meta, rows = join_results(parts)
+    except JoinError as e:
+        raise UsageError(str(e)) from None
+    atomic_write_text(args.out.with_name(args.out.name + ".meta.json"), json.dumps(meta, indent=2) + "\n")
+    atomic_write_text(args.out, "".join(json.dumps(row) + "\n" for row in rows))
+    print(f"merged {len(args.parts)} result shards: {len(rows)} results -> {args.out}")
     return 0
 
 
@@ -232,7 +282,8 @@ def cmd_generate(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from codegeex_ms.humaneval.execution import EvalOptions, canonical_samples, evaluate, read_jsonl
+    from codegeex_ms.humaneval.execution import (EvalOptions, canonical_samples, evaluate, read_jsonl,
+                                                 timeouts_from_canonical)
     langs = parse_languages(args.languages)
     if args.samples:
         if not args.samples.is_file():
@@ -242,14 +293,66 @@ def cmd_evaluate(args) -> int:
             raise UsageError(f"--samples {args.samples} holds no samples")
     else:
         samples = canonical_samples(args.data_dir, langs, negative=args.negative_control)
-    options = EvalOptions(languages=langs, workers=max(1, args.workers), compile_timeout=args.compile_timeout,
-                          run_timeout=args.run_timeout, upstream=args.upstream, isolate=not args.no_isolation,
+    run_timeouts = {}
+    if args.timeouts_from:
+        if not args.timeouts_from.is_file():
+            raise UsageError(f"--timeouts-from {args.timeouts_from} not found")
+        run_timeouts = timeouts_from_canonical(read_jsonl(args.timeouts_from), args.run_timeout, args.timeout_factor)
+        missing = [lang for lang in langs if lang not in run_timeouts]
+        if missing:
+            raise UsageError(f"--timeouts-from {args.timeouts_from} has no canonical runs of {', '.join(missing)}; "
+                             f"run evaluate --canonical with those languages")
+        print("run timeouts: " + ", ".join(f"{lang} {run_timeouts[lang]:g}s" for lang in langs))
+    workers = args.workers or (os.cpu_count() or 1 if args.engine == "local" else 1)
+    options = EvalOptions(languages=langs, workers=workers, compile_timeout=args.compile_timeout,
+                          run_timeout=args.run_timeout, run_timeouts={lang: run_timeouts[lang] for lang in langs}
+                          if run_timeouts else {}, upstream=args.upstream, isolate=not args.no_isolation,
                           work_dir=args.work_dir)
-    summary = evaluate(samples, args.out, args.data_dir, options)
+    if args.engine != "local":
+        return evaluate_on_cluster(args, options)
+    if args.tasks or args.wait:
+        raise UsageError("--tasks and --wait are for --engine slurm or ray")
+    summary = evaluate(samples, args.out, args.data_dir, options, shard=args.shard)
     parts = [f"{lang} {summary['passed'][lang]}/{summary['total'][lang]}" for lang in langs if summary["total"][lang]]
+    if args.canonical:
+        slowest = timeouts_from_canonical(read_jsonl(args.out), 0.0, 1.0)
+        print("slowest canonical run: " + ", ".join(f"{lang} {t:g}s" for lang, t in slowest.items()) +
+              f" (evaluate --timeouts-from {args.out} sets each language's run timeout from these)")
     print(f"evaluated {summary['samples']} samples ({summary['programs_run']} programs run, "
           f"{summary['already_done']} already done) in {summary['seconds']:.0f}s: passed " + ", ".join(parts)
           + f" -> {args.out}")
+    return 0
+
+
+def evaluate_on_cluster(args, options) -> int:
+    from codegeex_ms.engines import Engine
+    from codegeex_ms.humaneval import fanout
+    if not args.samples:
+        raise UsageError(f"--engine {args.engine} evaluates a --samples file (the self-tests run locally)")
+    if not args.tasks:
+        raise UsageError(f"--engine {args.engine} needs --tasks N: the shards to cut the samples into")
+    if args.shard != (0, 1):
+        raise UsageError(f"--shard is for one local shard; --engine {args.engine} makes --tasks shards itself")
+    try:
+        engine = Engine(args.engine, partition=args.partition, time=args.time, venv=args.venv,
+                        mem_per_cpu_gb=args.mem_per_cpu_gb, ray_address=args.ray_address)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    summary = fanout.evaluate_on(engine, args.samples, args.out, args.data_dir, options, args.tasks)
+    if "submitted" in summary or "queued" in summary:
+        if "submitted" in summary:
+            print(f"submitted Slurm jobs {' '.join(summary['submitted'])} ({args.tasks} shards, then the join)")
+        else:
+            print("this evaluation's Slurm jobs are still queued (nothing submitted):\n  " +
+                  "\n  ".join(summary["queued"]))
+        if not args.wait:
+            print(f"follow them with the same command and --wait; the shards are in {fanout.work_dir(args.out)}")
+            return 0
+        summary = dict(fanout.wait(args.out), seconds=None)
+    parts = [f"{lang} {summary['passed'][lang]}/{summary['total'][lang]}" for lang in summary["total"]]
+    took = "" if summary.get("seconds") is None else f" in {summary['seconds']:.0f}s"
+    print(f"evaluated {summary['samples']} samples on {args.engine} ({args.tasks} shards){took}: passed "
+          + ", ".join(parts) + f" -> {args.out}")
     return 0
 
 

@@ -26,6 +26,14 @@ from pathlib import Path
 
 RAY_PORT = 6379
 SLURM_HOST = "node1"
+NAMESPACES = ["unshare", "--net", "--uts", "--pid", "--mount", "--fork", "--mount-proc"]
+
+
+def in_cluster(kind: str, work: Path, script: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    """For the tests: run a shell script against a fresh cluster of ``kind`` (this file, in new namespaces)."""
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    return subprocess.run(NAMESPACES + [sys.executable, str(Path(__file__).resolve()), kind, str(work), "--",
+                                        "sh", "-c", script], env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def run(*cmd: str, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from clusters import in_cluster
 from test_data_prep import tree  # noqa: F401  (the fixture tree: every kind of bad input, duplicates, archives)
 
 REPO = Path(__file__).resolve().parents[1]
 PREPARE = [sys.executable, str(REPO / "data_prep" / "prepare_corpus.py")]
-NAMESPACES = ["unshare", "--net", "--uts", "--pid", "--mount", "--fork", "--mount-proc"]
 
 pytestmark = [
     pytest.mark.slow,
@@ -42,13 +42,6 @@ def local_run(tree, shared_dir, tmp_path_factory):   # noqa: F811
 
 def shards(out: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(out.glob("*.mindrecord"))}
-
-
-def in_cluster(kind: str, work: Path, script: str) -> subprocess.CompletedProcess:
-    """Run a shell script against a fresh cluster (started and stopped by tests/clusters.py)."""
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    return subprocess.run(NAMESPACES + [sys.executable, str(REPO / "tests" / "clusters.py"), kind, str(work), "--",
-                                        "sh", "-c", script], env=env, capture_output=True, text=True, timeout=900)
 
 
 def blocker_for(local_out: Path, out: Path) -> tuple[Path, int]:

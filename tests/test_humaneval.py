@@ -14,7 +14,8 @@ import pytest
 
 from codegeex_ms.humaneval.dataset import LANGUAGES, DatasetError, generation_prompt, load_problems, \
     translation_prompt
-from codegeex_ms.humaneval.execution import EvalOptions, canonical_samples, evaluate, read_jsonl
+from codegeex_ms.humaneval.execution import (EvalOptions, canonical_samples, evaluate, read_jsonl,
+                                             timeouts_from_canonical)
 from codegeex_ms.humaneval.programs import CANNOT_FAIL, PYTHON_HEADER, assemble, canonical_may_fail
 from codegeex_ms.humaneval.report import pass_at_k, summarize, write_report
 from codegeex_ms.humaneval.toolchains import doctor
@@ -59,7 +60,7 @@ def test_summary_reports_only_k_up_to_n(tmp_path):
     assert s["translation"]["python->cpp"]["pass@1"] == 1.0
     paths = write_report(s, tmp_path / "report" / "hx")
     assert [p.suffix for p in paths] == [".md", ".csv", ".json", ".png"] and all(p.stat().st_size for p in paths)
-    assert "| python | 3 | 10 | 10.00 | 66.67 |" in paths[0].read_text()
+    assert "| python | 3 | 10 | 10.00 ± 5.77 | 22.90 | 66.67 ± 33.33 | 39.60 | 0.00 |" in paths[0].read_text()
 
 
 def test_prompts_follow_the_original(data_dir):
@@ -104,6 +105,9 @@ def test_all_canonical_solutions_pass(data_dir, toolchains_ready, tmp_path):
     assert not unexpected
     assert {"JavaScript/112", "JavaScript/155", "Rust/32"} <= set(failed)
     assert rows["Rust/32"]["result"] == "failed: no tests ran"
+    # every language's canonical run times give its run timeout (evaluate --timeouts-from)
+    timeouts = timeouts_from_canonical(list(rows.values()), base=5.0, factor=4.0)
+    assert set(timeouts) == set(LANGUAGES) and min(timeouts.values()) >= 5.0
 
 
 def test_negative_controls_fail(data_dir, toolchains_ready, tmp_path):

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 from collections import Counter, defaultdict
@@ -30,6 +29,7 @@ from pathlib import Path
 
 from datatrove.pipeline.base import PipelineStep
 
+from ..engines import Engine, StageError, incomplete_tasks, run_stage, slurm_queue, submit_slurm
 from ..fileio import pyplot, save_figure
 from .collect import TRAINING_LANGUAGES, CollectStats, assign_tasks, list_units
 from .filters import FilterConfig, lsh_bands
@@ -66,30 +66,6 @@ class PrepareOptions:
             raise ValueError(f"tasks must be >= 1, got {self.tasks}")
         if not 0 <= self.filters.near_dup_threshold < 1:
             raise ValueError(f"near_dup_threshold must be in [0, 1) (0: off), got {self.filters.near_dup_threshold}")
-
-
-@dataclass
-class Engine:
-    """Where the stages run. ``local``: processes on this machine (``workers`` at once, default all cores; no
-    daemon). ``slurm``: one job array per stage chained with ``afterok`` dependencies, submitted with ``sbatch``;
-    ``prepare`` returns once they are submitted (``status``/``wait`` follow them). ``ray``: an existing Ray cluster
-    (``ray_address``, e.g. ``auto`` on a node of it). Slurm and Ray need the output folder on storage that every node
-    shares."""
-    kind: str = "local"
-    workers: int | None = None
-    partition: str | None = None        # slurm
-    time: str = "12:00:00"              # slurm: a task's time limit
-    venv: str | None = None             # slurm: the virtualenv's bin/activate, sourced by each job
-    mem_per_cpu_gb: float = 2.0         # slurm and ray
-    ray_address: str | None = None      # ray
-
-    def __post_init__(self):
-        if self.kind not in ("local", "slurm", "ray"):
-            raise ValueError(f"engine must be local, slurm or ray, got {self.kind!r}")
-        if self.kind == "slurm" and not self.partition:
-            raise ValueError("the slurm engine needs a partition (--partition)")
-        if self.workers is not None and self.workers < 1:
-            raise ValueError(f"workers must be >= 1, got {self.workers}")
 
 
 class PrepareError(ValueError):
@@ -178,9 +154,7 @@ def prepare(inputs: list[Path], out_dir: Path, tokenizer_dir: Path, options: Pre
     stages = stage_pipelines(work, out_dir, tokenizer_dir, options)
     write_json(work / "stages.json", {name: n for name, (_, n) in stages.items()})     # read by status()
     if engine.kind == "slurm":
-        return {"submitted": submit_slurm(stages, work, engine)}
-    if engine.kind == "ray":
-        _init_ray(engine)
+        return {"submitted": _submit_slurm(stages, work, engine)}
     for name, (pipeline, n) in stages.items():
         start = time.perf_counter()
         _run_stage(name, pipeline, n, work, engine)
@@ -196,63 +170,17 @@ def _collect_summary(work: Path) -> str:
     return f"skipped: {dict(counts.get('skipped', {}))}; seen: {dict(counts.get('seen', {}))}"
 
 
-def incomplete_tasks(work: Path, name: str, tasks: int) -> list[int]:
-    done = {p.name for p in (work / "logs" / name / "completions").glob("*")}
-    return [rank for rank in range(tasks) if f"{rank:05d}" not in done]
-
-
 def _run_stage(name: str, pipeline: list[PipelineStep], tasks: int, work: Path, engine: Engine) -> None:
-    logs = work / "logs" / name
-    workers = min(tasks, engine.workers or os.cpu_count() or 1)
-    if engine.kind == "local":
-        from datatrove.executor import LocalPipelineExecutor
-        executor = LocalPipelineExecutor(pipeline, tasks=tasks, workers=workers, logging_dir=str(logs))
-    else:
-        from datatrove.executor.ray import RayPipelineExecutor
-        executor = RayPipelineExecutor(pipeline, tasks=tasks, workers=workers, logging_dir=str(logs),
-                                       cpus_per_task=1, mem_per_cpu_gb=engine.mem_per_cpu_gb)
-    failure = None
     try:
-        executor.run()
-    except Exception as e:              # a task's exception, re-raised by the pool: reported with the stage below
-        failure = e
-    missing = incomplete_tasks(work, name, tasks)
-    if missing or failure is not None:
-        shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
-        raise PrepareError(f"stage {name}: {tasks - len(missing)} of {tasks} tasks completed (missing: {shown}); "
-                           f"{type(failure).__name__ + ': ' + str(failure) + '; ' if failure else ''}"
-                           f"the logs are in {logs}/logs; rerun the same command to redo only the missing tasks")
+        run_stage(name, pipeline, tasks, work / "logs" / name, engine)
+    except StageError as e:
+        raise PrepareError(str(e)) from None
 
 
-def _init_ray(engine: Engine) -> None:
-    # MindSpore (imported by the export stage) with protobuf 7 fails under Ray's protobuf backend ("Descriptors
-    # cannot be created directly") unless protobuf's pure-Python backend is chosen before anything imports it
-    import ray
-    env = {"PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION": "python",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]),
-                                                       os.environ.get("PYTHONPATH")]))}
-    if not ray.is_initialized():
-        ray.init(address=engine.ray_address, runtime_env={"env_vars": env}, log_to_driver=False)
-
-
-def submit_slurm(stages: dict, work: Path, engine: Engine) -> list[str]:
-    """One job array per stage, each waiting for the one before (afterok); only the incomplete tasks are submitted.
-    The array job ids go to ``work/slurm_jobs.json`` for ``status``/``wait``."""
-    from datatrove.executor.slurm import SlurmPipelineExecutor
-    executors = []
-    for name, (pipeline, tasks) in stages.items():
-        executors.append(SlurmPipelineExecutor(
-            pipeline, tasks=tasks, time=engine.time, partition=engine.partition, cpus_per_task=1,
-            workers=engine.workers or -1, job_name=f"codegeex_{name}", qos=None, mail_type=None,
-            venv_path=engine.venv, logging_dir=str(work / "logs" / name),
-            slurm_logs_folder=str(work / "slurm_logs" / name), depends=executors[-1] if executors else None,
-            # Slurm takes whole units (datatrove would write "2.0G"); a stage whose predecessor failed is cancelled
-            # instead of pending forever on a dependency that can never be met
-            sbatch_args={"mem-per-cpu": f"{max(1, round(engine.mem_per_cpu_gb * 1024))}M",
-                         "kill-on-invalid-dep": "yes"}))
-    executors[-1].run()                 # submits its dependencies first, each with --dependency=afterok
-    # a stage whose tasks had all completed is not submitted (job id -1)
-    job_ids = [str(e.job_id) for e in executors if e.job_id not in (None, -1)]
+def _submit_slurm(stages: dict, work: Path, engine: Engine) -> list[str]:
+    """The stages' job arrays (chained, only incomplete tasks); their ids go to ``work/slurm_jobs.json`` for
+    ``status``/``wait``."""
+    job_ids = submit_slurm(stages, work / "logs", work / "slurm_logs", engine, "codegeex")
     write_json(work / "slurm_jobs.json", job_ids)
     return job_ids
 
@@ -266,29 +194,15 @@ def status(out_dir: Path) -> dict:
     if not stages.is_file():
         raise PrepareError(f"{out_dir} holds no corpus run (no {stages})")
     counts = json.loads(stages.read_text())
-    report = {"stages": {name: {"completed": n - len(incomplete_tasks(work, name, n)), "tasks": n}
+    report = {"stages": {name: {"completed": n - len(incomplete_tasks(work / "logs" / name, n)), "tasks": n}
                          for name, n in counts.items()},
               "done": (out_dir / MANIFEST).is_file()}
     if (work / "slurm_jobs.json").is_file():
-        report["queued"] = slurm_queue(json.loads((work / "slurm_jobs.json").read_text()))
+        try:
+            report["queued"] = slurm_queue(json.loads((work / "slurm_jobs.json").read_text()))
+        except StageError as e:
+            raise PrepareError(str(e)) from None
     return report
-
-
-def slurm_queue(job_ids: list[str]) -> list[str]:
-    """``squeue`` lines (job id, state, reason) of these jobs; [] when none is left (Slurm forgets ended jobs)."""
-    if not job_ids:
-        return []
-    import subprocess
-    try:
-        result = subprocess.run(["squeue", "-h", "-j", ",".join(job_ids), "-o", "%i %T %r"], capture_output=True,
-                                text=True, timeout=60)
-    except FileNotFoundError:
-        raise PrepareError("this run was submitted to Slurm, but squeue is not on this machine's PATH") from None
-    if result.returncode != 0:
-        if "Invalid job id" in result.stderr:
-            return []
-        raise PrepareError(f"squeue -j {','.join(job_ids)} failed: {result.stderr.strip()}")
-    return [line for line in result.stdout.splitlines() if line.strip()]
 
 
 def wait(out_dir: Path, poll_seconds: float = 10.0) -> dict:

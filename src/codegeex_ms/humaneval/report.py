@@ -1,8 +1,12 @@
-"""pass@k from result files: per language (generation) and per source -> target pair (translation).
+"""pass@k from result files: per language (generation) and per source -> target pair (translation), beside the
+published figures (``published.py``).
 
 The unbiased estimator of Chen et al. (2021) in the numerically stable product form the original used
 (``benchmark/metric.py``): pass@k = 1 - prod_{i=n-c+1}^{n} (1 - k / i), and 1 when n - c < k. A k is
-reported only when every problem has at least k samples.
+reported only when every problem has at least k samples. Each pass@k comes with its standard error over problems
+(the standard deviation of the per-problem estimates over the square root of the problem count: how much the
+figure would move on another draw of problems like these and of their samples), and each row with its share of
+timed-out programs (a timeout rate that moves with the machine's load says the run timeout is too tight).
 """
 from __future__ import annotations
 
@@ -17,6 +21,8 @@ import numpy as np
 from ..fileio import atomic_write_text, pyplot, save_figure
 from .dataset import LANGUAGES, language_of_task
 from .programs import KNOWN_ISSUES
+from .published import (GENERATION_COLUMNS, GENERATION_PASS1, GENERATION_SOURCE, OURS_PUBLISHED_AS,
+                        PYTHON_PASS_AT_K, TRANSLATION_PASS_AT_K, TRANSLATION_SOURCE)
 
 KS = (1, 10, 100)
 
@@ -32,41 +38,86 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return float(1.0 - np.prod(1.0 - k / np.arange(n - c + 1, n + 1)))
 
 
-def _scores(per_task: dict[str, list[bool]]) -> dict:
+def _scores(per_task: dict[str, list[str]]) -> dict:
+    """Scores of one language or pair from each problem's verdicts."""
     ns = [len(v) for v in per_task.values()]
-    out = {"problems": len(per_task), "samples": sum(ns), "n_min": min(ns), "n_max": max(ns)}
+    out = {"problems": len(per_task), "samples": sum(ns), "n_min": min(ns), "n_max": max(ns),
+           "timeout_rate": sum(r == "timed out" for v in per_task.values() for r in v) / sum(ns)}
     for k in KS:
         if k <= min(ns):
-            out[f"pass@{k}"] = float(np.mean([pass_at_k(len(v), sum(v), k) for v in per_task.values()]))
+            per_problem = [pass_at_k(len(v), sum(r == "passed" for r in v), k) for v in per_task.values()]
+            out[f"pass@{k}"] = float(np.mean(per_problem))
+            if len(per_problem) > 1:
+                out[f"pass@{k}_se"] = float(np.std(per_problem, ddof=1) / np.sqrt(len(per_problem)))
     return out
+
+
+def published_for(section: str, key: str) -> dict[str, float]:
+    """The published pass@k (fractions) of the model ours converts, for a language or a pair: {} when none."""
+    if section == "generation":
+        out = {"pass@1": GENERATION_PASS1[OURS_PUBLISHED_AS][GENERATION_COLUMNS.index(key)] / 100} \
+            if key in GENERATION_COLUMNS else {}
+        if key == "python":
+            out.update({f"pass@{k}": v / 100 for k, v in zip(KS, PYTHON_PASS_AT_K[OURS_PUBLISHED_AS])})
+        return out
+    figures = TRANSLATION_PASS_AT_K[OURS_PUBLISHED_AS].get(key)
+    return {f"pass@{k}": v / 100 for k, v in zip(KS, figures)} if figures else {}
 
 
 def summarize(rows: list[dict]) -> dict:
     """{'generation': {lang: scores}, 'translation': {'src->tgt': scores}} from result rows."""
-    generation: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
-    translation: dict[str, dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
+    generation: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    translation: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
         if "passed" not in row:
             raise ValueError(f"not a result row (no 'passed' field): {str(row)[:200]}; run `evaluate` first")
         lang = language_of_task(row["task_id"])
+        # the verdict; "passed" decides (results written by other harnesses may carry no result string)
+        verdict = "passed" if row["passed"] else row.get("result", "failed")
         if row.get("task") == "translation":
-            translation[f"{row['src_lang']}->{lang}"][row["task_id"]].append(bool(row["passed"]))
+            translation[f"{row['src_lang']}->{lang}"][row["task_id"]].append(verdict)
         else:
-            generation[lang][row["task_id"]].append(bool(row["passed"]))
+            generation[lang][row["task_id"]].append(verdict)
     known = sorted({r["task_id"] for r in rows if r["task_id"] in KNOWN_ISSUES})
-    return {"generation": {lang: _scores(generation[lang]) for lang in LANGUAGES if lang in generation},
-            "translation": {pair: _scores(v) for pair, v in sorted(translation.items())},
-            "known_issues": {t: KNOWN_ISSUES[t] for t in known}}
+    summary = {"generation": {lang: _scores(generation[lang]) for lang in LANGUAGES if lang in generation},
+               "translation": {pair: _scores(v) for pair, v in sorted(translation.items())},
+               "known_issues": {t: KNOWN_ISSUES[t] for t in known}}
+    for section in ("generation", "translation"):
+        for key, scores in summary[section].items():
+            scores["published"] = published_for(section, key)
+    return summary
 
 
 def _table(scores: dict[str, dict], key_name: str) -> tuple[list[str], list[list[str]]]:
+    """Rows: ours (pass@k ± standard error), the published figure of CodeGeeX-13B beside each, the timeout rate."""
     ks = [f"pass@{k}" for k in KS if any(f"pass@{k}" in s for s in scores.values())]
-    header = [key_name, "problems", "samples/problem"] + ks
+    header = [key_name, "problems", "samples/problem"]
+    for k in ks:
+        header += [k, f"{k} published ({OURS_PUBLISHED_AS})"]
+    header.append("timed out %")
     body = []
     for key, s in scores.items():
         n = str(s["n_min"]) if s["n_min"] == s["n_max"] else f"{s['n_min']}-{s['n_max']}"
-        body.append([key, str(s["problems"]), n] + [f"{100 * s[k]:.2f}" if k in s else "" for k in ks])
+        row = [key, str(s["problems"]), n]
+        for k in ks:
+            ours = f"{100 * s[k]:.2f}" + (f" ± {100 * s[k + '_se']:.2f}" if k + "_se" in s else "") if k in s else ""
+            published = s.get("published", {}).get(k)
+            row += [ours, "" if published is None else f"{100 * published:.2f}"]
+        body.append(row + [f"{100 * s['timeout_rate']:.2f}"])
     return header, body
+
+
+def published_section() -> list[str]:
+    """The published tables in full, for context (other models, every language)."""
+    header = ["model"] + list(GENERATION_COLUMNS)
+    rows = [[model] + [f"{v:.1f}" for v in values] for model, values in GENERATION_PASS1.items()]
+    md = ["## published figures\n", f"Generation pass@1 (%), {GENERATION_SOURCE}:\n", _markdown(header, rows)]
+    rows = [[model] + [f"{v:.1f}" for v in values] for model, values in PYTHON_PASS_AT_K.items()]
+    md += ["HumanEval (Python) pass@1/10/100 (%), same source (pass@10/100 at n=200, t=0.8):\n",
+           _markdown(["model", "pass@1", "pass@10", "pass@100"], rows)]
+    md.append(f"Translation pass@1/10/100 (%) per pair: {TRANSLATION_SOURCE}; CodeGeeX-13B's stand beside ours "
+              f"above, CodeGen-Multi-16B's and InCoder-6.7B's in the .json report.\n")
+    return md
 
 
 def _markdown(header, body) -> str:
@@ -88,16 +139,32 @@ def write_report(summary: dict, out_prefix: str | Path, meta: dict | None = None
             md += [f"## {section}\n", _markdown(header, body)]
             writer.writerow(["task"] + header)
             writer.writerows([section] + row for row in body)
+    md += [f"pass@k ± its standard error over problems. Published: {OURS_PUBLISHED_AS}'s figures (generation "
+           f"pass@1 at t=0.2 and Python pass@10/100 at t=0.8: {GENERATION_SOURCE}; translation: "
+           f"{TRANSLATION_SOURCE}); compare a pass@k with the published one only at the temperature it was taken "
+           f"at.\n"]
     if summary["known_issues"]:
         md.append("## known dataset problems among these tasks\n")
         md += [f"- {t}: {why}" for t, why in summary["known_issues"].items()]
         md.append("")
+    md += published_section()
     if meta:
-        md.append("## toolchains\n")
+        md.append("## toolchains and provenance\n")
         md += [f"- {k}: {v}" for k, v in meta.get("versions", {}).items()]
-        md.append(f"- isolated sandbox: {meta.get('isolated')}; upstream assembly: {meta.get('upstream')}\n")
+        md.append(f"- isolated sandbox: {meta.get('isolated')}; upstream assembly: {meta.get('upstream')}")
+        if meta.get("run_timeouts"):
+            md.append("- run timeouts (s): " + ", ".join(f"{lang} {t:g}" for lang, t in meta["run_timeouts"].items()))
+        for key in ("samples_sha256", "joined_shards", "shard_hosts"):
+            if meta.get(key):
+                md.append(f"- {key}: {meta[key]}")
+        md.append("")
     for suffix, text in ((".md", "\n".join(md)), (".csv", csv_buf.getvalue()),
-                         (".json", json.dumps(dict(summary, meta=meta or {}), indent=2) + "\n")):
+                         (".json", json.dumps(dict(summary, meta=meta or {}, published={
+                             "generation_pass1": {"columns": GENERATION_COLUMNS, "source": GENERATION_SOURCE,
+                                                  "models": GENERATION_PASS1},
+                             "python_pass_at_k": PYTHON_PASS_AT_K,
+                             "translation_pass_at_k": {"source": TRANSLATION_SOURCE,
+                                                       "models": TRANSLATION_PASS_AT_K}}), indent=2) + "\n")):
         path = out_prefix.with_name(out_prefix.name + suffix)
         atomic_write_text(path, text)
         paths.append(path)
@@ -117,6 +184,10 @@ def _plot(summary: dict, path: Path) -> Path:
         values = [100 * gen[lang].get(f"pass@{k}", 0.0) for lang in langs]
         bars = ax.bar(np.arange(len(langs)) + i * width, values, width, label=f"pass@{k}")
         ax.bar_label(bars, fmt="%.1f", fontsize=7)
+    published = [100 * gen[lang].get("published", {}).get("pass@1", np.nan) for lang in langs]
+    if ks and not np.all(np.isnan(published)):
+        ax.scatter(np.arange(len(langs)), published, marker="_", s=400, color="black", zorder=3,
+                   label=f"{OURS_PUBLISHED_AS} pass@1, published")
     ax.set_xticks(np.arange(len(langs)) + width * (len(ks) - 1) / 2, langs)
     ax.set_ylabel("%")
     ax.set_title("HumanEval-X generation")

@@ -141,11 +141,13 @@ class Toolchains:
     """Per-run shared artefacts (built lazily, once per language) and the per-language compile/run steps."""
 
     def __init__(self, sandbox: Sandbox, compile_timeout: float = 60, run_timeout: float = 15,
-                 cache_dir: str | Path | None = None):
+                 cache_dir: str | Path | None = None, run_timeouts: dict[str, float] | None = None):
         """``cache_dir`` keeps the shared artefacts between runs (default: next to the sandbox root, in
-        ``codegeex-ms-humaneval-toolchains``); it must be readable by the sandbox uids (not under /root)."""
+        ``codegeex-ms-humaneval-toolchains``); it must be readable by the sandbox uids (not under /root).
+        ``run_timeouts``: a language's own run timeout, in place of ``run_timeout``."""
         self.sandbox = sandbox
         self.compile_timeout, self.run_timeout = compile_timeout, run_timeout
+        self.run_timeouts = dict(run_timeouts or {})
         self.dir = Path(cache_dir) if cache_dir else sandbox.root.parent / "codegeex-ms-humaneval-toolchains"
         self.dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.dir, 0o755)
@@ -258,7 +260,7 @@ class Toolchains:
         return args
 
     def recipe(self, lang: str, task_id: str, slot: int) -> Recipe:
-        ct, rt = self.compile_timeout, self.run_timeout
+        ct, rt = self.compile_timeout, self.run_timeouts.get(lang, self.run_timeout)
         native = ResourceLimits(cpu_seconds=int(rt) + 1)
         compiler = ResourceLimits(cpu_seconds=int(ct) + 1, address_space=None, file_size=256 << 20)
         if lang == "python":
