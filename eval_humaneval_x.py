@@ -11,6 +11,7 @@
     python eval_humaneval_x.py evaluate ... --engine ray --tasks 16 --out results.jsonl      # over a Ray cluster
     python eval_humaneval_x.py evaluate ... --engine slurm --partition cpu --tasks 64 --wait --out results.jsonl
     python eval_humaneval_x.py report --results results.jsonl --out report/humaneval_x
+    python eval_humaneval_x.py paper --checkpoint CKPT --out paper/ [--scale 0.05]   # the paper's tables, resumable
     python eval_humaneval_x.py fetch-data --data-dir DATA                # download + verify sha256 (needs internet)
 
 Samples are JSON lines in the original's format ({task_id, prompt, generation}; translation samples add
@@ -95,6 +96,8 @@ def parse_args(argv=None):
     src.add_argument("--canonical", action="store_true", help="self-test: every canonical solution (must pass)")
     src.add_argument("--negative-control", action="store_true",
                      help="self-test: a body that throws, for every problem (must fail)")
+    e.add_argument("--limit", type=positive_int, help="--canonical / --negative-control: the first N problems of "
+                                                       "each language only")
     e.add_argument("--out", type=Path, required=True, help="results JSONL (appended to; resumes)")
     e.add_argument("--workers", type=positive_int,
                    help="programs run at once (default: all cores; with --engine slurm or ray: per shard, default 1, "
@@ -138,6 +141,28 @@ def parse_args(argv=None):
     r.add_argument("--results", type=Path, required=True, action="append", help="results JSONL (repeatable)")
     r.add_argument("--out", type=Path, required=True, help="output prefix: writes PREFIX.md/.csv/.json/.png")
 
+    pp = sub.add_parser("paper", help="the paper's settings end to end: canonical run, generation at n=20/t=0.2 and "
+                                      "n=200/t=0.8, every translation pair, evaluation, the report",
+                        description=PAPER_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_common(pp)
+    pp.add_argument("--checkpoint", type=Path, required=True, help="checkpoint folder (config + weights + tokenizer)")
+    pp.add_argument("--out", type=Path, required=True,
+                    help="folder for every samples and results file, paper.json and report/ (resumes)")
+    pp.add_argument("--scale", type=positive_float, default=1.0,
+                    help="shrink the problems per language and both n by this factor, at least 1 each, for a smoke "
+                         "run (default 1: 164 problems, n=20 and n=200)")
+    pp.add_argument("--batch-size", type=positive_int, default=8, help="generate's --batch-size (default 8)")
+    pp.add_argument("--max-new-tokens", type=positive_int, default=1024,
+                    help="tokens per sample at most (default 1024, the original's --out-seq-length)")
+    pp.add_argument("--seed", type=non_negative_int, default=0, help="base seed of every generate step (default 0)")
+    pp.add_argument("--workers", type=positive_int, help="evaluate's programs at once (default: all cores)")
+    pp.add_argument("--run-timeout", type=positive_float, default=5.0,
+                    help="the floor of each language's run timeout (default 5, upstream's)")
+    pp.add_argument("--timeout-factor", type=positive_float, default=4.0,
+                    help="run timeout = max(--run-timeout, this x the language's slowest canonical run) (default 4)")
+    pp.add_argument("--print-commands", action="store_true",
+                    help="print the plan's commands (to spread them over machines yourself) and exit")
+
     sub.add_parser("doctor", help="check the six toolchains and print install commands for what is missing",
                    description="Check the six toolchains and print install commands for what is missing.")
 
@@ -145,6 +170,22 @@ def parse_args(argv=None):
                        description="Download the data from the CodeGeeX repository, verifying sha256.")
     add_common(f)
     return p.parse_args(argv)
+
+
+PAPER_HELP = """\
+Run the paper's HumanEval-X settings end to end, each step an eval_humaneval_x.py command (printed as it starts):
+
+  1. evaluate --canonical: each language's run timeout = max(--run-timeout, --timeout-factor x its slowest
+     canonical run on this machine)
+  2. generate + evaluate: n=20, temperature 0.2, top-p 0.95 (pass@1)
+  3. generate + evaluate: n=200, temperature 0.8, top-p 0.95 (pass@10, pass@100)
+  4. per source language: generate --task translation into every other language + evaluate (n=200, t=0.8,
+     top-p 0.95: every ordered pair, 20 for the paper's 5 languages, 30 with Rust)
+  5. the report: ours beside the published figures, with standard errors (OUT/report/paper.md, .csv, .json, .png)
+
+It prints the work (samples, tokens, executions) first. A finished step is recorded in OUT/steps/ and skipped when
+the same command runs again; an interrupted one continues where it stopped. The paper's 5 languages:
+--languages python,cpp,java,js,go (the default, all, adds Rust)."""
 
 
 def shard_spec(text: str) -> tuple[int, int]:
@@ -286,13 +327,15 @@ def cmd_evaluate(args) -> int:
                                                  timeouts_from_canonical)
     langs = parse_languages(args.languages)
     if args.samples:
+        if args.limit:
+            raise UsageError("--limit is for --canonical and --negative-control (a samples file holds what it holds)")
         if not args.samples.is_file():
             raise UsageError(f"--samples {args.samples} not found")
         samples = read_jsonl(args.samples)
         if not samples:
             raise UsageError(f"--samples {args.samples} holds no samples")
     else:
-        samples = canonical_samples(args.data_dir, langs, negative=args.negative_control)
+        samples = canonical_samples(args.data_dir, langs, negative=args.negative_control, limit=args.limit)
     run_timeouts = {}
     if args.timeouts_from:
         if not args.timeouts_from.is_file():
@@ -356,6 +399,102 @@ def evaluate_on_cluster(args, options) -> int:
     return 0
 
 
+def cmd_paper(args) -> int:
+    import subprocess
+    import time
+    from codegeex_ms import checkpoint
+    from codegeex_ms.fileio import atomic_write_text
+    from codegeex_ms.humaneval.paper import plan
+    if args.scale > 1:
+        raise UsageError(f"--scale must be in (0, 1], got {args.scale}")
+    checkpoint.check_folder(args.checkpoint)
+    langs = parse_languages(args.languages)
+    out = args.out.resolve()
+    work = plan(args.checkpoint.resolve(), out, args.data_dir.resolve(), langs, args.scale, args.batch_size,
+                args.max_new_tokens, args.seed, args.workers, args.run_timeout, args.timeout_factor)
+    script = [sys.executable, str(Path(__file__).resolve())]
+    if args.print_commands:
+        for step in work.steps:
+            print(" ".join(script + step.argv))
+        return 0
+    estimate = work.estimate()
+    print(f"paper run: {len(langs)} languages x {work.problems} problems, n={work.n_pass1} (t=0.2) and "
+          f"n={work.n_pass100} (t=0.8), {len(work.pairs)} translation pairs: {estimate['samples']:,} samples "
+          f"({estimate['generation_samples']:,} generation, {estimate['translation_samples']:,} translation), at "
+          f"most {estimate['max_new_tokens_total']:,} generated tokens, {estimate['executions']:,} program runs")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "steps").mkdir(exist_ok=True)
+    record = {"checkpoint": str(args.checkpoint.resolve()), **checkpoint_identity(args.checkpoint),
+              "scale": args.scale, "languages": list(langs),
+              "problems": work.problems, "n": [work.n_pass1, work.n_pass100], "batch_size": args.batch_size,
+              "max_new_tokens": args.max_new_tokens, "seed": args.seed, "run_timeout_floor": args.run_timeout,
+              "timeout_factor": args.timeout_factor, "estimate": estimate, "code": code_version(),
+              "steps": [{"name": step.name, "argv": step.argv} for step in work.steps]}
+    atomic_write_text(out / "paper.json", json.dumps(record, indent=2) + "\n")
+    for number, step in enumerate(work.steps, 1):
+        marker = out / "steps" / (step.name.replace(" ", "_") + ".json")
+        if marker.is_file() and json.loads(marker.read_text()) == step.argv and step.output.is_file():
+            print(f"[{number}/{len(work.steps)}] {step.name}: done earlier")
+            continue
+        print(f"[{number}/{len(work.steps)}] {step.name}: {' '.join(step.argv)}", flush=True)
+        start = time.perf_counter()
+        status = subprocess.run(script + step.argv).returncode
+        if status != 0:
+            print(f"error: step {step.name!r} failed (exit status {status}); run the same command again to "
+                  f"continue from it", file=sys.stderr)
+            return 2
+        atomic_write_text(marker, json.dumps(step.argv) + "\n")
+        print(f"[{number}/{len(work.steps)}] {step.name}: finished in {time.perf_counter() - start:.0f}s")
+    return write_paper_report(out, record)
+
+
+def checkpoint_identity(folder: Path) -> dict:
+    """What the paper run's figures belong to: the weights' sha256, the precision the config records, the device."""
+    import hashlib
+    import mindspore as ms
+    import yaml
+    digest, weights = hashlib.sha256(), Path(folder) / "model.safetensors"
+    if weights.is_file():
+        with open(weights, "rb") as f:
+            for block in iter(lambda: f.read(1 << 24), b""):
+                digest.update(block)
+    config = yaml.safe_load((Path(folder) / "config.yaml").read_text()) or {}
+    return {"checkpoint_sha256": digest.hexdigest() if weights.is_file() else None,
+            "precision": config.get("precision"),
+            "device": ms.get_context("device_target")}
+
+
+def code_version() -> str:
+    """The package version and, in a git checkout, the commit (with +dirty when the tree has changes)."""
+    import subprocess
+    from importlib.metadata import version
+    text = version("codegeex-ms")
+    try:
+        commit = subprocess.run(["git", "-C", str(Path(__file__).resolve().parent), "describe", "--always",
+                                 "--dirty=+dirty"], capture_output=True, text=True, timeout=30)
+        if commit.returncode == 0:
+            text += f" ({commit.stdout.strip()})"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return text
+
+
+def write_paper_report(out: Path, record: dict) -> int:
+    from codegeex_ms.humaneval.execution import read_jsonl
+    from codegeex_ms.humaneval.report import paper_summary, write_report
+    rows = {path.name: read_jsonl(path) for path in out.glob("*.results.jsonl")}
+    translation = [row for name, part in rows.items() if name.startswith("translation-") for row in part]
+    summary = paper_summary(rows["generation-t0.2.results.jsonl"], rows["generation-t0.8.results.jsonl"],
+                            translation)
+    meta = json.loads((out / "generation-t0.8.results.jsonl.meta.json").read_text())
+    meta.update({key: record[key] for key in ("checkpoint", "checkpoint_sha256", "precision", "device", "code",
+                                              "scale", "batch_size", "seed", "max_new_tokens")})
+    paths = write_report(summary, out / "report" / "paper", meta)
+    print(paths[0].read_text())
+    print("wrote " + ", ".join(map(str, paths)))
+    return 0
+
+
 def cmd_report(args) -> int:
     from codegeex_ms.humaneval.execution import read_jsonl
     from codegeex_ms.humaneval.report import summarize, write_report
@@ -407,6 +546,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         return {"generate": cmd_generate, "merge": cmd_merge, "evaluate": cmd_evaluate, "report": cmd_report,
+                "paper": cmd_paper,
                 "doctor": cmd_doctor, "fetch-data": cmd_fetch}[args.command](args)
     except DatasetError as e:
         print(f"error: {e}", file=sys.stderr)

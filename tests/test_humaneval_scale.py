@@ -154,3 +154,28 @@ def test_report_has_standard_errors_timeout_rates_and_the_published_figures(tmp_
     assert "run timeouts (s): python 2" in md
     report = json.loads(paths[2].read_text())
     assert report["published"]["translation_pass_at_k"]["models"]["InCoder-6.7B"]["go->js"] == [39.37, 63.63, 80.75]
+
+
+def test_the_paper_command_at_a_tiny_scale_runs_end_to_end_and_resumes(data_dir, tmp_path):
+    """The embedded model, 2 languages, --scale 0.01: 2 problems each, n=1 (t=0.2) and n=2 (t=0.8), both
+    translation pairs; every step, then the report with the published rows; the same command again skips them."""
+    out = tmp_path / "paper"
+    command = [sys.executable, str(REPO / "eval_humaneval_x.py"), "paper", "--checkpoint",
+               str(REPO / "checkpoints" / "codegeex-mini"), "--data-dir", str(data_dir), "--out", str(out),
+               "--scale", "0.01", "--languages", "python,js", "--max-new-tokens", "24", "--batch-size", "3"]
+    r = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert ("paper run: 2 languages x 2 problems, n=1 (t=0.2) and n=2 (t=0.8), 2 translation pairs: 20 samples "
+            "(12 generation, 8 translation), at most 480 generated tokens, 24 program runs") in r.stdout
+    record = json.loads((out / "paper.json").read_text())
+    assert len(record["steps"]) == 9 and len(record["checkpoint_sha256"]) == 64 and record["device"] == "CPU"
+    assert len(read_jsonl(out / "generation-t0.8.jsonl")) == 2 * 2 * 2
+    assert {row["src_lang"] for row in read_jsonl(out / "translation-js-t0.8.results.jsonl")} == {"js"}
+    md = (out / "report" / "paper.md").read_text()
+    assert "| python | 2 | 1 (t=0.2) + 2 (t=0.8) | " in md and "| python->js | 2 | 2 | " in md
+    assert "| CodeGeeX-13B | 22.9 | 17.1 | 20.0 | 17.6 | 14.4 | 4.3 | 16.0 |" in md
+    assert f"checkpoint_sha256: {record['checkpoint_sha256']}" in md
+    report = json.loads((out / "report" / "paper.json").read_text())
+    assert report["generation"]["js"]["published"]["pass@1"] == pytest.approx(0.176)
+    again = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0 and again.stdout.count("done earlier") == 9, again.stdout[-2000:]

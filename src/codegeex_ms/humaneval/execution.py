@@ -131,11 +131,12 @@ def program_of(sample: dict, problems: dict, upstream: bool) -> tuple[str, str]:
     return lang, assemble(problem, completion, lang, prefix=prefix, upstream=upstream)
 
 
-def canonical_samples(data_dir, languages, negative: bool = False) -> list[dict]:
-    """One sample per problem: the canonical solution (self-test), or a body that throws (negative control)."""
+def canonical_samples(data_dir, languages, negative: bool = False, limit: int | None = None) -> list[dict]:
+    """One sample per problem (the first ``limit`` of each language): the canonical solution (self-test), or a body
+    that throws (negative control)."""
     rows = []
     for lang in languages:
-        for task_id, problem in load_problems(data_dir, lang).items():
+        for task_id, problem in list(load_problems(data_dir, lang).items())[:limit]:
             rows.append({"task_id": task_id, "prompt": problem["prompt"],
                          "generation": negative_completion(lang) if negative else problem["canonical_solution"]})
     return rows

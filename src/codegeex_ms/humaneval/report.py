@@ -52,6 +52,27 @@ def _scores(per_task: dict[str, list[str]]) -> dict:
     return out
 
 
+def paper_summary(pass1_rows: list[dict], pass100_rows: list[dict], translation_rows: list[dict]) -> dict:
+    """The paper's tables from its three runs: generation pass@1 from the n=20, t=0.2 samples, pass@10/100 from the
+    n=200, t=0.8 ones (each with its standard error; the timeout rate over both), translation from its own run."""
+    first, second = summarize(pass1_rows), summarize(pass100_rows)
+    generation = {}
+    for lang, scores in second["generation"].items():
+        low = first["generation"].get(lang)
+        merged = {key: value for key, value in scores.items() if not key.startswith("pass@1_") and key != "pass@1"}
+        if low:
+            merged.update({key: low[key] for key in ("pass@1", "pass@1_se") if key in low})
+            both = low["samples"] + scores["samples"]
+            merged["timeout_rate"] = (low["timeout_rate"] * low["samples"] + scores["timeout_rate"] *
+                                      scores["samples"]) / both
+            merged["samples"] = both
+            merged["n_label"] = f"{low['n_min']} (t=0.2) + {scores['n_min']} (t=0.8)"
+        generation[lang] = merged
+    translation = summarize(translation_rows)["translation"] if translation_rows else {}
+    return {"generation": generation, "translation": translation,
+            "known_issues": dict(first["known_issues"], **second["known_issues"])}
+
+
 def published_for(section: str, key: str) -> dict[str, float]:
     """The published pass@k (fractions) of the model ours converts, for a language or a pair: {} when none."""
     if section == "generation":
@@ -97,7 +118,7 @@ def _table(scores: dict[str, dict], key_name: str) -> tuple[list[str], list[list
     header.append("timed out %")
     body = []
     for key, s in scores.items():
-        n = str(s["n_min"]) if s["n_min"] == s["n_max"] else f"{s['n_min']}-{s['n_max']}"
+        n = s.get("n_label") or (str(s["n_min"]) if s["n_min"] == s["n_max"] else f"{s['n_min']}-{s['n_max']}")
         row = [key, str(s["problems"]), n]
         for k in ks:
             ours = f"{100 * s[k]:.2f}" + (f" ± {100 * s[k + '_se']:.2f}" if k + "_se" in s else "") if k in s else ""
@@ -154,8 +175,9 @@ def write_report(summary: dict, out_prefix: str | Path, meta: dict | None = None
         md.append(f"- isolated sandbox: {meta.get('isolated')}; upstream assembly: {meta.get('upstream')}")
         if meta.get("run_timeouts"):
             md.append("- run timeouts (s): " + ", ".join(f"{lang} {t:g}" for lang, t in meta["run_timeouts"].items()))
-        for key in ("samples_sha256", "joined_shards", "shard_hosts"):
-            if meta.get(key):
+        for key in ("checkpoint", "checkpoint_sha256", "precision", "device", "code", "scale", "batch_size", "seed",
+                    "max_new_tokens", "samples_sha256", "joined_shards", "shard_hosts"):
+            if meta.get(key) is not None:
                 md.append(f"- {key}: {meta[key]}")
         md.append("")
     for suffix, text in ((".md", "\n".join(md)), (".csv", csv_buf.getvalue()),
