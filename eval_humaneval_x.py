@@ -5,6 +5,7 @@
     python eval_humaneval_x.py generate --checkpoint CKPT --data-dir DATA --n 20 --out samples.jsonl
     python eval_humaneval_x.py generate ... --shard 0/4 --out s0.jsonl     # one of 4 shards (a device, a host)
     python eval_humaneval_x.py merge --out samples.jsonl s0.jsonl s1.jsonl s2.jsonl s3.jsonl
+    python eval_humaneval_x.py generate ... --engine slurm --partition gpu --tasks 8 --gpus-per-task 1 --out s.jsonl
     python eval_humaneval_x.py generate --checkpoint CKPT --data-dir DATA --task translation --src-lang python \\
         --languages cpp,java --out trans.jsonl
     python eval_humaneval_x.py evaluate --data-dir DATA --samples samples.jsonl --out results.jsonl
@@ -72,10 +73,15 @@ def parse_args(argv=None):
                    help="tokens generated per sample at most (default 512)")
     g.add_argument("--seed", type=non_negative_int, default=0, help="base seed; each problem's seed derives from it")
     g.add_argument("--limit", type=positive_int, help="only the first N problems of each language")
+    g.add_argument("--device", choices=("CPU", "GPU", "Ascend"),
+                   help="MindSpore's device target (default: what this MindSpore build runs on)")
+    g.add_argument("--device-id", type=non_negative_int, help="which device of --device (default 0)")
     g.add_argument("--shard", type=shard_spec, default=(0, 1), metavar="I/N",
                    help="generate only shard I of N (0-based): a contiguous block of the run's samples in (language, "
                         "problem, sample) order; each shard writes its own --out, and merge joins them into what one "
                         "unsharded run writes, byte for byte (default 0/1: everything)")
+
+    add_engine_arguments(g, "generate")
 
     m = sub.add_parser("merge", help="join the samples (or results) files of generate (evaluate) --shard I/N",
                        description="Join the samples files of generate --shard 0/N .. N-1/N into one, checking that "
@@ -119,22 +125,7 @@ def parse_args(argv=None):
                    help="evaluate only shard I of N (0-based): the contiguous block of sample indices "
                         "[I*T//N, (I+1)*T//N) of the T samples, into its own --out; merge joins the shards' results "
                         "(default 0/1: everything)")
-    run = e.add_argument_group("on a cluster (the results equal a local run's; --out's folder must be shared)")
-    run.add_argument("--engine", choices=("local", "slurm", "ray"), default="local",
-                     help="local: this machine, --workers programs at once (default); slurm: a job array of --tasks "
-                          "shards and a join job, submitted with sbatch; ray: --tasks Ray tasks on an existing "
-                          "cluster, then the join. Each shard runs --workers programs at once on its node; rerun "
-                          "the same command to redo only unfinished shards (OUT.work/ holds them)")
-    run.add_argument("--tasks", type=positive_int, help="slurm and ray: shards (tasks) to cut the samples into")
-    run.add_argument("--wait", action="store_true",
-                     help="slurm: after submitting (or finding the jobs still queued), wait until the results are "
-                          "joined and print the summary; exit 2 if the jobs left the queue without them")
-    run.add_argument("--partition", help="slurm: the partition")
-    run.add_argument("--time", default="12:00:00", help="slurm: each shard's time limit (default 12:00:00)")
-    run.add_argument("--venv", help="slurm: the virtualenv's bin/activate, sourced by each job")
-    run.add_argument("--mem-per-cpu-gb", type=positive_float, default=2.0,
-                     help="slurm and ray: memory per CPU (default 2)")
-    run.add_argument("--ray-address", default="auto", help="ray: the cluster's address (default auto: this node's)")
+    add_engine_arguments(e, "evaluate")
 
     r = sub.add_parser("report", help="pass@k tables (Markdown, CSV, JSON) and a PNG chart from results",
                        description="Pass@k tables (Markdown, CSV, JSON) and a PNG chart from results.")
@@ -186,6 +177,63 @@ Run the paper's HumanEval-X settings end to end, each step an eval_humaneval_x.p
 It prints the work (samples, tokens, executions) first. A finished step is recorded in OUT/steps/ and skipped when
 the same command runs again; an interrupted one continues where it stopped. The paper's 5 languages:
 --languages python,cpp,java,js,go (the default, all, adds Rust)."""
+
+
+def add_engine_arguments(p, command: str) -> None:
+    if command == "evaluate":
+        engine_help = ("local: this machine, --workers programs at once (default); slurm: a job array of --tasks "
+                       "shards and a join job, submitted with sbatch; ray: --tasks Ray tasks on an existing cluster, "
+                       "then the join. Each shard runs --workers programs at once on its node")
+    else:
+        engine_help = ("local: this process (default); slurm: a job array of --tasks shards (generate --shard "
+                       "RANK/N, one device each with --gpus-per-task) and a join job (merge), submitted with sbatch; "
+                       "ray: --tasks Ray tasks on an existing cluster, then the join. The merged file equals one "
+                       "local run's")
+    run = p.add_argument_group("on a cluster (--out's folder must be on storage every node shares)")
+    run.add_argument("--engine", choices=("local", "slurm", "ray"), default="local",
+                     help=engine_help + "; rerun the same command to redo only unfinished shards (OUT.work/ holds "
+                                        "them)")
+    run.add_argument("--tasks", type=positive_int, help="slurm and ray: shards (tasks) to cut the work into")
+    run.add_argument("--wait", action="store_true",
+                     help="slurm: after submitting (or finding the jobs still queued), wait until the output is "
+                          "joined and print the summary; exit 2 if the jobs left the queue without it")
+    if command == "generate":
+        run.add_argument("--gpus-per-task", type=non_negative_int, default=0,
+                         help="slurm and ray: GPUs each shard asks for (default 0: CPU); the task sees only its own, "
+                              "as device 0")
+    run.add_argument("--partition", help="slurm: the partition")
+    run.add_argument("--time", default="12:00:00", help="slurm: each shard's time limit (default 12:00:00)")
+    run.add_argument("--venv", help="slurm: the virtualenv's bin/activate, sourced by each job")
+    run.add_argument("--mem-per-cpu-gb", type=positive_float, default=2.0,
+                     help="slurm and ray: memory per CPU (default 2)")
+    run.add_argument("--ray-address", default="auto", help="ray: the cluster's address (default auto: this node's)")
+
+
+def cluster_engine(args):
+    from codegeex_ms.engines import Engine
+    if not args.tasks:
+        raise UsageError(f"--engine {args.engine} needs --tasks N: the shards to cut the work into")
+    if args.shard != (0, 1):
+        raise UsageError(f"--shard is for one local shard; --engine {args.engine} makes --tasks shards itself")
+    try:
+        return Engine(args.engine, partition=args.partition, time=args.time, venv=args.venv,
+                      mem_per_cpu_gb=args.mem_per_cpu_gb, ray_address=args.ray_address)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+
+
+def print_cluster_summary(args, summary: dict, fanout) -> dict | None:
+    """Print what a Slurm submission did; returns the summary to print, or None when there is nothing more."""
+    if "submitted" not in summary and "queued" not in summary:
+        return summary
+    if "submitted" in summary:
+        print(f"submitted Slurm jobs {' '.join(summary['submitted'])} ({args.tasks} shards, then the join)")
+    else:
+        print("this job's Slurm jobs are still queued (nothing submitted):\n  " + "\n  ".join(summary["queued"]))
+    if not args.wait:
+        print(f"follow them with the same command and --wait; the shards are in {fanout.work_dir(args.out)}")
+        return None
+    return dict(fanout.wait(args.out), seconds=None)
 
 
 def shard_spec(text: str) -> tuple[int, int]:
@@ -283,6 +331,12 @@ def cmd_generate(args) -> int:
     from codegeex_ms.humaneval.sampling import SampleSettings, plan_units, prompt_for, write_samples
     from codegeex_ms.loading import load_for_inference
 
+    if args.engine != "local":
+        return generate_on_cluster(args)
+    if args.tasks or args.wait:
+        raise UsageError("--tasks and --wait are for --engine slurm or ray")
+    if args.device_id is not None and not args.device:
+        raise UsageError("--device-id needs --device")
     langs = parse_languages(args.languages)
     if args.task == "translation":
         if not args.src_lang:
@@ -296,6 +350,8 @@ def cmd_generate(args) -> int:
     for row in completed_rows(args.out):          # also drops a torn last line before appending
         done[row["task_id"]] = done.get(row["task_id"], 0) + 1
     ms.set_context(mode=ms.GRAPH_MODE)
+    if args.device:
+        ms.set_device(args.device, args.device_id)
     loaded = load_for_inference(args.checkpoint)
     model, tokenizer, context = loaded.model, loaded.tokenizer, loaded.context
     if args.max_new_tokens >= context:
@@ -319,6 +375,30 @@ def cmd_generate(args) -> int:
             tqdm(total=sum(u.count for u in units), desc=f"generating ({args.task})", unit="sample") as bar:
         written = write_samples(generator, units, prompts, settings, out, bar.update)
     print(f"wrote {written} samples to {args.out} ({sum(done.values())} were already there)")
+    return 0
+
+
+def generate_on_cluster(args) -> int:
+    """generate as --tasks shards on Slurm or Ray: each task runs this command with --shard RANK/N into the job's
+    folder, then a join task merges them into --out."""
+    from codegeex_ms import checkpoint
+    from codegeex_ms.humaneval import fanout
+    engine = cluster_engine(args)
+    checkpoint.check_folder(args.checkpoint)
+    parse_languages(args.languages)
+    command = [sys.executable, str(Path(__file__).resolve()), "generate", "--checkpoint",
+               str(args.checkpoint.resolve()), "--data-dir", str(args.data_dir.resolve()), "--languages",
+               args.languages, "--task", args.task, "--n", str(args.n), "--batch-size", str(args.batch_size),
+               "--temperature", str(args.temperature), "--top-p", str(args.top_p), "--top-k", str(args.top_k),
+               "--max-new-tokens", str(args.max_new_tokens), "--seed", str(args.seed)]
+    command += (["--src-lang", args.src_lang] if args.src_lang else []) + (["--greedy"] if args.greedy else []) + \
+        (["--limit", str(args.limit)] if args.limit else []) + (["--device", args.device] if args.device else [])
+    summary = print_cluster_summary(
+        args, fanout.generate_on(engine, command, args.out, args.tasks, gpus_per_task=args.gpus_per_task), fanout)
+    if summary is None:
+        return 0
+    took = "" if summary.get("seconds") is None else f" in {summary['seconds']:.0f}s"
+    print(f"generated {summary['samples']} samples on {args.engine} ({args.tasks} shards){took} -> {args.out}")
     return 0
 
 
@@ -368,30 +448,14 @@ def cmd_evaluate(args) -> int:
 
 
 def evaluate_on_cluster(args, options) -> int:
-    from codegeex_ms.engines import Engine
     from codegeex_ms.humaneval import fanout
     if not args.samples:
         raise UsageError(f"--engine {args.engine} evaluates a --samples file (the self-tests run locally)")
-    if not args.tasks:
-        raise UsageError(f"--engine {args.engine} needs --tasks N: the shards to cut the samples into")
-    if args.shard != (0, 1):
-        raise UsageError(f"--shard is for one local shard; --engine {args.engine} makes --tasks shards itself")
-    try:
-        engine = Engine(args.engine, partition=args.partition, time=args.time, venv=args.venv,
-                        mem_per_cpu_gb=args.mem_per_cpu_gb, ray_address=args.ray_address)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-    summary = fanout.evaluate_on(engine, args.samples, args.out, args.data_dir, options, args.tasks)
-    if "submitted" in summary or "queued" in summary:
-        if "submitted" in summary:
-            print(f"submitted Slurm jobs {' '.join(summary['submitted'])} ({args.tasks} shards, then the join)")
-        else:
-            print("this evaluation's Slurm jobs are still queued (nothing submitted):\n  " +
-                  "\n  ".join(summary["queued"]))
-        if not args.wait:
-            print(f"follow them with the same command and --wait; the shards are in {fanout.work_dir(args.out)}")
-            return 0
-        summary = dict(fanout.wait(args.out), seconds=None)
+    engine = cluster_engine(args)
+    summary = print_cluster_summary(
+        args, fanout.evaluate_on(engine, args.samples, args.out, args.data_dir, options, args.tasks), fanout)
+    if summary is None:
+        return 0
     parts = [f"{lang} {summary['passed'][lang]}/{summary['total'][lang]}" for lang in summary["total"]]
     took = "" if summary.get("seconds") is None else f" in {summary['seconds']:.0f}s"
     print(f"evaluated {summary['samples']} samples on {args.engine} ({args.tasks} shards){took}: passed "

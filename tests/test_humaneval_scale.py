@@ -99,8 +99,21 @@ def test_the_fan_out_on_the_local_executor_gives_the_local_verdicts(samples, dat
     assert summary["samples"] == 10 and summary["passed"] == {"python": 5}
     assert verdicts(read_jsonl(out)) == verdicts(local_results)
     assert evaluate_on(Engine("local", workers=2), path, out, data_dir, options, shards=4)["up_to_date"]
-    with pytest.raises(DatasetError, match=r"belongs to another evaluation \(shards changed\)"):
+    with pytest.raises(DatasetError, match=r"belongs to another job \(shards changed\)"):
         evaluate_on(Engine("local"), path, out, data_dir, options, shards=3)
+
+
+def test_generate_in_shards_on_the_local_executor_equals_one_run(tiny_checkpoint, data_dir, tmp_path):
+    from codegeex_ms.humaneval.fanout import generate_on
+    command = [sys.executable, str(REPO / "eval_humaneval_x.py"), "generate", "--checkpoint", str(tiny_checkpoint),
+               "--data-dir", str(data_dir), "--languages", "python,js", "--limit", "2", "--n", "2", "--batch-size",
+               "3", "--max-new-tokens", "10"]
+    subprocess.run(command + ["--out", str(tmp_path / "one.jsonl")], check=True, capture_output=True, timeout=600)
+    summary = generate_on(Engine("local", workers=2), command, tmp_path / "sharded.jsonl", shards=3)
+    assert summary["samples"] == 8
+    assert (tmp_path / "sharded.jsonl").read_bytes() == (tmp_path / "one.jsonl").read_bytes()
+    settings = json.loads((tmp_path / "sharded.jsonl.settings.json").read_text())
+    assert settings["shard"]["count"] == 1 and settings["temperature"] == 0.8
 
 
 def test_per_language_run_timeouts_come_from_the_canonical_run_times(data_dir, tmp_path):

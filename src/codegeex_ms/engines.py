@@ -48,7 +48,8 @@ def incomplete_tasks(logs: Path, tasks: int) -> list[int]:
     return [rank for rank in range(tasks) if f"{rank:05d}" not in done]
 
 
-def run_stage(name: str, pipeline: list, tasks: int, logs: Path, engine: Engine, cpus_per_task: int = 1) -> None:
+def run_stage(name: str, pipeline: list, tasks: int, logs: Path, engine: Engine, cpus_per_task: int = 1,
+              gpus_per_task: int = 0) -> None:
     """Run a stage's tasks on a local or Ray engine; raise ``StageError`` naming the missing tasks when any failed
     (datatrove's Ray executor returns normally when tasks failed, and a local pool re-raises the first exception)."""
     workers = min(tasks, engine.workers or os.cpu_count() or 1)
@@ -59,7 +60,8 @@ def run_stage(name: str, pipeline: list, tasks: int, logs: Path, engine: Engine,
         from datatrove.executor.ray import RayPipelineExecutor
         init_ray(engine)
         executor = RayPipelineExecutor(pipeline, tasks=tasks, workers=workers, logging_dir=str(logs),
-                                       cpus_per_task=cpus_per_task, mem_per_cpu_gb=engine.mem_per_cpu_gb)
+                                       cpus_per_task=cpus_per_task, gpus_per_task=gpus_per_task,
+                                       mem_per_cpu_gb=engine.mem_per_cpu_gb)
     else:
         raise ValueError(f"run_stage runs local or ray stages; a {engine.kind} job is submitted (submit_slurm)")
     failure = None
@@ -87,14 +89,17 @@ def init_ray(engine: Engine) -> None:
 
 
 def submit_slurm(stages: dict[str, tuple[list, int]], logs: Path, slurm_logs: Path, engine: Engine,
-                 job_prefix: str, cpus_per_task: int = 1) -> list[str]:
+                 job_prefix: str, cpus_per_task: dict[str, int] | None = None,
+                 gpus_per_task: dict[str, int] | None = None) -> list[str]:
     """One job array per stage (name -> (pipeline, tasks)), each waiting for the one before (afterok); only the
-    incomplete tasks are submitted. Returns the array job ids (a stage whose tasks had all completed has none)."""
+    incomplete tasks are submitted; ``cpus_per_task`` / ``gpus_per_task``: per stage name (default 1 CPU, no GPU).
+    Returns the array job ids (a stage whose tasks had all completed has none)."""
     from datatrove.executor.slurm import SlurmPipelineExecutor
     executors = []
     for name, (pipeline, tasks) in stages.items():
         executors.append(SlurmPipelineExecutor(
-            pipeline, tasks=tasks, time=engine.time, partition=engine.partition, cpus_per_task=cpus_per_task,
+            pipeline, tasks=tasks, time=engine.time, partition=engine.partition,
+            cpus_per_task=(cpus_per_task or {}).get(name, 1), gpus_per_task=(gpus_per_task or {}).get(name, 0),
             workers=engine.workers or -1, job_name=f"{job_prefix}_{name}", qos=None, mail_type=None,
             venv_path=engine.venv, logging_dir=str(Path(logs) / name), slurm_logs_folder=str(Path(slurm_logs) / name),
             depends=executors[-1] if executors else None,
