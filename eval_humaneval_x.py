@@ -79,7 +79,9 @@ def parse_args(argv=None):
     g.add_argument("--shard", type=shard_spec, default=(0, 1), metavar="I/N",
                    help="generate only shard I of N (0-based): a contiguous block of the run's samples in (language, "
                         "problem, sample) order; each shard writes its own --out, and merge joins them into what one "
-                        "unsharded run writes, byte for byte (default 0/1: everything)")
+                        "unsharded run writes, byte for byte (default 0/1: everything). msrun: started by msrun "
+                        "--worker_num=N, rank R takes shard R/N on its device (DEVICE_ID) and writes "
+                        "OUT.work/shards/R.jsonl; merge them afterwards")
 
     add_engine_arguments(g, "generate")
 
@@ -214,7 +216,8 @@ def cluster_engine(args):
     if not args.tasks:
         raise UsageError(f"--engine {args.engine} needs --tasks N: the shards to cut the work into")
     if args.shard != (0, 1):
-        raise UsageError(f"--shard is for one local shard; --engine {args.engine} makes --tasks shards itself")
+        raise UsageError(f"--shard is for one local shard or msrun; --engine {args.engine} makes --tasks shards "
+                         f"itself")
     try:
         return Engine(args.engine, partition=args.partition, time=args.time, venv=args.venv,
                       mem_per_cpu_gb=args.mem_per_cpu_gb, ray_address=args.ray_address)
@@ -236,10 +239,12 @@ def print_cluster_summary(args, summary: dict, fanout) -> dict | None:
     return dict(fanout.wait(args.out), seconds=None)
 
 
-def shard_spec(text: str) -> tuple[int, int]:
+def shard_spec(text: str) -> tuple[int, int] | str:
+    if text == "msrun":
+        return text
     index, sep, count = text.partition("/")
     if not (sep and index.isdigit() and count.isdigit() and 0 <= int(index) < int(count)):
-        raise argparse.ArgumentTypeError(f"expected I/N with 0 <= I < N (e.g. 0/4), got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected I/N with 0 <= I < N (e.g. 0/4) or msrun, got {text!r}")
     return int(index), int(count)
 
 
@@ -337,6 +342,8 @@ def cmd_generate(args) -> int:
         raise UsageError("--tasks and --wait are for --engine slurm or ray")
     if args.device_id is not None and not args.device:
         raise UsageError("--device-id needs --device")
+    if args.shard == "msrun":
+        take_msrun_rank(args)
     langs = parse_languages(args.languages)
     if args.task == "translation":
         if not args.src_lang:
@@ -376,6 +383,23 @@ def cmd_generate(args) -> int:
         written = write_samples(generator, units, prompts, settings, out, bar.update)
     print(f"wrote {written} samples to {args.out} ({sum(done.values())} were already there)")
     return 0
+
+
+def take_msrun_rank(args) -> None:
+    """Under msrun: this rank's shard, output file and device. No collective is needed; init() only registers the
+    rank with msrun's scheduler, which otherwise waits for it."""
+    from mindspore.communication import init
+    from codegeex_ms.parallel import launched_by_msrun
+    if not launched_by_msrun() or "RANK_ID" not in os.environ:
+        raise UsageError("--shard msrun: start this command with msrun --worker_num=N --local_worker_num=N ... "
+                         "(one rank per device)")
+    rank, size = int(os.environ["RANK_ID"]), int(os.environ["RANK_SIZE"])
+    init()
+    args.shard = (rank, size)
+    args.out = args.out.with_name(args.out.name + ".work") / "shards" / f"{rank:05d}.jsonl"
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    if args.device and args.device_id is None:
+        args.device_id = int(os.environ.get("DEVICE_ID", rank))
 
 
 def generate_on_cluster(args) -> int:
@@ -431,6 +455,8 @@ def cmd_evaluate(args) -> int:
                           run_timeout=args.run_timeout, run_timeouts={lang: run_timeouts[lang] for lang in langs}
                           if run_timeouts else {}, upstream=args.upstream, isolate=not args.no_isolation,
                           work_dir=args.work_dir)
+    if args.shard == "msrun":
+        raise UsageError("--shard msrun is for generate (evaluate a samples file with --engine slurm|ray)")
     if args.engine != "local":
         return evaluate_on_cluster(args, options)
     if args.tasks or args.wait:

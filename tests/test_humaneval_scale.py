@@ -116,6 +116,40 @@ def test_generate_in_shards_on_the_local_executor_equals_one_run(tiny_checkpoint
     assert settings["shard"]["count"] == 1 and settings["temperature"] == 0.8
 
 
+@pytest.mark.slow
+def test_generate_under_msrun_one_shard_per_rank_merges_into_one_run(tiny_checkpoint, data_dir, tmp_path):
+    """msrun --worker_num=2 on CPU: rank R takes shard R/2 into OUT.work/shards/R.jsonl; merged, one local run."""
+    import os
+    import shutil
+    import socket
+    command = [str(REPO / "eval_humaneval_x.py"), "generate", "--checkpoint", str(tiny_checkpoint), "--data-dir",
+               str(data_dir), "--languages", "python", "--limit", "2", "--n", "3", "--batch-size", "2",
+               "--max-new-tokens", "10"]
+    subprocess.run([sys.executable, *command, "--out", str(tmp_path / "one.jsonl")], check=True,
+                   capture_output=True, timeout=600)
+    msrun = shutil.which("msrun") or str(Path(sys.executable).parent / "msrun")
+    with socket.socket() as sock:                       # a free port, so concurrent runs do not collide
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    out = tmp_path / "samples.jsonl"
+    result = subprocess.run([msrun, "--worker_num=2", "--local_worker_num=2", f"--master_port={port}", "--join=True",
+                             f"--log_dir={tmp_path / 'logs'}", *command, "--shard", "msrun", "--out", str(out)],
+                            capture_output=True, text=True, timeout=900,
+                            env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
+    logs = "".join(p.read_text() for p in sorted((tmp_path / "logs").glob("*.log")))
+    assert result.returncode == 0, logs[-3000:]
+    shards = sorted((tmp_path / "samples.jsonl.work" / "shards").glob("*.jsonl"))
+    assert [p.name for p in shards] == ["00000.jsonl", "00001.jsonl"]
+    merged = subprocess.run([sys.executable, str(REPO / "eval_humaneval_x.py"), "merge", "--out", str(out),
+                             *map(str, shards)], capture_output=True, text=True, timeout=300)
+    assert merged.returncode == 0, merged.stderr
+    assert out.read_bytes() == (tmp_path / "one.jsonl").read_bytes()
+    # outside msrun the option names what it needs
+    alone = subprocess.run([sys.executable, *command, "--shard", "msrun", "--out", str(tmp_path / "x.jsonl")],
+                           capture_output=True, text=True, timeout=300)
+    assert alone.returncode == 2 and "start this command with msrun" in alone.stderr
+
+
 def test_per_language_run_timeouts_come_from_the_canonical_run_times(data_dir, tmp_path):
     rows = [{"task_id": "Python/0", "result": "passed", "run_seconds": 0.2},
             {"task_id": "Python/1", "result": "passed", "run_seconds": 0.5},
