@@ -27,6 +27,19 @@ def server(tiny_checkpoint, tmp_path_factory):
         proc.wait()
 
 
+@pytest.fixture(scope="module")
+def embedded_server(tmp_path_factory):
+    """serve.py with its defaults on the embedded (trained) model: its samples have lines, as real code does."""
+    log = tmp_path_factory.mktemp("serve-embedded") / "server.log"
+    url, proc = start_serve(["--max-new-tokens", "48", "--log-level", "warning"], log)
+    yield url
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except Exception:
+        proc.kill()
+
+
 def client(url, key=KEY):
     return httpx.Client(base_url=url, timeout=120, headers={"Authorization": f"Bearer {key}"} if key else {})
 
@@ -160,6 +173,27 @@ def test_codegeex_endpoints(server):
         assert r.status_code == 200 and r.json()["status"] == 0, r.text
         r = c.post("/multilingual_code_generate", json={"prompt": "x", "lang": "klingon", "apikey": KEY})
         assert r.status_code == 400 and r.json()["status"] == 1 and "klingon" in r.json()["message"]
+
+
+def test_codegeex_adapt_and_block_endpoints(embedded_server):
+    """The extension's automatic/interactive (_adapt) and prompt-mode (_block) calls, with its exact payload (no
+    lang when the editor's language is unknown): _adapt after code on the cursor's line gives _block's sample cut
+    at the end of that line; at a line start it gives _block's whole sample."""
+    payload = {"n": 3, "apikey": "k", "apisecret": "s", "temperature": 0.8, "top_p": 0.95, "top_k": 0, "seed": 5,
+               "max_tokens": 32}
+    with client(embedded_server, key=None) as c:
+        def codes(path, prompt):
+            r = c.post(path, json=dict(payload, prompt=prompt))
+            assert r.status_code == 200 and r.json()["status"] == 0, r.text
+            return r.json()["result"]["output"]["code"]
+        prefix = "import os\n\ndef read(path):\n    with open(path) as f:\n        data = "
+        block = codes("/multilingual_code_generate_block", prefix)
+        assert any("\n" in text for text in block)          # so the cut below is exercised
+        assert codes("/multilingual_code_generate_adapt", prefix) == [text.split("\n")[0] for text in block]
+        assert codes("/multilingual_code_generate_adapt", prefix + "f\n") == \
+            codes("/multilingual_code_generate_block", prefix + "f\n")
+        r = c.post("/multilingual_code_generate", json=dict(payload, prompt="x"))
+        assert r.status_code == 400 and "lang: required for generate" in r.json()["message"]
 
 
 @pytest.mark.parametrize("payload, status, needle", [
@@ -372,3 +406,58 @@ def test_sigterm_finishes_in_flight_requests(server):
     assert proc.wait(60) in (0, -signal.SIGTERM), log.read_text()   # uvicorn re-raises the signal it caught
     assert "engine stopped after" in log.read_text()
 
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Text Generation Inference's API, driven by its own client (PyPI text-generation), and llm-ls's body
+
+def test_tgi_generate_and_stream_with_the_text_generation_client(embedded_server):
+    text_generation = pytest.importorskip("text_generation")
+    tgi = text_generation.Client(embedded_server, timeout=120)
+    prompt = "# language: Python\ndef add(a, b):\n"
+    greedy = tgi.generate(prompt, max_new_tokens=16)                  # POST /: greedy, with details
+    with client(embedded_server, key=None) as c:
+        openai = c.post("/v1/completions", json={"prompt": prompt, "max_tokens": 16, "temperature": 0}).json()
+        assert greedy.generated_text == openai["choices"][0]["text"]
+        # sampling with a seed draws the sample /v1/completions draws with that seed
+        sampled = tgi.generate(prompt, max_new_tokens=16, do_sample=True, temperature=0.8, top_p=0.95, seed=3)
+        same = c.post("/v1/completions", json={"prompt": prompt, "max_tokens": 16, "temperature": 0.8,
+                                               "top_p": 0.95, "seed": 3}).json()
+        assert sampled.generated_text == same["choices"][0]["text"] and sampled.details.seed == 3
+        # llm-ls's tgi backend body on /generate
+        r = c.post("/generate", json={"inputs": prompt, "parameters": {"max_new_tokens": 16, "temperature": 0.8,
+                                                                        "do_sample": True, "top_p": 0.95, "seed": 3,
+                                                                        "return_full_text": False}})
+        assert r.status_code == 200 and r.json() == {"generated_text": same["choices"][0]["text"]}, r.text
+    details = greedy.details
+    assert details.generated_tokens == len(details.tokens) and details.finish_reason.value in ("length", "eos_token")
+    assert "".join(t.text for t in details.tokens).startswith(greedy.generated_text[:8])
+    events = list(tgi.generate_stream(prompt, max_new_tokens=16))    # POST / with stream: true
+    last = events[-1]
+    assert last.generated_text == greedy.generated_text
+    assert (last.details.generated_tokens, last.details.finish_reason) == (details.generated_tokens,
+                                                                           details.finish_reason)
+    assert "".join(e.token.text for e in events).startswith(greedy.generated_text)
+    assert all(e.generated_text is None for e in events[:-1])
+    full = tgi.generate(prompt, max_new_tokens=4, return_full_text=True)
+    assert full.generated_text.startswith(prompt)
+    with pytest.raises(text_generation.errors.ValidationError, match="repetition_penalty: this server applies no"):
+        tgi.generate(prompt, repetition_penalty=1.3)
+    with pytest.raises(text_generation.errors.ValidationError, match="parameters.max_new_tokens must be in 1..48"):
+        tgi.generate(prompt, max_new_tokens=1000)
+
+
+def test_tgi_api_key_and_error_shape(server):
+    text_generation = pytest.importorskip("text_generation")
+    url, _, _ = server
+    ok = text_generation.Client(url, headers={"Authorization": f"Bearer {KEY}"}, timeout=120)
+    assert ok.generate("x = ", max_new_tokens=4).details.generated_tokens >= 1
+    r = httpx.post(url + "/generate", json={"inputs": "x = "})
+    assert r.status_code == 401 and r.json()["error_type"] == "authentication"
+    assert httpx.get(url + "/").status_code == 200                  # the playground stays open
+    with client(url) as c:
+        r = c.post("/generate_stream", json={"inputs": "x", "parameters": {"grammar": {"type": "json"}}})
+        assert r.status_code == 422 and r.json() == {"error": "parameters.grammar: no constrained decoding (send "
+                                                              "None or leave it out)", "error_type": "validation"}
+        r = c.post("/generate", json={"inputs": "x", "bogus": 1})
+        assert r.status_code == 422 and r.json()["error"].startswith("bogus")

@@ -499,12 +499,13 @@ class Generator:
         return ids.asnumpy()[:k]
 
     def run(self, pull: Callable[[int, bool], list[Work] | None],
-            on_text: Callable[[object, int, str], None] | None = None,
+            on_text: Callable[[object, int, str, int], None] | None = None,
             on_done: Callable[[_Row], None] | None = None,
             cancelled: Callable[[object], bool] | None = None, stats: dict | None = None) -> dict:
         """Decode until ``pull`` has nothing more. ``pull(free_rows, busy)`` returns the samples to start now (at most
         ``free_rows`` in all; ``busy``: whether rows are decoding, so a server may block for work only when not),
-        or None when no more will come. ``on_text(key, sample, text)`` receives new text as it comes,
+        or None when no more will come. ``on_text(key, sample, text, token)`` receives new text as it comes, with
+        the id of the token that completed it (a character split over tokens comes with its last token),
         ``on_done(row)`` each finished sample (``row.key``, ``.sample``, ``.tokens``, ``.text``, ``.completion()``,
         ``.reason``), and a sample whose ``cancelled(key)`` turns true stops (reason "cancelled"). Returns
         counters, also kept up to date in ``stats`` if given (a server's): prefills, prefill seconds and tokens,
@@ -525,7 +526,7 @@ class Generator:
             row = rows[i]
             new = row.take(token, self.eos_id)
             if on_text is not None and new:
-                on_text(row.key, row.sample, new)
+                on_text(row.key, row.sample, new, token)
             if row.reason is not None:
                 finish(i)
 
@@ -605,7 +606,7 @@ class Generator:
                  on_text: Callable[[int, str], None] | None = None) -> GenerationResult:
         """Sample ``batch_size`` completions of ``prompt_ids``; ``on_text(i, text)`` receives sample i's new text."""
         return self.generate_rows([(prompt_ids, cfg, self.batch_size)],
-                                  None if on_text is None else (lambda _, i, text: on_text(i, text)))[0]
+                                  None if on_text is None else (lambda _, i, text, _token: on_text(i, text)))[0]
 
     def generate_rows(self, requests: Sequence[tuple], on_text: Callable[[int, int, str], None] | None = None,
                       cancelled: Callable[[int], bool] | None = None) -> list[GenerationResult]:
@@ -640,7 +641,7 @@ class Generator:
             spans[row.key][1] = time.perf_counter()
 
         stats = self.run(pull, None if on_text is None else
-                         (lambda key, sample, text: on_text(key, sample - requests[key][3], text)), done,
+                         (lambda key, sample, text, _token: on_text(key, sample - requests[key][3], text)), done,
                          cancelled)
         results = []
         for key, (ids, _, n, first) in enumerate(requests):

@@ -161,9 +161,9 @@ class Engine:
             return None
         return works
 
-    def _on_text(self, job: Job, sample: int, text: str) -> None:
+    def _on_text(self, job: Job, sample: int, text: str, token: int) -> None:
         if job.stream is not None:
-            job.loop.call_soon_threadsafe(job.stream.put_nowait, (job.offset + sample, text))
+            job.loop.call_soon_threadsafe(job.stream.put_nowait, (job.offset + sample, text, token))
 
     def _on_done(self, row) -> None:
         job = row.key
@@ -251,11 +251,12 @@ class CompletionRequest(BaseModel):
 
 
 class CodeGeeXRequest(BaseModel):
-    """The CodeGeeX VS Code extension's generation payload."""
+    """The CodeGeeX VS Code extension's generation payload (its _adapt and _block calls leave ``lang`` out when
+    the editor's language is unknown)."""
     model_config = ConfigDict(extra="forbid")
     prompt: str
     n: int = 1
-    lang: str
+    lang: str | None = None
     temperature: float = Field(0.8, gt=0.0, le=5.0)
     top_p: float = Field(0.95, ge=0.0, le=1.0)
     top_k: int = Field(0, ge=0)
@@ -283,7 +284,7 @@ class PromptRequest(BaseModel):
     dst_lang: str | None = None                      # translate
 
 
-# pages and probes a browser or load balancer reaches without the API key
+# pages and probes a browser or load balancer reaches without the API key (GET only: POST / is TGI's API)
 OPEN_PATHS = ("/", "/health")
 
 
@@ -326,6 +327,8 @@ def create_app(engine: Engine, api_key: str | None = None, cors_origins: tuple[s
     _page_and_info_routes(app, engine, api_key)
     _openai_routes(app, engine)
     _codegeex_routes(app, engine)
+    from .serving_tgi import add_tgi_routes
+    add_tgi_routes(app, engine)
     return app
 
 
@@ -334,7 +337,8 @@ def _openai_error(status: int, message: str, param: str | None = None, kind: str
 
 
 def _error_handlers(app: FastAPI) -> None:
-    """Validation errors and ClientErrors as the OpenAI error shape, or the CodeGeeX endpoints' own."""
+    """Validation errors and ClientErrors as the OpenAI error shape, or the CodeGeeX or TGI endpoints' own."""
+    from .serving_tgi import error_body as tgi_error, is_tgi
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
         errors = exc.errors()
@@ -352,20 +356,27 @@ def _error_handlers(app: FastAPI) -> None:
             status = 422
         if request.url.path.startswith("/multilingual"):
             return JSONResponse({"status": 1, "message": message}, status)
+        if is_tgi(request):
+            return JSONResponse(tgi_error(message), 422 if status == 422 else status)
         return _openai_error(status, message, where or None)
 
     @app.exception_handler(ClientError)
     async def client_error(request: Request, exc: ClientError):
         if request.url.path.startswith("/multilingual"):
             return JSONResponse({"status": 1, "message": str(exc)}, exc.status)
+        if is_tgi(request):
+            return JSONResponse(tgi_error(str(exc)), exc.status)
         return _openai_error(exc.status, str(exc), exc.param)
 
 
 def _access_control(app: FastAPI, api_key: str | None, cors_origins: tuple[str, ...]) -> None:
-    """The API key check (everything but OPEN_PATHS and preflights), wrapped by CORS when origins are given."""
+    """The API key check (everything but GET of OPEN_PATHS and preflights), wrapped by CORS when origins are
+    given."""
+    from .serving_tgi import is_tgi
     @app.middleware("http")
     async def authenticate(request: Request, call_next):
-        if api_key and request.url.path not in OPEN_PATHS and request.method != "OPTIONS":
+        opened = request.url.path in OPEN_PATHS and request.method == "GET"
+        if api_key and not opened and request.method != "OPTIONS":
             header = request.headers.get("authorization", "")
             body_key = None
             if request.url.path.startswith("/multilingual"):
@@ -377,6 +388,9 @@ def _access_control(app: FastAPI, api_key: str | None, cors_origins: tuple[str, 
                 if request.url.path.startswith("/multilingual"):     # the CodeGeeX endpoints' own error shape
                     return JSONResponse({"status": 1, "message": "missing or wrong API key (apikey field or "
                                                                  "Authorization: Bearer KEY)"}, 401)
+                if is_tgi(request):
+                    return JSONResponse({"error": "missing or wrong API key (Authorization: Bearer KEY)",
+                                         "error_type": "authentication"}, 401)
                 return _openai_error(401, "missing or wrong API key (Authorization: Bearer KEY)", None,
                                     "authentication_error")
         return await call_next(request)
@@ -484,7 +498,7 @@ def _openai_routes(app: FastAPI, engine: Engine) -> None:
                         if item is None:
                             ended += 1
                             continue
-                        index, text = item
+                        index, text, _ = item
                         chunk = {"id": cid, "object": "text_completion", "created": created,
                                  "model": engine.model_name,
                                  "choices": [{"text": text, "index": index, "logprobs": None, "finish_reason": None}]}
@@ -535,7 +549,8 @@ def _prompt_ids(engine: Engine, body: CompletionRequest) -> list[list[int]]:
 
 
 def _codegeex_routes(app: FastAPI, engine: Engine) -> None:
-    """The CodeGeeX extension's endpoints: generate, translate, explain."""
+    """The CodeGeeX extension's endpoints: generate (line by line), generate_block, generate_adapt, translate,
+    explain."""
     async def codegeex(body: CodeGeeXRequest, prompt: prompts.Prompt, request: Request):
         """Answer a CodeGeeX endpoint; every result starts with the prompt's ``lead``."""
         max_tokens = body.max_tokens if body.max_tokens is not None else min(128, engine.limits.max_new_tokens)
@@ -551,7 +566,24 @@ def _codegeex_routes(app: FastAPI, engine: Engine) -> None:
 
     @app.post("/multilingual_code_generate")
     async def generate(body: CodeGeeXRequest, request: Request):
+        if not body.lang:
+            raise ClientError("lang: required for generate", "lang")
         return await codegeex(body, _prompt("complete", body.prompt, body.lang, lang_param="lang"), request)
+
+    # the extension's other two generation calls: the same left-to-right completion with their own stop policies
+    @app.post("/multilingual_code_generate_block")
+    async def generate_block(body: CodeGeeXRequest, request: Request):
+        """Prompt mode: a whole block (the language's function-body rule; without ``lang``, up to the length)."""
+        return await codegeex(body, _prompt("complete", body.prompt, body.lang, lang_param="lang"), request)
+
+    @app.post("/multilingual_code_generate_adapt")
+    async def generate_adapt(body: CodeGeeXRequest, request: Request):
+        """Automatic and interactive modes: the rest of the line when the cursor follows code on its line, else a
+        block, as ``_block``."""
+        prompt = _prompt("complete", body.prompt, body.lang, lang_param="lang")
+        if body.prompt[body.prompt.rfind("\n") + 1:].strip():
+            prompt = prompts.Prompt(prompt.text, prompt.language, tuple(prompt.stop) + ("\n",), prompt.lead)
+        return await codegeex(body, prompt, request)
 
     @app.post("/multilingual_code_translate")
     async def translation(body: CodeGeeXTranslateRequest, request: Request):
@@ -560,6 +592,8 @@ def _codegeex_routes(app: FastAPI, engine: Engine) -> None:
 
     @app.post("/multilingual_code_explain")
     async def explanation(body: CodeGeeXRequest, request: Request):
+        if not body.lang:
+            raise ClientError("lang: required for explain", "lang")
         return await codegeex(body, _prompt("explain", body.prompt, body.lang, lang_param="lang"), request)
 
 
