@@ -387,27 +387,6 @@ def test_sixteen_streaming_clients_some_hanging_up(server):
         assert c.post("/v1/completions", json=requests[0]).json()["choices"][0]["text"] == solo[0][0]
 
 
-def test_sigterm_finishes_in_flight_requests(server):
-    url, proc, log = server
-    result = {}
-
-    def worker():
-        with client(url) as c:
-            result["r"] = c.post("/v1/completions", json={"prompt": "def slow():", "max_tokens": 32,
-                                                          "temperature": 0})
-    t = threading.Thread(target=worker)
-    t.start()
-    with client(url) as c:
-        while c.get("/health").json()["in_flight"] == 0 and t.is_alive():
-            time.sleep(0.01)
-    proc.send_signal(signal.SIGTERM)
-    t.join(120)
-    assert result["r"].status_code == 200, result["r"].text
-    assert proc.wait(60) in (0, -signal.SIGTERM), log.read_text()   # uvicorn re-raises the signal it caught
-    assert "engine stopped after" in log.read_text()
-
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Text Generation Inference's API, driven by its own client (PyPI text-generation), and llm-ls's body
 
@@ -461,3 +440,54 @@ def test_tgi_api_key_and_error_shape(server):
                                                               "None or leave it out)", "error_type": "validation"}
         r = c.post("/generate", json={"inputs": "x", "bogus": 1})
         assert r.status_code == 422 and r.json()["error"].startswith("bogus")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Tabby's API, with the bodies its tabby-agent sends
+
+TABBY_BODY = {"language": "python", "segments": {"prefix": "import os\n\ndef read(path):\n    with open(path) as f:\n",
+                                                  "suffix": "\n\nprint(read('x'))\n", "filepath": "a.py",
+                                                  "git_url": "", "declarations": [], "clipboard": ""},
+              "user": "someone", "temperature": 0.8, "seed": 7, "mode": "standard"}
+
+
+def test_tabby_completion_health_and_events(embedded_server):
+    with client(embedded_server, key=None) as c:
+        r = c.post("/v1/completions", json=TABBY_BODY)
+        assert r.status_code == 200, r.text
+        answer = r.json()
+        assert set(answer) == {"id", "choices"} and answer["choices"][0]["index"] == 0
+        # the same draw as the OpenAI form on the tagged prefix with the language's rule
+        prefix = TABBY_BODY["segments"]["prefix"]
+        same = c.post("/v1/completions", json={"prompt": "# language: Python\n" + prefix, "max_tokens": 48,
+                                               "temperature": 0.8, "top_p": 1.0, "seed": 7,
+                                               "language": "python"}).json()
+        assert answer["choices"][0]["text"] == same["choices"][0]["text"]
+        # after code on the cursor's line: the rest of that line only
+        mid = dict(TABBY_BODY, segments={"prefix": prefix + "        data = "})
+        assert "\n" not in c.post("/v1/completions", json=mid).json()["choices"][0]["text"]
+        assert c.post("/v1/completions", json={"segments": {}}).status_code == 422
+        health = c.get("/v1/health").json()
+        assert health["model"] == "codegeex-mini" and health["device"] == "cpu" and health["cpu_count"] >= 1
+        assert health["version"]["git_describe"].startswith("codegeex-ms ")
+        assert c.post("/v1/events", json={"type": "view", "completion_id": answer["id"]}).status_code == 200
+
+
+def test_sigterm_finishes_in_flight_requests(server):
+    url, proc, log = server
+    result = {}
+
+    def worker():
+        with client(url) as c:
+            result["r"] = c.post("/v1/completions", json={"prompt": "def slow():", "max_tokens": 32,
+                                                          "temperature": 0})
+    t = threading.Thread(target=worker)
+    t.start()
+    with client(url) as c:
+        while c.get("/health").json()["in_flight"] == 0 and t.is_alive():
+            time.sleep(0.01)
+    proc.send_signal(signal.SIGTERM)
+    t.join(120)
+    assert result["r"].status_code == 200, result["r"].text
+    assert proc.wait(60) in (0, -signal.SIGTERM), log.read_text()   # uvicorn re-raises the signal it caught
+    assert "engine stopped after" in log.read_text()

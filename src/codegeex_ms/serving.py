@@ -22,11 +22,11 @@ from typing import Literal
 
 from importlib import resources
 
-from fastapi import FastAPI, Request
+from fastapi import Body, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .generation import GenerationResult, SamplingConfig
 from .languages import LANGUAGE_TAGS, UnknownLanguageError, canonical_language
@@ -327,8 +327,10 @@ def create_app(engine: Engine, api_key: str | None = None, cors_origins: tuple[s
     _page_and_info_routes(app, engine, api_key)
     _openai_routes(app, engine)
     _codegeex_routes(app, engine)
+    from .serving_tabby import add_tabby_routes
     from .serving_tgi import add_tgi_routes
     add_tgi_routes(app, engine)
+    add_tabby_routes(app, engine)
     return app
 
 
@@ -462,7 +464,11 @@ async def _wait(engine: Engine, job: Job, request: Request):
 def _openai_routes(app: FastAPI, engine: Engine) -> None:
     """POST /v1/completions, plain or streamed as server-sent events."""
     @app.post("/v1/completions")
-    async def completions(body: CompletionRequest, request: Request):
+    async def completions(request: Request, raw: dict = Body(...)):
+        if "segments" in raw:               # Tabby's form of this path (its IDE plugins' tabby-agent)
+            from .serving_tabby import TabbyRequest, tabby_completion
+            return await tabby_completion(engine, _validated(TabbyRequest, raw), request)
+        body = _validated(CompletionRequest, raw)
         if body.model not in (None, engine.model_name):
             raise ClientError(f"model {body.model!r} is not served here; GET /v1/models lists {engine.model_name!r}",
                               "model", 404)
@@ -529,6 +535,14 @@ def _openai_routes(app: FastAPI, engine: Engine) -> None:
                             for p, result in enumerate(results)
                             for i, (text, reason) in enumerate(zip(result.completions, result.finish_reasons))],
                 "usage": usage(results)}
+
+
+def _validated(model: type[BaseModel], raw: dict):
+    """``raw`` as ``model``, its errors answered as FastAPI's own body validation errors are."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as e:
+        raise RequestValidationError(e.errors()) from None
 
 
 def _prompt_ids(engine: Engine, body: CompletionRequest) -> list[list[int]]:
