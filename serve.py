@@ -62,6 +62,13 @@ def parse_args(argv=None):
                         "row too and multiply in integers (approximate, as torch's quantize_dynamic; not faster where "
                         "decoding is bound by memory bandwidth, see bench/README.md)")
     p.add_argument("--model-name", help="name reported by /v1/models (default: the folder name)")
+    p.add_argument("--tag-language", action="store_true",
+                   help="put the language's tag line (e.g. '# language: Python'), which CodeGeeX was trained with, in "
+                        "front of a /v1/completions text prompt whose request names its language (or "
+                        "--default-language), unless the prompt starts with it; editors send the raw prefix")
+    p.add_argument("--default-language", metavar="LANG", type=known_language,
+                   help="the language of /v1/completions requests that name none: its stop rule and cleanup, and "
+                        "its tag with --tag-language (default: none)")
     p.add_argument("--device", choices=("CPU", "GPU", "Ascend"), help="MindSpore device (default: its choice)")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"),
                    help="how much the HTTP server logs (default info: one line per request)")
@@ -89,10 +96,19 @@ def build_engine(args):
     # compile the decode graph and every prefill graph a request can meet before taking requests
     generator.warmup(longest_prompt=min(args.max_prompt_tokens, generator.max_len))
     limits = RequestLimits(args.max_prompt_tokens, args.max_new_tokens, args.max_n)
-    return Engine(generator, loaded.tokenizer, args.model_name or loaded.folder.resolve().name, limits)
+    return Engine(generator, loaded.tokenizer, args.model_name or loaded.folder.resolve().name, limits,
+                  tag_language=args.tag_language, default_language=args.default_language)
 
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "checkpoints" / "codegeex-mini"
+
+
+def known_language(name: str) -> str:
+    from codegeex_ms.languages import UnknownLanguageError, canonical_language
+    try:
+        return canonical_language(name)
+    except UnknownLanguageError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def main(argv=None) -> int:

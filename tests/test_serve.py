@@ -473,6 +473,27 @@ def test_tabby_completion_health_and_events(embedded_server):
         assert c.post("/v1/events", json={"type": "view", "completion_id": answer["id"]}).status_code == 200
 
 
+def test_server_side_language_tag(tiny_checkpoint, tmp_path):
+    """--tag-language puts the named language's tag line in front of a raw prefix (not twice); --default-language
+    names it for requests that do not."""
+    url, proc = start_serve(["--checkpoint", str(tiny_checkpoint), "--max-new-tokens", "8", "--tag-language",
+                             "--default-language", "py", "--log-level", "warning"], tmp_path / "server.log")
+    try:
+        with client(url, key=None) as c:
+            def text(**body):
+                r = c.post("/v1/completions", json=dict(body, max_tokens=8, temperature=0))
+                assert r.status_code == 200, r.text
+                return r.json()["choices"][0]["text"]
+            tagged = text(prompt="# language: Python\ndef f(x):\n")
+            assert text(prompt="def f(x):\n") == tagged == text(prompt="def f(x):\n", language="python")
+            assert text(prompt="int f(int x) {\n", language="cpp") == text(prompt="// language: C++\nint f(int x) {\n",
+                                                                            language="cpp")
+            assert text(prompt="int f(int x) {\n", language="cpp") != text(prompt="int f(int x) {\n")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_sigterm_finishes_in_flight_requests(server):
     url, proc, log = server
     result = {}

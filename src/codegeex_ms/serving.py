@@ -29,7 +29,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .generation import GenerationResult, SamplingConfig
-from .languages import LANGUAGE_TAGS, UnknownLanguageError, canonical_language
+from .languages import LANGUAGE_TAGS, UnknownLanguageError, canonical_language, language_tag
 from . import prompts
 
 
@@ -68,9 +68,13 @@ class Job:
 class Engine:
     """The model behind a queue; ``submit`` from the event loop, results come back as futures."""
 
-    def __init__(self, generator, tokenizer, model_name: str, limits: RequestLimits = RequestLimits()):
+    def __init__(self, generator, tokenizer, model_name: str, limits: RequestLimits = RequestLimits(),
+                 tag_language: bool = False, default_language: str | None = None):
+        """``tag_language``: /v1/completions text prompts of a known language get its tag line in front (unless
+        they start with it); ``default_language``: the language of /v1/completions requests that name none."""
         self.generator, self.tokenizer, self.model_name = generator, tokenizer, model_name
         self.limits = limits
+        self.tag_language, self.default_language = tag_language, default_language
         self.context = generator.max_len
         model = getattr(generator.cached, "model", None)          # an exported graph has none: the tokenizer's
         self.vocab_size = model.config.model.vocab_size if model is not None else tokenizer.vocab_size
@@ -473,7 +477,10 @@ def _openai_routes(app: FastAPI, engine: Engine) -> None:
             raise ClientError(f"model {body.model!r} is not served here; GET /v1/models lists {engine.model_name!r}",
                               "model", 404)
         body.refuse_unsupported()
-        language = _language(body.language, "language") if body.language else None
+        named = body.language or engine.default_language
+        language = _language(named, "language") if named else None
+        if engine.tag_language and language:
+            body.prompt = _tagged(body.prompt, language)
         prompt_ids = _prompt_ids(engine, body)
         stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
         seed = body.seed if body.seed is not None else uuid.uuid4().int % 2**32
@@ -535,6 +542,15 @@ def _openai_routes(app: FastAPI, engine: Engine) -> None:
                             for p, result in enumerate(results)
                             for i, (text, reason) in enumerate(zip(result.completions, result.finish_reasons))],
                 "usage": usage(results)}
+
+
+def _tagged(prompt, language: str):
+    """Text prompts with the language's tag line in front, as CodeGeeX was trained (unless already there); token-id
+    prompts as they are."""
+    tag = language_tag(language) + "\n"
+    if isinstance(prompt, str):
+        return prompt if prompt.startswith(tag) else tag + prompt
+    return [_tagged(p, language) if isinstance(p, str) else p for p in prompt]
 
 
 def _validated(model: type[BaseModel], raw: dict):
