@@ -189,3 +189,55 @@ def test_tabby_agent_completes_through_the_tabby_api(server, tmp_path):
     refused = tabby_completion(url, "wrong", tmp_path / "other-home", patience=10)
     assert not (refused.get("result") or {}).get("items")
     assert '"GET /v1/health HTTP/1.1" 401' in log.read_text()
+
+
+LM_EVAL = REPO / "tests" / "clients" / "lm-eval-venv" / "bin" / "lm_eval"
+LM_EVAL_TASK = """task: codegeex_local_python
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {problems}
+test_split: test
+output_type: generate_until
+doc_to_text: "{{{{prompt}}}}"
+doc_to_target: "{{{{canonical_solution}}}}"
+generation_kwargs:
+  until: ["\\ndef", "\\nclass", "\\nif", "\\nprint"]
+  max_gen_toks: 24
+  do_sample: false
+  temperature: 0.0
+metric_list:
+  - metric: exact_match
+"""
+
+
+def test_lm_evaluation_harness_local_completions(server, shared_dir, tmp_path):
+    """lm-eval 0.4.13's local-completions model on a local 4-problem task, 2 prompts per request (a list prompt):
+    each generation equals the server's greedy answer to that prompt alone. lm-eval needs numpy 2, so it lives in
+    its own environment: python -m venv tests/clients/lm-eval-venv && tests/clients/lm-eval-venv/bin/pip install
+    'lm-eval[api]==0.4.13'."""
+    if not LM_EVAL.exists():
+        pytest.skip(f"lm-eval is not installed in {LM_EVAL.parent.parent}")
+    from codegeex_ms.humaneval.dataset import load_problems
+    problems = list(load_problems(shared_dir / "datasets" / "humaneval-x", "python").values())[:4]
+    (tmp_path / "problems.jsonl").write_text("".join(json.dumps({"prompt": p["prompt"], "canonical_solution":
+                                                                 p["canonical_solution"]}) + "\n" for p in problems))
+    (tmp_path / "task.yaml").write_text(LM_EVAL_TASK.format(problems=tmp_path / "problems.jsonl"))
+    url, log = server
+    before = log.read_text().count('"POST /v1/completions HTTP/1.1" 200')
+    result = subprocess.run([str(LM_EVAL), "run", "--model", "local-completions", "--model_args",
+                             f"base_url={url}/v1/completions", "model=codegeex-mini", "tokenized_requests=False",
+                             "tokenizer_backend=None", "--tasks", "codegeex_local_python", "--include_path",
+                             str(tmp_path), "--batch_size", "2", "--output_path", str(tmp_path / "out"),
+                             "--log_samples"], capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                            env=dict(os.environ, OPENAI_API_KEY=KEY, HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert log.read_text().count('"POST /v1/completions HTTP/1.1" 200') - before == 2       # 2 prompts each
+    samples = [json.loads(line) for path in (tmp_path / "out").rglob("samples_*.jsonl")
+               for line in path.read_text().splitlines()]
+    assert len(samples) == 4
+    for sample in samples:
+        prompt = sample["doc"]["prompt"]
+        alone = direct(url, {"prompt": prompt, "max_tokens": 24, "temperature": 0,
+                             "stop": ["\ndef", "\nclass", "\nif", "\nprint"]})
+        assert sample["resps"][0][0] == alone["choices"][0]["text"]
