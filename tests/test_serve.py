@@ -215,6 +215,10 @@ def test_codegeex_adapt_and_block_endpoints(embedded_server):
     ({"prompt": "x", "echo": True}, 400, "echo"),
     ({"prompt": "x", "logprobs": 5}, 400, "logprobs"),
     ({"prompt": "x", "stream_options": {"chunk_size": 3}}, 400, "only include_usage"),
+    # Twinny's openai-compatible provider sends Ollama's body
+    ({"model": "m", "prompt": "x", "stream": False, "keep_alive": "5m", "options": {"temperature": 0.2,
+                                                                                    "num_predict": 8}},
+     400, "this is Ollama's request shape"),
 ])
 def test_bad_requests_get_clear_errors(server, payload, status, needle):
     url, _, _ = server
@@ -225,6 +229,13 @@ def test_bad_requests_get_clear_errors(server, payload, status, needle):
             r = c.post("/v1/completions", json=payload)
     assert r.status_code == status, r.text
     assert needle in r.json()["error"]["message"]
+
+
+def test_chat_is_refused_with_the_reason(server):
+    url, _, _ = server
+    with client(url) as c:
+        r = c.post("/v1/chat/completions", json={"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+    assert r.status_code == 400 and "not chat- or instruction-tuned" in r.json()["error"]["message"]
 
 
 def test_body_errors_name_no_field_and_codegeex_errors_keep_their_shape(server):

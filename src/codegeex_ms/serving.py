@@ -330,6 +330,7 @@ def create_app(engine: Engine, api_key: str | None = None, cors_origins: tuple[s
     _access_control(app, api_key, cors_origins)
     _page_and_info_routes(app, engine, api_key)
     _openai_routes(app, engine)
+    _chat_route(app)
     _codegeex_routes(app, engine)
     from .serving_tabby import add_tabby_routes
     from .serving_tgi import add_tgi_routes
@@ -472,6 +473,10 @@ def _openai_routes(app: FastAPI, engine: Engine) -> None:
         if "segments" in raw:               # Tabby's form of this path (its IDE plugins' tabby-agent)
             from .serving_tabby import TabbyRequest, tabby_completion
             return await tabby_completion(engine, _validated(TabbyRequest, raw), request)
+        if "options" in raw or "keep_alive" in raw:   # Ollama's body (Twinny's openai-compatible provider)
+            raise ClientError("this is Ollama's request shape (options, keep_alive); this server speaks OpenAI's: "
+                              "send max_tokens and temperature at the top level (Twinny: the lmstudio provider)",
+                              "options" if "options" in raw else "keep_alive")
         body = _validated(CompletionRequest, raw)
         if body.model not in (None, engine.model_name):
             raise ClientError(f"model {body.model!r} is not served here; GET /v1/models lists {engine.model_name!r}",
@@ -559,6 +564,14 @@ def _validated(model: type[BaseModel], raw: dict):
         return model.model_validate(raw)
     except ValidationError as e:
         raise RequestValidationError(e.errors()) from None
+
+
+def _chat_route(app: FastAPI) -> None:
+    @app.post("/v1/chat/completions")
+    async def chat():
+        """Clients that try chat first get told why there is none, instead of a bare 404."""
+        raise ClientError("CodeGeeX-1 is not chat- or instruction-tuned, so this server has no chat completions: "
+                          "send a code prefix to /v1/completions", None, 400)
 
 
 def _prompt_ids(engine: Engine, body: CompletionRequest) -> list[list[int]]:
