@@ -20,8 +20,8 @@ import uuid
 from fastapi import FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from .generation import SamplingConfig
-from .serving import ClientError, Engine, _JobStream, _wait
+from ..generation import SamplingConfig
+from .engine import ClientError, Engine, JobStream, wait_for
 
 TGI_PATHS = ("/generate", "/generate_stream")
 FINISH = {"eos": "eos_token", "stop": "stop_sequence", "rule": "eos_token", "length": "length"}
@@ -136,12 +136,12 @@ def add_tgi_routes(app: FastAPI, engine: Engine) -> None:
             held["details"] = {"finish_reason": FINISH.get(result.finish_reasons[0], "length"),
                                "generated_tokens": len(result.token_ids[0]), "seed": seed}
             yield f"data:{json.dumps(held)}\n\n"
-        return _JobStream(events(), engine, [job], media_type="text/event-stream")
+        return JobStream(events(), engine, [job], media_type="text/event-stream")
 
     @app.post("/generate")
     async def generate(body: TGIRequest, request: Request):
         job, _, seed = submit(body, False)
-        result, _ = await _wait(engine, job, request)
+        result, _ = await wait_for(engine, job, request)
         return answer(body, result, seed)
 
     @app.post("/generate_stream")
@@ -155,5 +155,5 @@ def add_tgi_routes(app: FastAPI, engine: Engine) -> None:
         job, queue, seed = submit(body, body.stream)
         if body.stream:
             return stream_response(body, job, queue, seed)
-        result, _ = await _wait(engine, job, request)
+        result, _ = await wait_for(engine, job, request)
         return [answer(body, result, seed)]

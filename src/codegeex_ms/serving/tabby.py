@@ -18,10 +18,10 @@ import uuid
 from fastapi import FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from . import prompts
-from .generation import SamplingConfig
-from .languages import UnknownLanguageError, canonical_language
-from .serving import Engine, _wait
+from .. import prompts
+from ..generation import SamplingConfig
+from ..languages import UnknownLanguageError, canonical_language
+from .engine import Engine, wait_for
 
 MAX_NEW_TOKENS = 64
 TEMPERATURE = 0.1
@@ -55,7 +55,7 @@ async def tabby_completion(engine: Engine, body: TabbyRequest, request: Request)
     cfg = SamplingConfig(max_new_tokens=max_new, temperature=body.temperature or TEMPERATURE, top_p=1.0,
                          seed=body.seed if body.seed is not None else uuid.uuid4().int % 2**32,
                          stop=list(stop), language=prompt.language)
-    result, _ = await _wait(engine, engine.submit(ids, cfg, 1), request)
+    result, _ = await wait_for(engine, engine.submit(ids, cfg, 1), request)
     return {"id": f"cmpl-{uuid.uuid4()}", "choices": [{"index": 0, "text": result.completions[0]}]}
 
 
