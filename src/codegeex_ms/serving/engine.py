@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from fastapi import Request
 from fastapi.responses import StreamingResponse
 
-from ..generation import GenerationResult, SamplingConfig
+from ..generation import GenerationResult, SamplingConfig, Work
 from ..languages import UnknownLanguageError, canonical_language
 
 
@@ -94,7 +94,7 @@ class Engine:
     def submit(self, ids: list[int], cfg: SamplingConfig, n: int, stream: bool | asyncio.Queue = False,
                offset: int = 0) -> Job:
         """Queue a job; ``stream``: True for a queue of its own, or a queue shared with other jobs of one request
-        (its items are (``offset`` + sample, text), then None when the job ends)."""
+        (its items are (``offset`` + sample, text, token), then None when the job ends)."""
         loop = asyncio.get_running_loop()
         queue_ = stream if isinstance(stream, asyncio.Queue) else asyncio.Queue() if stream else None
         job = Job(ids, cfg, n, loop, loop.create_future(), queue_, offset=offset)
@@ -117,7 +117,6 @@ class Engine:
     def _pull(self, free: int, busy: bool):
         """The engine's source of work (``Generator.run``): samples of waiting jobs for up to ``free`` rows; blocks
         for the next request only while no row is decoding; None once the server closes and nothing is left."""
-        from ..generation import Work
         self._running = [job for job in self._running if not job.cancelled and not job.done.done()]
         works = []
         while free > 0:
@@ -132,10 +131,10 @@ class Engine:
                     break
             if job.cancelled:                          # its client went away before all its samples started
                 continue
+            if job.started == 0:                      # tracked first: a failure from here on reaches its client
+                self._running.append(job)
             k = min(free, job.n - job.started)
             works.append(Work(job, job.prompt_ids, job.cfg, list(range(job.started, job.started + k))))
-            if job.started == 0:
-                self._running.append(job)
             job.started += k
             free -= k
             if job.started < job.n:
