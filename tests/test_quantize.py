@@ -125,7 +125,7 @@ def test_mindir_export_generates_what_the_checkpoint_does(source, tiny_checkpoin
     import json
     import codegeex_ms
     from codegeex_ms.generation import Generator
-    from codegeex_ms.quantize_export import load_mindir_generator
+    from codegeex_ms.loading import load_mindir_generator
     from codegeex_ms.tokenizer import load
     folder = tiny_checkpoint if source == "fp32" else quantized
     out = tmp_path / "mindir"

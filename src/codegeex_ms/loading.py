@@ -6,11 +6,16 @@ everywhere (a ``CheckpointError`` naming the folder and the fix).
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from .checkpoint import CheckpointError, tokenizer_path
+
+# an exported folder (python -m codegeex_ms.quantize_export export): the graph and what it was exported with
+EXPORT_FORMAT = "codegeex-ms-mindir-1"
+GRAPH_FILE, EXPORT_FILE = "model.mindir", "export.json"
 
 
 def load_tokenizer(folder: str | os.PathLike, override: str | os.PathLike | None = None,
@@ -41,7 +46,6 @@ def load_for_inference(checkpoint: str | os.PathLike | None = None, mindir: str 
     if (checkpoint is None) == (mindir is None):
         raise ValueError("give exactly one of checkpoint and mindir")
     if mindir is not None:
-        from .quantize_export import load_mindir_generator
         if precision:
             raise CheckpointError(f"{mindir}: precision overrides apply to checkpoints; an exported graph keeps "
                                   "the ops it was exported with")
@@ -54,3 +58,26 @@ def load_for_inference(checkpoint: str | os.PathLike | None = None, mindir: str 
     tok = load_tokenizer(folder, tokenizer)
     model = checkpoints.load(folder, precision=precision or None)
     return InferenceModel(folder, tok, model.config.model.max_position_embeddings, model=model)
+
+
+def load_mindir_generator(folder: Path, tokenizer=None):
+    """A ``generation.Generator`` running the exported graph in ``folder`` (``mindspore.load`` + GraphCell)."""
+    import mindspore as ms
+    from mindspore import nn
+    from .generation import PREFILL_CHUNK, Generator
+    meta_path = Path(folder) / EXPORT_FILE
+    if not meta_path.is_file():
+        raise CheckpointError(f"{folder} is not an exported model folder: {EXPORT_FILE} is missing")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("format") != EXPORT_FORMAT:
+        raise CheckpointError(f"{meta_path}: format {meta.get('format')!r}, expected {EXPORT_FORMAT!r}")
+    if tokenizer is None:
+        tokenizer = load_tokenizer(folder)
+    if tokenizer.identity().get("sha256") != meta["tokenizer"].get("sha256"):
+        raise CheckpointError(f"{folder}: the tokenizer {tokenizer.identity().get('path')} is not the one the graph "
+                              f"was exported with ({meta['tokenizer'].get('path')}, sha256 "
+                              f"{meta['tokenizer'].get('sha256', '')[:12]})")
+    graph = nn.GraphCell(ms.load(str(Path(folder) / meta["graph"])))
+    return Generator(None, tokenizer, batch_size=meta["batch_size"], max_len=meta["max_len"],
+                     candidates=meta["candidates"], prefill_bucket=meta["prefill_bucket"], step_cell=graph,
+                     prefill_chunk=meta.get("prefill_chunk", PREFILL_CHUNK)), meta

@@ -36,6 +36,7 @@ from .fileio import staged_folder
 from .checkpoint import (BUNDLED_TOKENIZER_DIR, CheckpointError, WEIGHTS_FILE, bundle_tokenizer, check_weights,
                          read_config, tokenizer_path, write_folder)
 from .layout import EMBEDDING, is_quantized_weight, parameter_shapes
+from .loading import EXPORT_FILE, EXPORT_FORMAT, GRAPH_FILE, load_tokenizer
 from .safetensors_io import SafetensorsReader
 
 
@@ -102,8 +103,6 @@ def quantize_checkpoint(src: Path, out: Path, progress=None, dtype: str | None =
     return out
 
 
-EXPORT_FORMAT = "codegeex-ms-mindir-1"
-GRAPH_FILE, EXPORT_FILE = "model.mindir", "export.json"
 
 
 def export_mindir(src: Path, out: Path, batch_size: int = 1, max_len: int | None = None,
@@ -113,7 +112,6 @@ def export_mindir(src: Path, out: Path, batch_size: int = 1, max_len: int | None
     from mindspore import Tensor
     from . import checkpoint
     from .generation import PREFILL_BUCKET, PREFILL_CHUNK, CachedCodeGeeX
-    from .loading import load_tokenizer
 
     cfg = read_config(src)                      # a clear error when config.yaml is missing
     dtype = compute_dtype or cfg.precision.compute_dtype
@@ -166,30 +164,6 @@ def export_mindir(src: Path, out: Path, batch_size: int = 1, max_len: int | None
                         "prefill overwrites it from position 0)"}
         (tmp / EXPORT_FILE).write_text(json.dumps(meta, indent=2) + "\n")
     return out
-
-
-def load_mindir_generator(folder: Path, tokenizer=None):
-    """A ``generation.Generator`` running the exported graph in ``folder`` (``mindspore.load`` + GraphCell)."""
-    import mindspore as ms
-    from mindspore import nn
-    from .generation import PREFILL_CHUNK, Generator
-    from .loading import load_tokenizer
-    meta_path = Path(folder) / EXPORT_FILE
-    if not meta_path.is_file():
-        raise CheckpointError(f"{folder} is not an exported model folder: {EXPORT_FILE} is missing")
-    meta = json.loads(meta_path.read_text())
-    if meta.get("format") != EXPORT_FORMAT:
-        raise CheckpointError(f"{meta_path}: format {meta.get('format')!r}, expected {EXPORT_FORMAT!r}")
-    if tokenizer is None:
-        tokenizer = load_tokenizer(folder)
-    if tokenizer.identity().get("sha256") != meta["tokenizer"].get("sha256"):
-        raise CheckpointError(f"{folder}: the tokenizer {tokenizer.identity().get('path')} is not the one the graph "
-                              f"was exported with ({meta['tokenizer'].get('path')}, sha256 "
-                              f"{meta['tokenizer'].get('sha256', '')[:12]})")
-    graph = nn.GraphCell(ms.load(str(Path(folder) / meta["graph"])))
-    return Generator(None, tokenizer, batch_size=meta["batch_size"], max_len=meta["max_len"],
-                     candidates=meta["candidates"], prefill_bucket=meta["prefill_bucket"], step_cell=graph,
-                     prefill_chunk=meta.get("prefill_chunk", PREFILL_CHUNK)), meta
 
 
 def parse_args(argv=None):
