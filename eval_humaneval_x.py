@@ -31,7 +31,7 @@ from pathlib import Path
 from codegeex_ms.cli import (ArgumentParser, UsageError, non_negative_float, non_negative_int, positive_float,
                              positive_int)
 
-from codegeex_ms.humaneval.dataset import LANGUAGES, DatasetError, parse_languages
+from codegeex_ms.humaneval.dataset import LANGUAGES, parse_languages
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent / "shared" / "datasets" / "humaneval-x"
 
@@ -634,13 +634,9 @@ def cmd_fetch(args) -> int:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    try:
-        return {"generate": cmd_generate, "merge": cmd_merge, "evaluate": cmd_evaluate, "report": cmd_report,
-                "paper": cmd_paper,
-                "doctor": cmd_doctor, "fetch-data": cmd_fetch}[args.command](args)
-    except DatasetError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    # bad input (DatasetError, UsageError, ...) is printed by cli.run as one "error:" line
+    return {"generate": cmd_generate, "merge": cmd_merge, "evaluate": cmd_evaluate, "report": cmd_report,
+            "paper": cmd_paper, "doctor": cmd_doctor, "fetch-data": cmd_fetch}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import pytest
 from codegeex_ms.cli import UsageError
 
 from codegeex_ms.layout import is_quantized_weight, parameter_shapes
+from codegeex_ms.cli import run
 from codegeex_ms.quantize_export import main, quantize_rows
 
 
@@ -81,11 +82,11 @@ def test_quantized_greedy_generation(quantized, tiny_checkpoint, shared_dir, ms_
 
 
 def test_bad_input(quantized, tiny_checkpoint, tmp_path, capsys):
-    assert main(["quantize", str(quantized), str(tmp_path / "again"), "--embedding", "keep"]) == 2
+    assert run(main, ["quantize", str(quantized), str(tmp_path / "again"), "--embedding", "keep"]) == 2
     assert "already quantized (int8); only --embedding int8 applies" in capsys.readouterr().err
-    assert main(["quantize", str(tiny_checkpoint), str(quantized)]) == 2
+    assert run(main, ["quantize", str(tiny_checkpoint), str(quantized)]) == 2
     assert "already exists" in capsys.readouterr().err
-    assert main(["quantize", str(tmp_path), str(tmp_path / "x")]) == 2
+    assert run(main, ["quantize", str(tmp_path), str(tmp_path / "x")]) == 2
     assert "config.yaml is missing" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "x.tmp").exists()
 
@@ -100,7 +101,7 @@ def test_an_int8_folder_takes_the_int8_head_alone(quantized, tiny_checkpoint, tm
     assert upgraded.names == direct.names
     for name in direct.names:
         np.testing.assert_array_equal(upgraded.get(name), direct.get(name), err_msg=name)
-    assert main(["quantize", str(tmp_path / "upgraded"), str(tmp_path / "again"), "--embedding", "int8"]) == 2
+    assert run(main, ["quantize", str(tmp_path / "upgraded"), str(tmp_path / "again"), "--embedding", "int8"]) == 2
     assert "already quantized (int8, embedding int8)" in capsys.readouterr().err
 
 
@@ -152,20 +153,20 @@ def test_export_replaces_a_folder_whole_and_rejects_bad_input(tiny_checkpoint, t
     assert main(["export", str(tiny_checkpoint), str(out), "--max-len", "64", "--overwrite"]) == 0
     assert sorted(p.name for p in out.iterdir()) == ["config.yaml", "export.json", "model.mindir", "tokenizer.json"]
     assert [p.name for p in tmp_path.iterdir()] == ["mindir"]          # no temporary or old folder left
-    assert main(["export", str(tmp_path / "nothing"), str(tmp_path / "x")]) == 2
+    assert run(main, ["export", str(tmp_path / "nothing"), str(tmp_path / "x")]) == 2
     assert "checkpoint folder " + str(tmp_path / "nothing") + " does not exist" in capsys.readouterr().err
     half = tmp_path / "half"                    # a folder without its config.yaml
     half.mkdir()
     (half / "model.safetensors").symlink_to(tiny_checkpoint / "model.safetensors")
-    assert main(["export", str(half), str(tmp_path / "x")]) == 2
+    assert run(main, ["export", str(half), str(tmp_path / "x")]) == 2
     assert "config.yaml is missing" in capsys.readouterr().err
-    assert main(["export", str(tiny_checkpoint), str(tmp_path / "y"), "--compute-dtype", "bfloat16"]) == 2
+    assert run(main, ["export", str(tiny_checkpoint), str(tmp_path / "y"), "--compute-dtype", "bfloat16"]) == 2
     assert "bfloat16 does not run on CPU" in capsys.readouterr().err
     no_tok = tmp_path / "no_tok"
     no_tok.mkdir()
     for name in ("config.yaml", "model.safetensors"):
         (no_tok / name).symlink_to(tiny_checkpoint / name)
-    assert main(["export", str(no_tok), str(tmp_path / "z")]) == 2
+    assert run(main, ["export", str(no_tok), str(tmp_path / "z")]) == 2
     assert "records no tokenizer" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists() and not (tmp_path / "z").exists()
 

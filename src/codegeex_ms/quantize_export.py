@@ -229,9 +229,6 @@ def main(argv=None) -> int:
     try:
         quantize_checkpoint(args.src, args.out, progress=progress, dtype=args.dtype, bundle=args.bundle_tokenizer,
                             embedding=args.embedding == "int8")
-    except CheckpointError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     finally:
         for bar in bars:
             bar.close()

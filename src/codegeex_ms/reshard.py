@@ -235,16 +235,11 @@ def main(argv=None) -> int:
                    help="split the word embedding's rows over the model-parallel ranks too (vocab_emb_dp false, "
                         "as the 13B layout)")
     args = p.parse_args(argv)
-    from .config import ConfigError
     refuse_existing(args.out, args.overwrite)
-    try:
-        if args.command == "merge":
-            path = merge(args.sharded, args.out)
-        else:
-            path = split(args.folder, args.out, args.data_parallel, args.model_parallel, args.vocab_parallel)
-    except (ReshardError, checkpoint.CheckpointError, ConfigError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if args.command == "merge":             # a bad input raises a project error, which cli.run prints
+        path = merge(args.sharded, args.out)
+    else:
+        path = split(args.folder, args.out, args.data_parallel, args.model_parallel, args.vocab_parallel)
     print(f"wrote {path}")
     return 0
 
