@@ -28,7 +28,7 @@ from .safetensors_io import SafetensorsReader, write_safetensors
 CONFIG_FILE = "config.yaml"
 WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_FILE = "tokenizer.json"
-OPTIMIZER_FILE = "optimizer.ckpt"      # run checkpoints (training.py) add the optimizer state
+OPTIMIZER_FILE = "optimizer.ckpt"      # run checkpoints (run_checkpoint.py) add the optimizer state
 STATE_FILE = "state.json"              # and the step / data position
 FORMAT = "codegeex-ms"
 

@@ -116,7 +116,7 @@ def init_distributed(cfg: Config, run_dir=None) -> RankLayout:
                               f"codegeex_ms.dryrun compiles it here); on {device} use data parallel only "
                               f"(model_parallel 1, pipeline_stages 1, optimizer_shard false, vocab_emb_dp true)")
         # every replica feeds its own samples, the model-parallel ranks of a replica the same ones
-        # (training.data_layout): the five train-step inputs are split over data_parallel along the batch
+        # (data.batches.data_layout): the five train-step inputs are split over data_parallel along the batch
         dp = p.data_parallel
         ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.SEMI_AUTO_PARALLEL, device_num=world,
                                      gradients_mean=False, full_batch=False,

@@ -245,4 +245,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(run(main))
+    # run the package's module, not this __main__ copy: its ReshardError is the class cli.run knows
+    from codegeex_ms.reshard import main as package_main
+    sys.exit(run(package_main))

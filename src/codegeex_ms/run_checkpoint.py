@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import mindspore as ms
@@ -24,8 +23,6 @@ from .fileio import replace_folder
 from .model import CodeGeeX
 from .parallel import stage_parameter_names, strategy_path
 
-if TYPE_CHECKING:
-    from .training import TrainStep
 
 
 
@@ -37,7 +34,7 @@ def _finish_checkpoint(tmp: Path, final: Path, keep: int) -> Path:
     return final
 
 
-def save_run_checkpoint(run_dir: Path, model: CodeGeeX, step: TrainStep, state: dict, keep: int,
+def save_run_checkpoint(run_dir: Path, model: CodeGeeX, state_parameters: list, state: dict, keep: int,
                         tokenizer: str | None) -> Path:
     """Write a complete checkpoint folder atomically (temporary folder, fsync, rename) and keep the last ``keep``."""
     root = run_dir / "checkpoints"
@@ -46,12 +43,12 @@ def save_run_checkpoint(run_dir: Path, model: CodeGeeX, step: TrainStep, state: 
     tmp = root / (final.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     checkpoint.save(model, tmp, tokenizer=tokenizer, network_only=False)
-    ms.save_checkpoint([{"name": p.name, "data": p} for p in step.state_parameters()], str(tmp / OPTIMIZER_FILE))
+    ms.save_checkpoint([{"name": p.name, "data": p} for p in state_parameters], str(tmp / OPTIMIZER_FILE))
     (tmp / STATE_FILE).write_text(json.dumps(state, indent=2) + "\n")
     return _finish_checkpoint(tmp, final, keep)
 
 
-def save_sharded_run_checkpoint(run_dir: Path, model: CodeGeeX, step: TrainStep, state: dict, keep: int,
+def save_sharded_run_checkpoint(run_dir: Path, model: CodeGeeX, state_parameters: list, state: dict, keep: int,
                                 tokenizer: str | None, rank: int) -> Path | None:
     """Every rank writes its own slices into the temporary folder; rank 0 adds the config, state and strategy
     file and renames the folder once all ranks are done (barriers in between), so a crash leaves only ``.tmp``.
@@ -69,7 +66,7 @@ def save_sharded_run_checkpoint(run_dir: Path, model: CodeGeeX, step: TrainStep,
         tmp.mkdir(parents=True)
     all_ranks_agree(True)
     path = reshard.rank_file(tmp, rank)
-    params = list(model.get_parameters()) + step.state_parameters()
+    params = list(model.get_parameters()) + state_parameters
     held = stage_parameter_names(cfg, strategy)
     params = [p for p in params if held is None or p.name in held]
     try:
@@ -99,7 +96,7 @@ def save_sharded_run_checkpoint(run_dir: Path, model: CodeGeeX, step: TrainStep,
     return final if rank == 0 else None
 
 
-def load_run_checkpoint(folder: Path, model: CodeGeeX, step: TrainStep, rank: int | None = None,
+def load_run_checkpoint(folder: Path, model: CodeGeeX, state_parameters: list, rank: int | None = None,
                         held: set[str] | None = None) -> dict:
     """Restore weights, optimizer state and loss scale; raises ValueError naming what is wrong.
     ``rank``: load that rank's slices from a sharded checkpoint instead of the single-device files;
@@ -109,12 +106,12 @@ def load_run_checkpoint(folder: Path, model: CodeGeeX, step: TrainStep, rank: in
         if rank is None:
             checkpoint.load_weights(model, folder)
             saved = ms.load_checkpoint(str(folder / OPTIMIZER_FILE))
-            wanted = {p.name: p for p in step.state_parameters()}
+            wanted = {p.name: p for p in state_parameters}
         else:
             saved = ms.load_checkpoint(str(reshard.rank_file(folder, rank)))
             if held is None and model.config.parallel.pipeline_stages > 1:
                 held = set(saved)          # no strategy file of this run yet: the stage's file says what it holds
-            wanted = {p.name: p for p in list(model.get_parameters()) + step.state_parameters()
+            wanted = {p.name: p for p in list(model.get_parameters()) + state_parameters
                       if held is None or p.name in held}
     except Exception as e:  # noqa: BLE001 - any failure means this checkpoint is unusable
         raise ValueError(f"checkpoint {folder} is unreadable: {type(e).__name__}: {str(e)[:300]}") from None
