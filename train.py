@@ -64,21 +64,21 @@ def check_data_fits_model(data: Path, cfg) -> None:
 def main(args) -> int:
     import json
     from codegeex_ms.config import ConfigError, apply_overrides, load_config, resolve_config
-    from codegeex_ms.run_folder import check_new_run_folder
+    from codegeex_ms.run_folder import RunFolder
 
     try:
         if args.resume:
-            run_dir = args.resume
-            if not (run_dir / "config.yaml").is_file():
+            run_dir, run = args.resume, RunFolder(args.resume)
+            if not run.config.is_file():
                 raise ConfigError(f"--resume {run_dir}: no config.yaml there (not a run folder)")
-            cfg = load_config(run_dir / "config.yaml")
-            run_file = run_dir / "run.json"
-            data = args.data or (Path(json.loads(run_file.read_text())["data"]) if run_file.is_file() else None)
+            cfg = load_config(run.config)
+            data = args.data or (Path(json.loads(run.record.read_text())["data"]) if run.record.is_file() else None)
         else:
             if not args.config or not args.data or not args.out:
                 raise ConfigError("give --config, --data and --out (or --resume RUN_DIR)")
             cfg, run_dir, data = resolve_config(args.config), args.out, args.data
-            check_new_run_folder(run_dir, args.overwrite)
+            run = RunFolder(run_dir)
+            run.check_new(args.overwrite)
         cfg = apply_overrides(cfg, args.set) if args.set else cfg
         if data is None or not data.is_dir():
             raise ConfigError(f"--data {data}: no such folder")
@@ -91,7 +91,6 @@ def main(args) -> int:
 
     import mindspore as ms
     from codegeex_ms.parallel import init_distributed
-    from codegeex_ms.run_folder import remove_run_folder
     from codegeex_ms.run_checkpoint import all_ranks_agree
     from codegeex_ms.training import train
 
@@ -111,12 +110,12 @@ def main(args) -> int:
     rank, world = layout.rank, layout.world
     if args.overwrite and not args.resume:
         if rank == 0:
-            remove_run_folder(run_dir)
+            run.remove()
         if world > 1:
             all_ranks_agree(True)       # a barrier: no rank writes into the folder before it is gone
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "run.json").write_text(json.dumps({"data": str(data.resolve()), "command": sys.argv}, indent=2))
+        run.record.write_text(json.dumps({"data": str(data.resolve()), "command": sys.argv}, indent=2))
     log = print if rank == 0 else (lambda *a, **k: None)
     try:
         result = train(cfg, data, run_dir, tokenizer=tokenizer, resume=bool(args.resume), layout=layout,

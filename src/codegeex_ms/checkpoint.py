@@ -23,6 +23,7 @@ import numpy as np
 from .config import Config, load_config
 from .fileio import atomic_write_bytes, atomic_write_text
 from .layout import parameter_shapes
+from .run_folder import RunFolder
 from .safetensors_io import SafetensorsReader, write_safetensors
 
 CONFIG_FILE = "config.yaml"
@@ -137,8 +138,7 @@ def check_folder(path: str | os.PathLike) -> Path:
     if not folder.is_dir():
         raise CheckpointError(f"{folder} is a file, not a checkpoint folder")
     if not (folder / CONFIG_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
-        steps = sorted(p for p in (folder / "checkpoints").glob("step-*") if not p.name.endswith(".tmp")) \
-            if (folder / "checkpoints").is_dir() else []
+        steps = RunFolder(folder).checkpoints()
         if steps:
             raise CheckpointError(f"{folder} is a training run folder, not a checkpoint folder; its latest "
                                   f"checkpoint is {steps[-1]}")
@@ -149,7 +149,7 @@ def check_folder(path: str | os.PathLike) -> Path:
 
 def read_config(path: str | os.PathLike) -> Config:
     folder = Path(path)
-    if not (folder / CONFIG_FILE).is_file() or (folder / "checkpoints").is_dir():
+    if not (folder / CONFIG_FILE).is_file() or RunFolder(folder).holds_checkpoints():
         check_folder(folder)
     return load_config(folder / CONFIG_FILE)
 
@@ -161,7 +161,7 @@ def write_tokenizer_reference(folder: str | os.PathLike, tokenizer: str | os.Pat
 
 def tokenizer_path(path: str | os.PathLike) -> str | None:
     """The tokenizer directory recorded in a checkpoint folder, if any (a relative path is inside the folder)."""
-    if not (Path(path) / CONFIG_FILE).is_file() or (Path(path) / "checkpoints").is_dir():
+    if not (Path(path) / CONFIG_FILE).is_file() or RunFolder(path).holds_checkpoints():
         check_folder(path)                      # missing, a file, or a run folder: say which
     ref = Path(path) / TOKENIZER_FILE
     if not ref.is_file():

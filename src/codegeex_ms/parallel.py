@@ -73,9 +73,9 @@ def stage_parameter_names(cfg: Config, strategy) -> set[str] | None:
 
 
 def strategy_path(run_dir, rank: int):
-    """Where MindSpore writes this rank's strategy file (the layout of every parameter and optimizer moment)."""
-    from pathlib import Path
-    return Path(run_dir) / "strategy" / f"rank_{rank}.ckpt"
+    """Where MindSpore writes this rank's strategy file (``RunFolder.strategy_file``)."""
+    from .run_folder import RunFolder
+    return RunFolder(run_dir).strategy_file(rank)
 
 
 def check_layout(cfg: Config, world: int) -> None:

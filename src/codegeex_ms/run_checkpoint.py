@@ -22,6 +22,7 @@ from .checkpoint import OPTIMIZER_FILE, STATE_FILE
 from .fileio import replace_folder
 from .model import CodeGeeX
 from .parallel import stage_parameter_names, strategy_path
+from .run_folder import RunFolder
 
 
 
@@ -29,7 +30,7 @@ from .parallel import stage_parameter_names, strategy_path
 def _finish_checkpoint(tmp: Path, final: Path, keep: int) -> Path:
     """Put the complete temporary folder in place (fsync, rename) and keep the last ``keep``."""
     replace_folder(tmp, final)
-    for old in complete_checkpoints(final.parent.parent)[:-keep]:
+    for old in RunFolder(final.parent.parent).checkpoints()[:-keep]:
         shutil.rmtree(old)
     return final
 
@@ -37,10 +38,10 @@ def _finish_checkpoint(tmp: Path, final: Path, keep: int) -> Path:
 def save_run_checkpoint(run_dir: Path, model: CodeGeeX, state_parameters: list, state: dict, keep: int,
                         tokenizer: str | None) -> Path:
     """Write a complete checkpoint folder atomically (temporary folder, fsync, rename) and keep the last ``keep``."""
-    root = run_dir / "checkpoints"
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step-{state['step']:08d}"
-    tmp = root / (final.name + ".tmp")
+    run = RunFolder(run_dir)
+    run.checkpoint_root.mkdir(parents=True, exist_ok=True)
+    final = run.step_folder(state["step"])
+    tmp = run.temporary(final)
     shutil.rmtree(tmp, ignore_errors=True)
     checkpoint.save(model, tmp, tokenizer=tokenizer, network_only=False)
     ms.save_checkpoint([{"name": p.name, "data": p} for p in state_parameters], str(tmp / OPTIMIZER_FILE))
@@ -58,9 +59,8 @@ def save_sharded_run_checkpoint(run_dir: Path, model: CodeGeeX, state_parameters
     cfg = model.config
     ranks_per_stage = cfg.parallel.data_parallel * cfg.parallel.model_parallel
     strategy = strategy_path(run_dir, rank)
-    root = run_dir / "checkpoints"
-    final = root / f"step-{state['step']:08d}"
-    tmp = root / (final.name + ".tmp")
+    final = RunFolder(run_dir).step_folder(state["step"])
+    tmp = RunFolder.temporary(final)
     if rank == 0:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -140,5 +140,4 @@ def _sum_over_ranks(x):
 
 
 def complete_checkpoints(run_dir: Path) -> list[Path]:
-    return sorted(p for p in (run_dir / "checkpoints").glob("step-*") if not p.name.endswith(".tmp")) \
-        if (run_dir / "checkpoints").is_dir() else []
+    return RunFolder(run_dir).checkpoints()

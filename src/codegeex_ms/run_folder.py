@@ -1,4 +1,5 @@
-"""What a training run folder holds, and the rule that protects it: a new run never writes into an earlier one.
+"""What a training run folder holds (``RunFolder``: every path of a run), and the rule that protects it: a new run
+never writes into an earlier one.
 
 A run folder holds ``config.yaml``, ``run.json``, ``metrics.jsonl``, ``loss.png``, ``checkpoints/`` and (under
 semi_auto_parallel) ``strategy/``. Starting a new run on top of them would mix two runs: the new metrics replace the
@@ -9,6 +10,7 @@ old, checkpoint pruning keeps the old run's later steps, and ``--resume`` then l
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from .config import ConfigError
@@ -17,32 +19,84 @@ RUN_FILES = ("config.yaml", "run.json", "metrics.jsonl", "loss.png")
 RUN_FOLDERS = ("checkpoints", "strategy")
 
 
-def run_artefacts(run_dir: Path) -> list[Path]:
-    """The files and folders of an earlier run in ``run_dir`` (empty if there are none)."""
-    return [run_dir / name for name in RUN_FILES + RUN_FOLDERS if (run_dir / name).exists()]
+@dataclass(frozen=True)
+class RunFolder:
+    """Every path of a training run, spelled here only: the config, the run record (data folder, command), the
+    metrics and their plot, the step checkpoints (complete ones, and ``.tmp`` ones being written), and the
+    per-rank strategy files MindSpore writes under semi_auto_parallel."""
+    path: Path
 
+    def __post_init__(self):
+        object.__setattr__(self, "path", Path(self.path))
 
-def check_new_run_folder(run_dir: Path, overwrite: bool) -> None:
-    """Refuse to start a new run in ``run_dir`` if it holds an earlier run, unless ``overwrite``."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ConfigError(f"--out {run_dir}: is a file, not a folder")
-    found = run_artefacts(run_dir) if run_dir.is_dir() else []
-    if found and not overwrite:
-        from .run_checkpoint import complete_checkpoints
-        latest = complete_checkpoints(run_dir)
-        where = f" (latest checkpoint {latest[-1].name})" if latest else ""
-        raise ConfigError(f"--out {run_dir}: holds an earlier run{where}; continue it with --resume {run_dir}, "
-                          f"or pass --overwrite to delete it and start again")
+    @property
+    def config(self) -> Path:
+        return self.path / "config.yaml"
 
+    @property
+    def record(self) -> Path:
+        return self.path / "run.json"
 
-def remove_run_folder(run_dir: Path) -> None:
-    """Delete the earlier run's files and folders in ``run_dir`` (each folder renamed away first, so a crash
-    half-way leaves no folder that looks like a usable part of a run)."""
-    for path in run_artefacts(run_dir):
-        if path.is_dir():
-            doomed = path.with_name(path.name + ".deleting")
-            shutil.rmtree(doomed, ignore_errors=True)
-            path.rename(doomed)
-            shutil.rmtree(doomed)
-        else:
-            path.unlink()
+    @property
+    def metrics(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    @property
+    def plot(self) -> Path:
+        return self.path / "loss.png"
+
+    @property
+    def checkpoint_root(self) -> Path:
+        return self.path / "checkpoints"
+
+    def step_folder(self, step: int) -> Path:
+        return self.checkpoint_root / f"step-{step:08d}"
+
+    @staticmethod
+    def temporary(folder: Path) -> Path:
+        """Where ``folder`` is written before it is renamed into place (never listed as a checkpoint)."""
+        return folder.with_name(folder.name + ".tmp")
+
+    def checkpoints(self) -> list[Path]:
+        """The complete step checkpoints, oldest first."""
+        if not self.checkpoint_root.is_dir():
+            return []
+        return sorted(p for p in self.checkpoint_root.glob("step-*") if not p.name.endswith(".tmp"))
+
+    def unfinished_checkpoints(self) -> list[Path]:
+        """Step folders a run stopped while writing (``.tmp``)."""
+        return sorted(self.checkpoint_root.glob("*.tmp")) if self.checkpoint_root.is_dir() else []
+
+    def strategy_file(self, rank: int) -> Path:
+        """Where MindSpore writes this rank's strategy file (the layout of every parameter and optimizer moment)."""
+        return self.path / "strategy" / f"rank_{rank}.ckpt"
+
+    def holds_checkpoints(self) -> bool:
+        return self.checkpoint_root.is_dir()
+
+    def artefacts(self) -> list[Path]:
+        """The files and folders of an earlier run here (empty if there are none)."""
+        return [self.path / name for name in RUN_FILES + RUN_FOLDERS if (self.path / name).exists()]
+
+    def check_new(self, overwrite: bool) -> None:
+        """Refuse to start a new run here if the folder holds an earlier run, unless ``overwrite``."""
+        if self.path.exists() and not self.path.is_dir():
+            raise ConfigError(f"--out {self.path}: is a file, not a folder")
+        found = self.artefacts() if self.path.is_dir() else []
+        if found and not overwrite:
+            latest = self.checkpoints()
+            where = f" (latest checkpoint {latest[-1].name})" if latest else ""
+            raise ConfigError(f"--out {self.path}: holds an earlier run{where}; continue it with --resume "
+                              f"{self.path}, or pass --overwrite to delete it and start again")
+
+    def remove(self) -> None:
+        """Delete the earlier run's files and folders (each folder renamed away first, so a crash half-way leaves
+        no folder that looks like a usable part of a run)."""
+        for path in self.artefacts():
+            if path.is_dir():
+                doomed = path.with_name(path.name + ".deleting")
+                shutil.rmtree(doomed, ignore_errors=True)
+                path.rename(doomed)
+                shutil.rmtree(doomed)
+            else:
+                path.unlink()

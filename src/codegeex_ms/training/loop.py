@@ -16,6 +16,7 @@ from ..config import Config
 from ..fileio import atomic_write_text, pyplot, save_figure
 from ..model import CodeGeeX
 from ..parallel import RankLayout, stage_parameter_names, strategy_path
+from ..run_folder import RunFolder
 from ..run_checkpoint import (all_ranks_agree, complete_checkpoints, load_run_checkpoint, save_run_checkpoint,
                               save_sharded_run_checkpoint)
 from ..data.batches import TokenBatches, data_layout
@@ -132,18 +133,19 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, tokenizer: str | None = No
 
     if not resume and complete_checkpoints(run_dir):
         raise ValueError(f"{run_dir} holds checkpoints of an earlier run; resume it or start in a new folder")
+    run = RunFolder(run_dir)
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
-        for stale in (run_dir / "checkpoints").glob("*.tmp") if (run_dir / "checkpoints").is_dir() else []:
+        for stale in run.unfinished_checkpoints():
             shutil.rmtree(stale)
     state = _resume(run_dir, model, step_fn, cfg, layout, log) if resume else dict(FRESH_STATE)
-    metrics_path = run_dir / "metrics.jsonl"
+    metrics_path = run.metrics
     metrics = ([json.loads(line) for line in metrics_path.read_text().splitlines()]
                if metrics_path.exists() and resume else [])
     metrics = [m for m in metrics if m["step"] <= state["step"]]
     if rank == 0:
         atomic_write_text(metrics_path, "".join(json.dumps(m) + "\n" for m in metrics))
-        cfg.save(run_dir / "config.yaml")
+        cfg.save(run.config)
 
     peak = t.peak_flops or measure_peak_flops()
     tokens_per_step = data_cfg.train.micro_batch_size * t.grad_accumulation * t.seq_len * data_world
@@ -160,7 +162,7 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, tokenizer: str | None = No
             path = (save_run_checkpoint(run_dir, model, step_fn.state_parameters(), state, t.keep_checkpoints,
                                         tokenizer) if rank == 0 else None)
         if rank == 0:
-            plot_run(metrics, run_dir / "loss.png")
+            plot_run(metrics, run.plot)
         return path
 
     while state["step"] < t.max_steps and stop.received is None:
