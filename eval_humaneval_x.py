@@ -31,6 +31,7 @@ from pathlib import Path
 from codegeex_ms.cli import (ArgumentParser, UsageError, non_negative_float, non_negative_int, positive_float,
                              positive_int)
 
+from codegeex_ms.humaneval import fanout
 from codegeex_ms.humaneval.dataset import LANGUAGES, parse_languages
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent / "shared" / "datasets" / "humaneval-x"
@@ -50,40 +51,7 @@ def parse_args(argv=None):
                                 epilog=__doc__.split("\n\n", 1)[1])
     sub = p.add_subparsers(dest="command", required=True)
 
-    g = sub.add_parser("generate", help="sample completions (or translations) with a checkpoint",
-                       description="Sample completions (or translations) with a checkpoint.")
-    add_common(g)
-    g.add_argument("--checkpoint", type=Path, required=True, help="checkpoint folder (config + weights + tokenizer)")
-    g.add_argument("--out", type=Path, required=True, help="samples JSONL (appended to; resumes)")
-    g.add_argument("--task", choices=("generation", "translation"), default="generation",
-                   help="generation: tag + problem prompt; translation: the original's template from --src-lang")
-    g.add_argument("--src-lang", choices=LANGUAGES, help="translation: source language (its canonical solutions)")
-    g.add_argument("--n", type=positive_int, default=1, help="samples per problem (default 1)")
-    g.add_argument("--batch-size", type=positive_int, default=1,
-                   help="rows decoded together, each refilled with the next due sample when it finishes (default 1); "
-                        "the samples are the same for any batch size")
-    g.add_argument("--greedy", action="store_true", help="argmax decoding (then --n 1 is enough)")
-    g.add_argument("--temperature", type=positive_float, default=0.8, help="default 0.8 (the original's scripts)")
-    g.add_argument("--top-p", type=non_negative_float, default=0.95,
-                   help="nucleus sampling: sample from the smallest set of tokens whose probability reaches P "
-                        "(default 0.95; 0 or 1: off)")
-    g.add_argument("--top-k", type=non_negative_int, default=0,
-                   help="sample from the K most likely tokens only (default 0: off)")
-    g.add_argument("--max-new-tokens", type=positive_int, default=512,
-                   help="tokens generated per sample at most (default 512)")
-    g.add_argument("--seed", type=non_negative_int, default=0, help="base seed; each problem's seed derives from it")
-    g.add_argument("--limit", type=positive_int, help="only the first N problems of each language")
-    g.add_argument("--device", choices=("CPU", "GPU", "Ascend"),
-                   help="MindSpore's device target (default: what this MindSpore build runs on)")
-    g.add_argument("--device-id", type=non_negative_int, help="which device of --device (default 0)")
-    g.add_argument("--shard", type=shard_spec, default=(0, 1), metavar="I/N",
-                   help="generate only shard I of N (0-based): a contiguous block of the run's samples in (language, "
-                        "problem, sample) order; each shard writes its own --out, and merge joins them into what one "
-                        "unsharded run writes, byte for byte (default 0/1: everything). msrun: started by msrun "
-                        "--worker_num=N, rank R takes shard R/N on its device (DEVICE_ID) and writes "
-                        "OUT.work/shards/R.jsonl; merge them afterwards")
-
-    add_engine_arguments(g, "generate")
+    add_generate_parser(sub)
 
     m = sub.add_parser("merge", help="join the samples (or results) files of generate (evaluate) --shard I/N",
                        description="Join the samples files of generate --shard 0/N .. N-1/N into one, checking that "
@@ -96,38 +64,7 @@ def parse_args(argv=None):
                         ".meta.json)")
     m.add_argument("--out", type=Path, required=True, help="the merged file (must not exist)")
 
-    e = sub.add_parser("evaluate", help="run samples against the hidden tests",
-                       description="Run samples against the hidden tests.")
-    add_common(e)
-    src = e.add_mutually_exclusive_group(required=True)
-    src.add_argument("--samples", type=Path, help="samples JSONL(.gz) from generate or any other model")
-    src.add_argument("--canonical", action="store_true", help="self-test: every canonical solution (must pass)")
-    src.add_argument("--negative-control", action="store_true",
-                     help="self-test: a body that throws, for every problem (must fail)")
-    e.add_argument("--limit", type=positive_int, help="--canonical / --negative-control: the first N problems of "
-                                                       "each language only")
-    e.add_argument("--out", type=Path, required=True, help="results JSONL (appended to; resumes)")
-    e.add_argument("--workers", type=positive_int,
-                   help="programs run at once (default: all cores; with --engine slurm or ray: per shard, default 1, "
-                        "the CPUs each shard asks for)")
-    e.add_argument("--compile-timeout", type=positive_float, default=60.0, help="seconds per compilation (default 60)")
-    e.add_argument("--run-timeout", type=positive_float, default=15.0, help="seconds per test run (default 15)")
-    e.add_argument("--timeouts-from", type=Path, metavar="CANONICAL_RESULTS",
-                   help="per-language run timeouts: max(--run-timeout, --timeout-factor x the slowest canonical "
-                        "solution's run in these results of evaluate --canonical, taken on the machines that run "
-                        "the samples); --run-timeout becomes the floor (upstream's was 5). Recorded with the results")
-    e.add_argument("--timeout-factor", type=positive_float, default=4.0,
-                   help="with --timeouts-from: times the slowest canonical run (default 4, as evalplus)")
-    e.add_argument("--upstream", action="store_true",
-                   help="strict upstream program assembly and verdicts (no Go import / Rust rand fixes)")
-    e.add_argument("--no-isolation", action="store_true",
-                   help="run without namespaces and uid drop even as root (only for debugging the harness)")
-    e.add_argument("--work-dir", default="/var/tmp", help="where job directories go; not /tmp (default /var/tmp)")
-    e.add_argument("--shard", type=shard_spec, default=(0, 1), metavar="I/N",
-                   help="evaluate only shard I of N (0-based): the contiguous block of sample indices "
-                        "[I*T//N, (I+1)*T//N) of the T samples, into its own --out; merge joins the shards' results "
-                        "(default 0/1: everything)")
-    add_engine_arguments(e, "evaluate")
+    add_evaluate_parser(sub)
 
     r = sub.add_parser("report", help="pass@k tables (Markdown, CSV, JSON) and a PNG chart from results",
                        description="Pass@k tables (Markdown, CSV, JSON) and a PNG chart from results.")
@@ -165,6 +102,78 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+def add_generate_parser(sub) -> None:
+    g = sub.add_parser("generate", help="sample completions (or translations) with a checkpoint",
+                       description="Sample completions (or translations) with a checkpoint.")
+    add_common(g)
+    g.add_argument("--checkpoint", type=Path, required=True, help="checkpoint folder (config + weights + tokenizer)")
+    g.add_argument("--out", type=Path, required=True, help="samples JSONL (appended to; resumes)")
+    g.add_argument("--task", choices=("generation", "translation"), default="generation",
+                   help="generation: tag + problem prompt; translation: the original's template from --src-lang")
+    g.add_argument("--src-lang", choices=LANGUAGES, help="translation: source language (its canonical solutions)")
+    g.add_argument("--n", type=positive_int, default=1, help="samples per problem (default 1)")
+    g.add_argument("--batch-size", type=positive_int, default=1,
+                   help="rows decoded together, each refilled with the next due sample when it finishes (default 1); "
+                        "the samples are the same for any batch size")
+    g.add_argument("--greedy", action="store_true", help="argmax decoding (then --n 1 is enough)")
+    g.add_argument("--temperature", type=positive_float, default=0.8, help="default 0.8 (the original's scripts)")
+    g.add_argument("--top-p", type=non_negative_float, default=0.95,
+                   help="nucleus sampling: sample from the smallest set of tokens whose probability reaches P "
+                        "(default 0.95; 0 or 1: off)")
+    g.add_argument("--top-k", type=non_negative_int, default=0,
+                   help="sample from the K most likely tokens only (default 0: off)")
+    g.add_argument("--max-new-tokens", type=positive_int, default=512,
+                   help="tokens generated per sample at most (default 512)")
+    g.add_argument("--seed", type=non_negative_int, default=0, help="base seed; each problem's seed derives from it")
+    g.add_argument("--limit", type=positive_int, help="only the first N problems of each language")
+    g.add_argument("--device", choices=("CPU", "GPU", "Ascend"),
+                   help="MindSpore's device target (default: what this MindSpore build runs on)")
+    g.add_argument("--device-id", type=non_negative_int, help="which device of --device (default 0)")
+    g.add_argument("--shard", type=shard_spec, default=(0, 1), metavar="I/N",
+                   help="generate only shard I of N (0-based): a contiguous block of the run's samples in (language, "
+                        "problem, sample) order; each shard writes its own --out, and merge joins them into what one "
+                        "unsharded run writes, byte for byte (default 0/1: everything). msrun: started by msrun "
+                        "--worker_num=N, rank R takes shard R/N on its device (DEVICE_ID) and writes "
+                        "OUT.work/shards/R.jsonl; merge them afterwards")
+
+    fanout.add_engine_arguments(g, "generate")
+
+
+def add_evaluate_parser(sub) -> None:
+    e = sub.add_parser("evaluate", help="run samples against the hidden tests",
+                       description="Run samples against the hidden tests.")
+    add_common(e)
+    src = e.add_mutually_exclusive_group(required=True)
+    src.add_argument("--samples", type=Path, help="samples JSONL(.gz) from generate or any other model")
+    src.add_argument("--canonical", action="store_true", help="self-test: every canonical solution (must pass)")
+    src.add_argument("--negative-control", action="store_true",
+                     help="self-test: a body that throws, for every problem (must fail)")
+    e.add_argument("--limit", type=positive_int, help="--canonical / --negative-control: the first N problems of "
+                                                       "each language only")
+    e.add_argument("--out", type=Path, required=True, help="results JSONL (appended to; resumes)")
+    e.add_argument("--workers", type=positive_int,
+                   help="programs run at once (default: all cores; with --engine slurm or ray: per shard, default 1, "
+                        "the CPUs each shard asks for)")
+    e.add_argument("--compile-timeout", type=positive_float, default=60.0, help="seconds per compilation (default 60)")
+    e.add_argument("--run-timeout", type=positive_float, default=15.0, help="seconds per test run (default 15)")
+    e.add_argument("--timeouts-from", type=Path, metavar="CANONICAL_RESULTS",
+                   help="per-language run timeouts: max(--run-timeout, --timeout-factor x the slowest canonical "
+                        "solution's run in these results of evaluate --canonical, taken on the machines that run "
+                        "the samples); --run-timeout becomes the floor (upstream's was 5). Recorded with the results")
+    e.add_argument("--timeout-factor", type=positive_float, default=4.0,
+                   help="with --timeouts-from: times the slowest canonical run (default 4, as evalplus)")
+    e.add_argument("--upstream", action="store_true",
+                   help="strict upstream program assembly and verdicts (no Go import / Rust rand fixes)")
+    e.add_argument("--no-isolation", action="store_true",
+                   help="run without namespaces and uid drop even as root (only for debugging the harness)")
+    e.add_argument("--work-dir", default="/var/tmp", help="where job directories go; not /tmp (default /var/tmp)")
+    e.add_argument("--shard", type=shard_spec, default=(0, 1), metavar="I/N",
+                   help="evaluate only shard I of N (0-based): the contiguous block of sample indices "
+                        "[I*T//N, (I+1)*T//N) of the T samples, into its own --out; merge joins the shards' results "
+                        "(default 0/1: everything)")
+    fanout.add_engine_arguments(e, "evaluate")
+
+
 PAPER_HELP = """\
 Run the paper's HumanEval-X settings end to end, each step an eval_humaneval_x.py command (printed as it starts):
 
@@ -181,64 +190,6 @@ the same command runs again; an interrupted one continues where it stopped. The 
 --languages python,cpp,java,js,go (the default, all, adds Rust)."""
 
 
-def add_engine_arguments(p, command: str) -> None:
-    if command == "evaluate":
-        engine_help = ("local: this machine, --workers programs at once (default); slurm: a job array of --tasks "
-                       "shards and a join job, submitted with sbatch; ray: --tasks Ray tasks on an existing cluster, "
-                       "then the join. Each shard runs --workers programs at once on its node")
-    else:
-        engine_help = ("local: this process (default); slurm: a job array of --tasks shards (generate --shard "
-                       "RANK/N, one device each with --gpus-per-task) and a join job (merge), submitted with sbatch; "
-                       "ray: --tasks Ray tasks on an existing cluster, then the join. The merged file equals one "
-                       "local run's")
-    run = p.add_argument_group("on a cluster (--out's folder must be on storage every node shares)")
-    run.add_argument("--engine", choices=("local", "slurm", "ray"), default="local",
-                     help=engine_help + "; rerun the same command to redo only unfinished shards (OUT.work/ holds "
-                                        "them)")
-    run.add_argument("--tasks", type=positive_int, help="slurm and ray: shards (tasks) to cut the work into")
-    run.add_argument("--wait", action="store_true",
-                     help="slurm: after submitting (or finding the jobs still queued), wait until the output is "
-                          "joined and print the summary; exit 2 if the jobs left the queue without it")
-    if command == "generate":
-        run.add_argument("--gpus-per-task", type=non_negative_int, default=0,
-                         help="slurm and ray: GPUs each shard asks for (default 0: CPU); the task sees only its own, "
-                              "as device 0")
-    run.add_argument("--partition", help="slurm: the partition")
-    run.add_argument("--time", default="12:00:00", help="slurm: each shard's time limit (default 12:00:00)")
-    run.add_argument("--venv", help="slurm: the virtualenv's bin/activate, sourced by each job")
-    run.add_argument("--mem-per-cpu-gb", type=positive_float, default=2.0,
-                     help="slurm and ray: memory per CPU (default 2)")
-    run.add_argument("--ray-address", default="auto", help="ray: the cluster's address (default auto: this node's)")
-
-
-def cluster_engine(args):
-    from codegeex_ms.engines import Engine
-    if not args.tasks:
-        raise UsageError(f"--engine {args.engine} needs --tasks N: the shards to cut the work into")
-    if args.shard != (0, 1):
-        raise UsageError(f"--shard is for one local shard or msrun; --engine {args.engine} makes --tasks shards "
-                         f"itself")
-    try:
-        return Engine(args.engine, partition=args.partition, time=args.time, venv=args.venv,
-                      mem_per_cpu_gb=args.mem_per_cpu_gb, ray_address=args.ray_address)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-
-
-def print_cluster_summary(args, summary: dict, fanout) -> dict | None:
-    """Print what a Slurm submission did; returns the summary to print, or None when there is nothing more."""
-    if "submitted" not in summary and "queued" not in summary:
-        return summary
-    if "submitted" in summary:
-        print(f"submitted Slurm jobs {' '.join(summary['submitted'])} ({args.tasks} shards, then the join)")
-    else:
-        print("this job's Slurm jobs are still queued (nothing submitted):\n  " + "\n  ".join(summary["queued"]))
-    if not args.wait:
-        print(f"follow them with the same command and --wait; the shards are in {fanout.work_dir(args.out)}")
-        return None
-    return dict(fanout.wait(args.out), seconds=None)
-
-
 def shard_spec(text: str) -> tuple[int, int] | str:
     if text == "msrun":
         return text
@@ -248,64 +199,24 @@ def shard_spec(text: str) -> tuple[int, int] | str:
     return int(index), int(count)
 
 
-def generation_settings(args) -> dict:
-    """What the samples of a file depend on. Languages, --limit and --n only add samples (sample i of a problem is
-    drawn with a seed of the problem and i alone, so a larger --n continues the same draw), so they may change."""
-    weights = Path(args.checkpoint) / "model.safetensors"
-    stat = weights.stat() if weights.is_file() else None
-    return {"checkpoint": str(Path(args.checkpoint).resolve()),
-            "weights": {"bytes": stat.st_size, "mtime": int(stat.st_mtime)} if stat else None,
-            "task": args.task, "src_lang": args.src_lang, "max_new_tokens": args.max_new_tokens,
-            "greedy": args.greedy, "temperature": args.temperature, "top_p": args.top_p, "top_k": args.top_k,
-            "seed": args.seed}
-
-
-def settings_path(out: Path) -> Path:
-    return out.with_name(out.name + ".settings.json")
-
-
-def check_generation_settings(args, tasks: dict[str, list[str]]) -> None:
-    """A samples file continues only with the settings it was started with (recorded next to it, with its shard:
-    index, count, --n and the problems); a new file records them before its first sample. An unsharded file may
-    grow (more --n, languages or problems); a shard may not (its block of samples would move)."""
-    from codegeex_ms.fileio import atomic_write_text
-    settings, record = generation_settings(args), settings_path(args.out)
-    shard = {"index": args.shard[0], "count": args.shard[1], "n": args.n, "tasks": tasks}
-    has_samples = args.out.is_file() and args.out.stat().st_size > 0
-    if has_samples:
-        if not record.is_file():
-            raise UsageError(f"--out {args.out} holds samples but no record of the settings they were generated "
-                             f"with ({record.name}); choose a new --out")
-        old = json.loads(record.read_text())
-        changed = [f"{k} {old.get(k)!r} -> {v!r}" for k, v in settings.items() if old.get(k) != v]
-        old_shard = old.get("shard", {"index": 0, "count": 1})
-        if (old_shard["index"], old_shard["count"]) != args.shard or (args.shard[1] > 1 and old_shard != shard):
-            changed.append(f"shard {old_shard['index']}/{old_shard['count']} (n {old_shard.get('n')}) -> "
-                           f"{args.shard[0]}/{args.shard[1]} (n {args.n}, or other problems)")
-        if changed:
-            raise UsageError(f"--out {args.out} was generated with other settings ({'; '.join(changed)}); continue "
-                             f"it with the same ones or choose a new --out")
-    atomic_write_text(record, json.dumps(dict(settings, shard=shard), indent=2) + "\n")
-
-
 def cmd_merge(args) -> int:
     from codegeex_ms.fileio import atomic_write_text
     from codegeex_ms.humaneval.execution import read_jsonl
-    from codegeex_ms.humaneval.sampling import MergeError, merge_samples
+    from codegeex_ms.humaneval.sampling import MergeError, merge_samples, samples_settings_path
     if args.out.exists():
         raise UsageError(f"--out {args.out} exists; choose a new file")
     if all(path.with_name(path.name + ".meta.json").is_file() for path in args.parts):
         return merge_results(args)
     parts = []
     for path in args.parts:
-        if not path.is_file() or not settings_path(path).is_file():
-            raise UsageError(f"{path}: no such samples file with its {settings_path(path).name}")
-        parts.append((json.loads(settings_path(path).read_text()), read_jsonl(path)))
+        if not path.is_file() or not samples_settings_path(path).is_file():
+            raise UsageError(f"{path}: no such samples file with its {samples_settings_path(path).name}")
+        parts.append((json.loads(samples_settings_path(path).read_text()), read_jsonl(path)))
     try:
         settings, rows = merge_samples(parts)
     except MergeError as e:
         raise UsageError(str(e)) from None
-    atomic_write_text(settings_path(args.out), json.dumps(settings, indent=2) + "\n")
+    atomic_write_text(samples_settings_path(args.out), json.dumps(settings, indent=2) + "\n")
     atomic_write_text(args.out, "".join(json.dumps(row) + "\n" for row in rows))
     print(f"merged {len(args.parts)} shards: {len(rows)} samples -> {args.out}")
     return 0
@@ -333,7 +244,8 @@ def cmd_generate(args) -> int:
     from codegeex_ms.generation import Generator, cache_length
     from codegeex_ms.humaneval.dataset import load_problems
     from codegeex_ms.humaneval.execution import completed_rows
-    from codegeex_ms.humaneval.sampling import SampleSettings, plan_units, prompt_for, write_samples
+    from codegeex_ms.humaneval.sampling import (SampleSettings, check_samples_settings, plan_units, prompt_for,
+                                                write_samples)
     from codegeex_ms.loading import load_for_inference
 
     if args.engine != "local":
@@ -364,9 +276,9 @@ def cmd_generate(args) -> int:
     if args.max_new_tokens >= context:
         raise UsageError(f"--max-new-tokens {args.max_new_tokens} must be below the context ({context})")
     tasks = {lang: list(problems[lang])[:args.limit] for lang in langs}
-    check_generation_settings(args, tasks)
     settings = SampleSettings(args.task, args.max_new_tokens, args.greedy, args.temperature, args.top_k, args.top_p,
                               args.seed, args.src_lang)
+    check_samples_settings(args.out, args.checkpoint, settings, args.shard, args.n, tasks)
     units = plan_units(tasks, args.n, done, args.shard)
     prompts = {}                                  # (lang, task_id) -> (prompt, ids), built once
     for unit in units:
@@ -407,7 +319,7 @@ def generate_on_cluster(args) -> int:
     folder, then a join task merges them into --out."""
     from codegeex_ms import checkpoint
     from codegeex_ms.humaneval import fanout
-    engine = cluster_engine(args)
+    engine = fanout.cluster_engine(args)
     checkpoint.check_folder(args.checkpoint)
     parse_languages(args.languages)
     command = [sys.executable, str(Path(__file__).resolve()), "generate", "--checkpoint",
@@ -417,8 +329,8 @@ def generate_on_cluster(args) -> int:
                "--max-new-tokens", str(args.max_new_tokens), "--seed", str(args.seed)]
     command += (["--src-lang", args.src_lang] if args.src_lang else []) + (["--greedy"] if args.greedy else []) + \
         (["--limit", str(args.limit)] if args.limit else []) + (["--device", args.device] if args.device else [])
-    summary = print_cluster_summary(
-        args, fanout.generate_on(engine, command, args.out, args.tasks, gpus_per_task=args.gpus_per_task), fanout)
+    summary = fanout.print_cluster_summary(
+        args, fanout.generate_on(engine, command, args.out, args.tasks, gpus_per_task=args.gpus_per_task))
     if summary is None:
         return 0
     took = "" if summary.get("seconds") is None else f" in {summary['seconds']:.0f}s"
@@ -477,9 +389,9 @@ def evaluate_on_cluster(args, options) -> int:
     from codegeex_ms.humaneval import fanout
     if not args.samples:
         raise UsageError(f"--engine {args.engine} evaluates a --samples file (the self-tests run locally)")
-    engine = cluster_engine(args)
-    summary = print_cluster_summary(
-        args, fanout.evaluate_on(engine, args.samples, args.out, args.data_dir, options, args.tasks), fanout)
+    engine = fanout.cluster_engine(args)
+    summary = fanout.print_cluster_summary(
+        args, fanout.evaluate_on(engine, args.samples, args.out, args.data_dir, options, args.tasks))
     if summary is None:
         return 0
     parts = [f"{lang} {summary['passed'][lang]}/{summary['total'][lang]}" for lang in summary["total"]]
@@ -490,99 +402,23 @@ def evaluate_on_cluster(args, options) -> int:
 
 
 def cmd_paper(args) -> int:
-    import subprocess
-    import time
     from codegeex_ms import checkpoint
-    from codegeex_ms.fileio import atomic_write_text
-    from codegeex_ms.humaneval.paper import plan
+    from codegeex_ms.humaneval.paper import execute, plan
     if args.scale > 1:
         raise UsageError(f"--scale must be in (0, 1], got {args.scale}")
     checkpoint.check_folder(args.checkpoint)
     langs = parse_languages(args.languages)
-    out = args.out.resolve()
-    work = plan(args.checkpoint.resolve(), out, args.data_dir.resolve(), langs, args.scale, args.batch_size,
-                args.max_new_tokens, args.seed, args.workers, args.run_timeout, args.timeout_factor)
+    work = plan(args.checkpoint.resolve(), args.out.resolve(), args.data_dir.resolve(), langs, args.scale,
+                args.batch_size, args.max_new_tokens, args.seed, args.workers, args.run_timeout, args.timeout_factor)
     script = [sys.executable, str(Path(__file__).resolve())]
     if args.print_commands:
         for step in work.steps:
             print(" ".join(script + step.argv))
         return 0
-    estimate = work.estimate()
-    print(f"paper run: {len(langs)} languages x {work.problems} problems, n={work.n_pass1} (t=0.2) and "
-          f"n={work.n_pass100} (t=0.8), {len(work.pairs)} translation pairs: {estimate['samples']:,} samples "
-          f"({estimate['generation_samples']:,} generation, {estimate['translation_samples']:,} translation), at "
-          f"most {estimate['max_new_tokens_total']:,} generated tokens, {estimate['executions']:,} program runs")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "steps").mkdir(exist_ok=True)
-    record = {"checkpoint": str(args.checkpoint.resolve()), **checkpoint_identity(args.checkpoint),
-              "scale": args.scale, "languages": list(langs),
-              "problems": work.problems, "n": [work.n_pass1, work.n_pass100], "batch_size": args.batch_size,
-              "max_new_tokens": args.max_new_tokens, "seed": args.seed, "run_timeout_floor": args.run_timeout,
-              "timeout_factor": args.timeout_factor, "estimate": estimate, "code": code_version(),
-              "steps": [{"name": step.name, "argv": step.argv} for step in work.steps]}
-    atomic_write_text(out / "paper.json", json.dumps(record, indent=2) + "\n")
-    for number, step in enumerate(work.steps, 1):
-        marker = out / "steps" / (step.name.replace(" ", "_") + ".json")
-        if marker.is_file() and json.loads(marker.read_text()) == step.argv and step.output.is_file():
-            print(f"[{number}/{len(work.steps)}] {step.name}: done earlier")
-            continue
-        print(f"[{number}/{len(work.steps)}] {step.name}: {' '.join(step.argv)}", flush=True)
-        start = time.perf_counter()
-        status = subprocess.run(script + step.argv).returncode
-        if status != 0:
-            print(f"error: step {step.name!r} failed (exit status {status}); run the same command again to "
-                  f"continue from it", file=sys.stderr)
-            return 2
-        atomic_write_text(marker, json.dumps(step.argv) + "\n")
-        print(f"[{number}/{len(work.steps)}] {step.name}: finished in {time.perf_counter() - start:.0f}s")
-    return write_paper_report(out, record)
-
-
-def checkpoint_identity(folder: Path) -> dict:
-    """What the paper run's figures belong to: the weights' sha256, the precision the config records, the device."""
-    import hashlib
-    import mindspore as ms
-    import yaml
-    digest, weights = hashlib.sha256(), Path(folder) / "model.safetensors"
-    if weights.is_file():
-        with open(weights, "rb") as f:
-            for block in iter(lambda: f.read(1 << 24), b""):
-                digest.update(block)
-    config = yaml.safe_load((Path(folder) / "config.yaml").read_text()) or {}
-    return {"checkpoint_sha256": digest.hexdigest() if weights.is_file() else None,
-            "precision": config.get("precision"),
-            "device": ms.get_context("device_target")}
-
-
-def code_version() -> str:
-    """The package version and, in a git checkout, the commit (with +dirty when the tree has changes)."""
-    import subprocess
-    from importlib.metadata import version
-    text = version("codegeex-ms")
-    try:
-        commit = subprocess.run(["git", "-C", str(Path(__file__).resolve().parent), "describe", "--always",
-                                 "--dirty=+dirty"], capture_output=True, text=True, timeout=30)
-        if commit.returncode == 0:
-            text += f" ({commit.stdout.strip()})"
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return text
-
-
-def write_paper_report(out: Path, record: dict) -> int:
-    from codegeex_ms.humaneval.execution import read_jsonl
-    from codegeex_ms.humaneval.report import paper_summary, write_report
-    rows = {path.name: read_jsonl(path) for path in out.glob("*.results.jsonl")}
-    translation = [row for name, part in rows.items() if name.startswith("translation-") for row in part]
-    summary = paper_summary(rows["generation-t0.2.results.jsonl"], rows["generation-t0.8.results.jsonl"],
-                            translation)
-    meta = json.loads((out / "generation-t0.8.results.jsonl.meta.json").read_text())
-    meta.update({key: record[key] for key in ("checkpoint", "checkpoint_sha256", "precision", "device", "code",
-                                              "scale", "batch_size", "seed", "max_new_tokens")})
-    paths = write_report(summary, out / "report" / "paper", meta)
-    print(paths[0].read_text())
-    print("wrote " + ", ".join(map(str, paths)))
-    return 0
+    settings = {"checkpoint": str(args.checkpoint.resolve()), "scale": args.scale, "batch_size": args.batch_size,
+                "max_new_tokens": args.max_new_tokens, "seed": args.seed, "run_timeout_floor": args.run_timeout,
+                "timeout_factor": args.timeout_factor}
+    return execute(work, args.out.resolve(), settings, script)
 
 
 def cmd_report(args) -> int:

@@ -61,7 +61,8 @@ def project_errors() -> tuple[type[BaseException], ...]:
                                          FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError]
     for module, name in (("convert", "ConversionError"), ("reshard", "ReshardError"),
                          ("humaneval.dataset", "DatasetError"), ("languages", "UnknownLanguageError"),
-                         ("ascend_standins", "StandinError")):
+                         ("ascend_standins", "StandinError"), ("humaneval.paper", "PaperStepError"),
+                         ("engines", "StageError")):
         try:
             mod = __import__(f"codegeex_ms.{module}", fromlist=[name])
             errors.append(getattr(mod, name))

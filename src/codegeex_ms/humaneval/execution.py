@@ -236,29 +236,27 @@ def completed_rows(out_path: Path) -> list[dict]:
     return rows
 
 
-def evaluate(samples: list[dict], out_path: str | Path, data_dir: str | Path, options: EvalOptions = EvalOptions(),
-             progress: bool = True, shard: tuple[int, int] = (0, 1)) -> dict:
-    """Evaluate ``samples`` (dicts in the original's format; ``shard``: only block I of N of them) into
-    ``out_path``; returns a summary."""
-    out_path = Path(out_path)
-    meta_path = out_path.with_name(out_path.name + ".meta.json")
-    block = shard_block(len(samples), shard)
-    digest = samples_digest(samples)
-    problems = {lang: load_problems(data_dir, lang) for lang in options.languages}
-    if out_path.is_file() and out_path.stat().st_size and meta_path.is_file():
-        # an unsharded file continues over a samples file that grew (generation still running); a shard's block
-        # depends on the sample count, so it continues only over the very same samples
-        old = json.loads(meta_path.read_text())
-        old_shard = old.get("shard", {"index": 0, "count": 1})
-        seen = len(samples) if shard != (0, 1) else old.get("samples", len(samples))
-        same = seen <= len(samples) and old.get("samples_sha256", digest) in (digest, samples_digest(samples[:seen]))
-        if not same or (old_shard["index"], old_shard["count"]) != tuple(shard):
-            raise DatasetError(f"{out_path} holds results of other samples or another shard "
-                               f"({old_shard['index']}/{old_shard['count']}); choose a new results file")
-    done_rows = completed_rows(out_path)
-    done = {r["sample_index"] for r in done_rows if "sample_index" in r}
-    known = {r["program_sha256"]: (r["result"], r.get("run_seconds")) for r in done_rows if "program_sha256" in r}
-    pending: dict[str, list[tuple[int, dict, str, str]]] = defaultdict(list)   # program sha -> samples
+def _check_continuation(out_path: Path, meta_path: Path, samples: list[dict], digest: str,
+                        shard: tuple[int, int]) -> None:
+    """A results file continues only over its own samples and shard. An unsharded one may continue over a samples
+    file that grew (generation still running); a shard's block depends on the sample count, so it continues only
+    over the very same samples."""
+    if not (out_path.is_file() and out_path.stat().st_size and meta_path.is_file()):
+        return
+    old = json.loads(meta_path.read_text())
+    old_shard = old.get("shard", {"index": 0, "count": 1})
+    seen = len(samples) if shard != (0, 1) else old.get("samples", len(samples))
+    same = seen <= len(samples) and old.get("samples_sha256", digest) in (digest, samples_digest(samples[:seen]))
+    if not same or (old_shard["index"], old_shard["count"]) != tuple(shard):
+        raise DatasetError(f"{out_path} holds results of other samples or another shard "
+                           f"({old_shard['index']}/{old_shard['count']}); choose a new results file")
+
+
+def _pending_programs(samples: list[dict], block: range, done: set[int], problems: dict,
+                      options: EvalOptions) -> tuple[dict[str, list[tuple[int, dict, str, str]]], Counter]:
+    """The block's samples not yet in the results, grouped by program (sha256 of task id and program text: an
+    identical program runs once), and the count of samples of languages outside ``options.languages``."""
+    pending: dict[str, list[tuple[int, dict, str, str]]] = defaultdict(list)
     skipped_languages = Counter()
     for index in block:
         sample = samples[index]
@@ -271,6 +269,23 @@ def evaluate(samples: list[dict], out_path: str | Path, data_dir: str | Path, op
         lang, program = program_of(sample, problems, options.upstream)
         sha = hashlib.sha256(f"{sample['task_id']}\0{program}".encode()).hexdigest()
         pending[sha].append((index, sample, lang, program))
+    return pending, skipped_languages
+
+
+def evaluate(samples: list[dict], out_path: str | Path, data_dir: str | Path, options: EvalOptions = EvalOptions(),
+             progress: bool = True, shard: tuple[int, int] = (0, 1)) -> dict:
+    """Evaluate ``samples`` (dicts in the original's format; ``shard``: only block I of N of them) into
+    ``out_path``; returns a summary."""
+    out_path = Path(out_path)
+    meta_path = out_path.with_name(out_path.name + ".meta.json")
+    block = shard_block(len(samples), shard)
+    digest = samples_digest(samples)
+    problems = {lang: load_problems(data_dir, lang) for lang in options.languages}
+    _check_continuation(out_path, meta_path, samples, digest, shard)
+    done_rows = completed_rows(out_path)
+    done = {r["sample_index"] for r in done_rows if "sample_index" in r}
+    known = {r["program_sha256"]: (r["result"], r.get("run_seconds")) for r in done_rows if "program_sha256" in r}
+    pending, skipped_languages = _pending_programs(samples, block, done, problems, options)
     sandbox = Sandbox(Path(options.work_dir) / f"codegeex-ms-humaneval-{os.getpid()}", isolate=options.isolate)
     if sandbox.warning:
         print(f"warning: {sandbox.warning}", file=sys.stderr)

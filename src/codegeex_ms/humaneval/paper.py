@@ -16,8 +16,15 @@ command that appends to its own file and continues where it stopped, so the whol
 """
 from __future__ import annotations
 
+import json
+import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
+
+class PaperStepError(RuntimeError):
+    """A step of the plan failed; the same command continues from it."""
+
 
 PROBLEMS = 164
 PASS1 = {"n": 20, "temperature": 0.2, "top_p": 0.95}
@@ -95,3 +102,81 @@ def plan(checkpoint: Path, out: Path, data_dir: Path, languages: tuple[str, ...]
 
 def results_of(samples: Path) -> Path:
     return samples.with_name(samples.name.replace(".jsonl", ".results.jsonl"))
+
+
+def execute(work: Plan, out: Path, settings: dict, script: list[str]) -> int:
+    """Run the plan's steps (``script`` + each step's arguments, in a child) into ``out``, skipping the steps a
+    marker in ``out/steps/`` says finished with the same arguments, then write the report. ``settings``: the
+    command's settings, recorded in ``out/paper.json`` with the checkpoint's identity and the code version."""
+    from ..fileio import atomic_write_text
+    estimate = work.estimate()
+    print(f"paper run: {len(work.languages)} languages x {work.problems} problems, n={work.n_pass1} (t=0.2) and "
+          f"n={work.n_pass100} (t=0.8), {len(work.pairs)} translation pairs: {estimate['samples']:,} samples "
+          f"({estimate['generation_samples']:,} generation, {estimate['translation_samples']:,} translation), at "
+          f"most {estimate['max_new_tokens_total']:,} generated tokens, {estimate['executions']:,} program runs")
+    (out / "steps").mkdir(parents=True, exist_ok=True)
+    record = dict(settings, **checkpoint_identity(Path(settings["checkpoint"])), languages=list(work.languages),
+                  problems=work.problems, n=[work.n_pass1, work.n_pass100], estimate=estimate,
+                  code=code_version(Path(script[-1]).parent),
+                  steps=[{"name": step.name, "argv": step.argv} for step in work.steps])
+    atomic_write_text(out / "paper.json", json.dumps(record, indent=2) + "\n")
+    for number, step in enumerate(work.steps, 1):
+        marker = out / "steps" / (step.name.replace(" ", "_") + ".json")
+        if marker.is_file() and json.loads(marker.read_text()) == step.argv and step.output.is_file():
+            print(f"[{number}/{len(work.steps)}] {step.name}: done earlier")
+            continue
+        print(f"[{number}/{len(work.steps)}] {step.name}: {' '.join(step.argv)}", flush=True)
+        start = time.perf_counter()
+        status = subprocess.run(script + step.argv).returncode
+        if status != 0:
+            raise PaperStepError(f"step {step.name!r} failed (exit status {status}); run the same command again "
+                                 f"to continue from it")
+        atomic_write_text(marker, json.dumps(step.argv) + "\n")
+        print(f"[{number}/{len(work.steps)}] {step.name}: finished in {time.perf_counter() - start:.0f}s")
+    write_paper_report(out, record)
+    return 0
+
+
+def checkpoint_identity(folder: Path) -> dict:
+    """What the run's figures belong to: the weights' sha256, the precision the config records, the device."""
+    import hashlib
+    import mindspore as ms
+    import yaml
+    digest, weights = hashlib.sha256(), Path(folder) / "model.safetensors"
+    if weights.is_file():
+        with open(weights, "rb") as f:
+            for block in iter(lambda: f.read(1 << 24), b""):
+                digest.update(block)
+    config = yaml.safe_load((Path(folder) / "config.yaml").read_text()) or {}
+    return {"checkpoint_sha256": digest.hexdigest() if weights.is_file() else None,
+            "precision": config.get("precision"), "device": ms.get_context("device_target")}
+
+
+def code_version(checkout: Path) -> str:
+    """The package version and, when ``checkout`` is in a git checkout, the commit (+dirty when it has changes)."""
+    from importlib.metadata import version
+    text = version("codegeex-ms")
+    try:
+        commit = subprocess.run(["git", "-C", str(checkout), "describe", "--always", "--dirty=+dirty"],
+                                capture_output=True, text=True, timeout=30)
+        if commit.returncode == 0:
+            text += f" ({commit.stdout.strip()})"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return text
+
+
+def write_paper_report(out: Path, record: dict) -> None:
+    """``out/report/paper.*`` from the results files: pass@1 from the t=0.2 run, pass@10/100 from the t=0.8 run."""
+    from .execution import read_jsonl
+    from .report import paper_summary, write_report
+    rows = {path.name: read_jsonl(path) for path in out.glob("*.results.jsonl")}
+    translation = [row for name, part in rows.items() if name.startswith("translation-") for row in part]
+    summary = paper_summary(rows["generation-t0.2.results.jsonl"], rows["generation-t0.8.results.jsonl"],
+                            translation)
+    meta = json.loads((out / "generation-t0.8.results.jsonl.meta.json").read_text())
+    meta.update({key: record[key] for key in ("checkpoint", "checkpoint_sha256", "precision", "device", "code",
+                                              "scale", "batch_size", "seed", "max_new_tokens")})
+    paths = write_report(summary, out / "report" / "paper", meta)
+    print(paths[0].read_text())
+    print("wrote " + ", ".join(map(str, paths)))

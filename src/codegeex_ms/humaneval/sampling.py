@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import zlib
+from pathlib import Path
 from dataclasses import dataclass
 from typing import Callable, TextIO
 
@@ -190,3 +191,45 @@ def write_samples(generator, units: list[Unit], prompts: dict[tuple[str, str], t
 
     generator.run(pull, on_done=done)
     return written
+
+
+def samples_settings_path(out: Path) -> Path:
+    """Where a samples file records what its samples depend on (``OUT.settings.json``)."""
+    return Path(out).with_name(Path(out).name + ".settings.json")
+
+
+def samples_settings(checkpoint: Path, settings: SampleSettings) -> dict:
+    """What the samples of a file depend on. Languages, problems and n only add samples (sample i of a problem is
+    drawn with a seed of the problem and i alone, so a larger n continues the same draw), so they may change."""
+    weights = Path(checkpoint) / "model.safetensors"
+    stat = weights.stat() if weights.is_file() else None
+    return {"checkpoint": str(Path(checkpoint).resolve()),
+            "weights": {"bytes": stat.st_size, "mtime": int(stat.st_mtime)} if stat else None,
+            "task": settings.task, "src_lang": settings.src_lang, "max_new_tokens": settings.max_new_tokens,
+            "greedy": settings.greedy, "temperature": settings.temperature, "top_p": settings.top_p,
+            "top_k": settings.top_k, "seed": settings.seed}
+
+
+def check_samples_settings(out: Path, checkpoint: Path, settings: SampleSettings, shard: tuple[int, int], n: int,
+                           tasks: dict[str, list[str]]) -> None:
+    """A samples file continues only with the settings it was started with (recorded next to it, with its shard:
+    index, count, n and the problems); a new file records them before its first sample. An unsharded file may
+    grow (more n, languages or problems); a shard may not (its block of samples would move)."""
+    from ..cli import UsageError
+    from ..fileio import atomic_write_text
+    current, record = samples_settings(checkpoint, settings), samples_settings_path(out)
+    shard_record = {"index": shard[0], "count": shard[1], "n": n, "tasks": tasks}
+    if Path(out).is_file() and Path(out).stat().st_size > 0:
+        if not record.is_file():
+            raise UsageError(f"--out {out} holds samples but no record of the settings they were generated "
+                             f"with ({record.name}); choose a new --out")
+        old = json.loads(record.read_text())
+        changed = [f"{k} {old.get(k)!r} -> {v!r}" for k, v in current.items() if old.get(k) != v]
+        old_shard = old.get("shard", {"index": 0, "count": 1})
+        if (old_shard["index"], old_shard["count"]) != tuple(shard) or (shard[1] > 1 and old_shard != shard_record):
+            changed.append(f"shard {old_shard['index']}/{old_shard['count']} (n {old_shard.get('n')}) -> "
+                           f"{shard[0]}/{shard[1]} (n {n}, or other problems)")
+        if changed:
+            raise UsageError(f"--out {out} was generated with other settings ({'; '.join(changed)}); continue "
+                             f"it with the same ones or choose a new --out")
+    atomic_write_text(record, json.dumps(dict(current, shard=shard_record), indent=2) + "\n")

@@ -59,6 +59,14 @@ class CompletionRequest(BaseModel):
             raise ClientError(f"stream_options: only include_usage is supported, got {sorted(unknown)}",
                               "stream_options")
 
+def _refuse_ollama_body(raw: dict) -> None:
+    """Ollama's body (Twinny's openai-compatible provider) gets a 400 naming it, not a 422 on its fields."""
+    if "options" in raw or "keep_alive" in raw:
+        raise ClientError("this is Ollama's request shape (options, keep_alive); this server speaks OpenAI's: "
+                          "send max_tokens and temperature at the top level (Twinny: the lmstudio provider)",
+                          "options" if "options" in raw else "keep_alive")
+
+
 def add_openai_routes(app: FastAPI, engine: Engine) -> None:
     """POST /v1/completions, plain or streamed as server-sent events."""
     @app.post("/v1/completions")
@@ -66,10 +74,7 @@ def add_openai_routes(app: FastAPI, engine: Engine) -> None:
         if "segments" in raw:               # Tabby's form of this path (its IDE plugins' tabby-agent)
             from .tabby import TabbyRequest, tabby_completion
             return await tabby_completion(engine, _validated(TabbyRequest, raw), request)
-        if "options" in raw or "keep_alive" in raw:   # Ollama's body (Twinny's openai-compatible provider)
-            raise ClientError("this is Ollama's request shape (options, keep_alive); this server speaks OpenAI's: "
-                              "send max_tokens and temperature at the top level (Twinny: the lmstudio provider)",
-                              "options" if "options" in raw else "keep_alive")
+        _refuse_ollama_body(raw)
         body = _validated(CompletionRequest, raw)
         if body.model not in (None, engine.model_name):
             raise ClientError(f"model {body.model!r} is not served here; GET /v1/models lists {engine.model_name!r}",
