@@ -226,3 +226,18 @@ def test_the_paper_command_at_a_tiny_scale_runs_end_to_end_and_resumes(data_dir,
     assert report["generation"]["js"]["published"]["pass@1"] == pytest.approx(0.176)
     again = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0 and again.stdout.count("done earlier") == 9, again.stdout[-2000:]
+
+
+def test_two_evaluations_on_one_host_never_share_a_sandbox_uid(tmp_path):
+    """Each slot claims a uid no other sandbox on this host holds (an flock the kernel releases when the holder
+    ends): two shards of a fan-out on one node do not share a uid's process limit."""
+    from codegeex_ms.humaneval.sandbox import FIRST_UID, Sandbox
+    first, second = Sandbox(tmp_path / "a", isolate=False), Sandbox(tmp_path / "b", isolate=False)
+    uids = [first.uid(0), first.uid(1), second.uid(0), second.uid(1)]
+    assert len(set(uids)) == 4 and min(uids) >= FIRST_UID
+    assert first.uid(0) == uids[0]                          # a slot keeps its uid
+    claimed = second.uid(0)
+    del second                                              # its claims end with it
+    import gc
+    gc.collect()
+    assert Sandbox(tmp_path / "c", isolate=False).uid(0) == claimed

@@ -15,10 +15,12 @@ limits, the process group and the timeout apply, and ``Sandbox.warning`` says so
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +28,11 @@ from pathlib import Path
 OUTPUT_READ_BYTES = 8192
 MINIMAL_PATH = "/usr/local/bin:/usr/bin:/bin"
 FIRST_UID = 61000
+UID_POOL = 4096                 # uids FIRST_UID .. FIRST_UID + UID_POOL - 1
+# Each slot of each evaluating process on a host claims a uid of its own (an flock on its file here, released by
+# the kernel when the process ends): two processes on one host (two shards of a fan-out on one node) never share a
+# uid, so they never share its process limit, and a fork bomb in one cannot starve the other.
+UID_LOCKS = Path("/var/tmp/codegeex-ms-humaneval-uids")
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,9 @@ class Sandbox:
         self.root.mkdir(parents=True, exist_ok=True)
         os.chmod(self.root, 0o711)  # the sandbox uids may pass through to their own job directory, not list it
         self.is_root = os.geteuid() == 0
+        self._uids: dict[int, int] = {}
+        self._uid_handles: list = []
+        self._uid_lock = threading.Lock()
         tools = all(shutil.which(t) for t in ("prlimit", "unshare", "setpriv"))
         self.isolated = isolate and self.is_root and tools and self._probe()
         if self.isolated:
@@ -92,7 +102,27 @@ class Sandbox:
             return False
 
     def uid(self, slot: int) -> int:
-        return FIRST_UID + slot
+        """The uid of ``slot``: claimed on first use, the lowest one no other process on this host holds."""
+        with self._uid_lock:
+            if slot not in self._uids:
+                self._uids[slot] = self._claim_uid()
+            return self._uids[slot]
+
+    def _claim_uid(self) -> int:
+        UID_LOCKS.mkdir(parents=True, exist_ok=True)
+        for uid in range(FIRST_UID, FIRST_UID + UID_POOL):
+            handle = open(UID_LOCKS / str(uid), "a")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                continue
+            if uid in self._uids.values():          # this process holds it already (flock is per open file)
+                handle.close()
+                continue
+            self._uid_handles.append(handle)        # held for the life of this process
+            return uid
+        raise RuntimeError(f"all {UID_POOL} sandbox uids from {FIRST_UID} are held by other processes on this host")
 
     def job_dir(self, slot: int) -> Path:
         """A fresh directory for one sample, writable by the slot's uid; remove it with ``cleanup``."""
