@@ -31,7 +31,7 @@ from pathlib import Path
 from codegeex_ms.cli import (ArgumentParser, UsageError, non_negative_float, non_negative_int, positive_float,
                              positive_int)
 
-from codegeex_ms.humaneval import fanout
+from codegeex_ms.humaneval import engine_args
 from codegeex_ms.humaneval.dataset import LANGUAGES, parse_languages
 
 DEFAULT_DATA = Path(__file__).resolve().parent.parent / "shared" / "datasets" / "humaneval-x"
@@ -136,7 +136,7 @@ def add_generate_parser(sub) -> None:
                         "--worker_num=N, rank R takes shard R/N on its device (DEVICE_ID) and writes "
                         "OUT.work/shards/R.jsonl; merge them afterwards")
 
-    fanout.add_engine_arguments(g, "generate")
+    engine_args.add_engine_arguments(g, "generate")
 
 
 def add_evaluate_parser(sub) -> None:
@@ -171,7 +171,7 @@ def add_evaluate_parser(sub) -> None:
                    help="evaluate only shard I of N (0-based): the contiguous block of sample indices "
                         "[I*T//N, (I+1)*T//N) of the T samples, into its own --out; merge joins the shards' results "
                         "(default 0/1: everything)")
-    fanout.add_engine_arguments(e, "evaluate")
+    engine_args.add_engine_arguments(e, "evaluate")
 
 
 PAPER_HELP = """\
@@ -200,40 +200,17 @@ def shard_spec(text: str) -> tuple[int, int] | str:
 
 
 def cmd_merge(args) -> int:
-    from codegeex_ms.fileio import atomic_write_text
-    from codegeex_ms.humaneval.execution import read_jsonl
-    from codegeex_ms.humaneval.sampling import MergeError, merge_samples, samples_settings_path
+    from codegeex_ms.humaneval.execution import JoinError, join_result_files, results_meta_path
+    from codegeex_ms.humaneval.sampling import MergeError, merge_sample_files
     if args.out.exists():
         raise UsageError(f"--out {args.out} exists; choose a new file")
-    if all(path.with_name(path.name + ".meta.json").is_file() for path in args.parts):
-        return merge_results(args)
-    parts = []
-    for path in args.parts:
-        if not path.is_file() or not samples_settings_path(path).is_file():
-            raise UsageError(f"{path}: no such samples file with its {samples_settings_path(path).name}")
-        parts.append((json.loads(samples_settings_path(path).read_text()), read_jsonl(path)))
+    results = all(results_meta_path(path).is_file() for path in args.parts)
     try:
-        settings, rows = merge_samples(parts)
-    except MergeError as e:
+        count = (join_result_files if results else merge_sample_files)(args.parts, args.out)
+    except (JoinError, MergeError) as e:
         raise UsageError(str(e)) from None
-    atomic_write_text(samples_settings_path(args.out), json.dumps(settings, indent=2) + "\n")
-    atomic_write_text(args.out, "".join(json.dumps(row) + "\n" for row in rows))
-    print(f"merged {len(args.parts)} shards: {len(rows)} samples -> {args.out}")
-    return 0
-
-
-def merge_results(args) -> int:
-    from codegeex_ms.fileio import atomic_write_text
-    from codegeex_ms.humaneval.execution import JoinError, join_results, read_jsonl
-    parts = [(str(path), json.loads(path.with_name(path.name + ".meta.json").read_text()), read_jsonl(path))
-             for path in args.parts]
-    try:
-        meta, rows = join_results(parts)
-    except JoinError as e:
-        raise UsageError(str(e)) from None
-    atomic_write_text(args.out.with_name(args.out.name + ".meta.json"), json.dumps(meta, indent=2) + "\n")
-    atomic_write_text(args.out, "".join(json.dumps(row) + "\n" for row in rows))
-    print(f"merged {len(args.parts)} result shards: {len(rows)} results -> {args.out}")
+    kind = "result shards" if results else "shards"
+    print(f"merged {len(args.parts)} {kind}: {count} {'results' if results else 'samples'} -> {args.out}")
     return 0
 
 
@@ -319,7 +296,7 @@ def generate_on_cluster(args) -> int:
     folder, then a join task merges them into --out."""
     from codegeex_ms import checkpoint
     from codegeex_ms.humaneval import fanout
-    engine = fanout.cluster_engine(args)
+    engine = engine_args.cluster_engine(args)
     checkpoint.check_folder(args.checkpoint)
     parse_languages(args.languages)
     command = [sys.executable, str(Path(__file__).resolve()), "generate", "--checkpoint",
@@ -329,7 +306,7 @@ def generate_on_cluster(args) -> int:
                "--max-new-tokens", str(args.max_new_tokens), "--seed", str(args.seed)]
     command += (["--src-lang", args.src_lang] if args.src_lang else []) + (["--greedy"] if args.greedy else []) + \
         (["--limit", str(args.limit)] if args.limit else []) + (["--device", args.device] if args.device else [])
-    summary = fanout.print_cluster_summary(
+    summary = engine_args.print_cluster_summary(
         args, fanout.generate_on(engine, command, args.out, args.tasks, gpus_per_task=args.gpus_per_task))
     if summary is None:
         return 0
@@ -389,8 +366,8 @@ def evaluate_on_cluster(args, options) -> int:
     from codegeex_ms.humaneval import fanout
     if not args.samples:
         raise UsageError(f"--engine {args.engine} evaluates a --samples file (the self-tests run locally)")
-    engine = fanout.cluster_engine(args)
-    summary = fanout.print_cluster_summary(
+    engine = engine_args.cluster_engine(args)
+    summary = engine_args.print_cluster_summary(
         args, fanout.evaluate_on(engine, args.samples, args.out, args.data_dir, options, args.tasks))
     if summary is None:
         return 0

@@ -68,6 +68,12 @@ def project_errors() -> tuple[type[BaseException], ...]:
             errors.append(getattr(mod, name))
         except (ImportError, AttributeError):
             pass
+        # a module run as ``python -m codegeex_ms.X`` is a second copy named __main__, whose error classes are
+        # not the package module's: its own raise those
+        main = sys.modules.get("__main__")
+        spec = getattr(main, "__spec__", None)
+        if spec is not None and spec.name == f"codegeex_ms.{module}" and isinstance(getattr(main, name, None), type):
+            errors.append(getattr(main, name))
     return tuple(errors)
 
 

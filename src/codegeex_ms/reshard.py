@@ -245,6 +245,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    # run the package's module, not this __main__ copy: its ReshardError is the class cli.run knows
-    from codegeex_ms.reshard import main as package_main
-    sys.exit(run(package_main))
+    sys.exit(run(main))

@@ -225,6 +225,25 @@ def timeouts_from_canonical(rows: list[dict], base: float, factor: float) -> dic
     return {lang: round(max(base, factor * seconds), 2) for lang, seconds in slowest.items()}
 
 
+def results_meta_path(results: Path) -> Path:
+    return Path(results).with_name(Path(results).name + ".meta.json")
+
+
+def join_result_files(paths: list[Path], out: Path) -> int:
+    """Join the results files of evaluate's shards (each with its .meta.json) into ``out`` and its meta
+    (``join_results``' checks; both written atomically); returns the number of results."""
+    parts = []
+    for path in paths:
+        if not results_meta_path(path).is_file():
+            raise JoinError(f"{path}: no such results file with its {results_meta_path(path).name} (an unfinished "
+                            f"shard: rerun its evaluate command)")
+        parts.append((str(path), json.loads(results_meta_path(path).read_text()), read_jsonl(path)))
+    meta, rows = join_results(parts)
+    atomic_write_text(results_meta_path(out), json.dumps(meta, indent=2) + "\n")
+    atomic_write_text(out, "".join(json.dumps(row) + "\n" for row in rows))
+    return len(rows)
+
+
 def completed_rows(out_path: Path) -> list[dict]:
     """Lines already written to an appended-to JSONL file; rewrites it (atomically) without a torn last line."""
     if not out_path.exists():

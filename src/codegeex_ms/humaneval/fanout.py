@@ -22,11 +22,11 @@ from pathlib import Path
 
 from datatrove.pipeline.base import PipelineStep
 
-from ..cli import UsageError, non_negative_int, positive_float, positive_int
 from ..engines import Engine, StageError, incomplete_tasks, run_stage, slurm_queue, submit_slurm
 from ..fileio import atomic_write_text
 from .dataset import DatasetError, language_of_task
-from .execution import EvalOptions, evaluate, join_results, read_jsonl, samples_digest
+from .execution import EvalOptions, evaluate, join_result_files, read_jsonl, samples_digest
+from .sampling import merge_sample_files
 
 
 class EvaluateShard(PipelineStep):
@@ -51,17 +51,18 @@ class EvaluateShard(PipelineStep):
 
 
 class JoinShards(PipelineStep):
-    """The last stage (one task): the shards' results joined into the results file (``join_results``' checks)."""
+    """The last stage (one task): ``join`` (``execution.join_result_files`` or ``sampling.merge_sample_files``:
+    the checks of ``merge``) of the shards' files into the output file."""
 
     name = "join"
     type = "WRITER"
 
-    def __init__(self, work: Path, out: Path, shards: int):
+    def __init__(self, join, work: Path, out: Path, shards: int):
         super().__init__()
-        self.work, self.out, self.shards = str(work), str(out), shards
+        self.join, self.work, self.out, self.shards = join, str(work), str(out), shards
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
-        join_into(Path(self.work), Path(self.out), self.shards)
+        self.join([shard_path(Path(self.work), index) for index in range(self.shards)], Path(self.out))
         return
         yield
 
@@ -74,24 +75,11 @@ def shard_path(work: Path, rank: int) -> Path:
     return work / "shards" / f"{rank:05d}.jsonl"
 
 
-def join_into(work: Path, out: Path, shards: int) -> None:
-    parts = []
-    for rank in range(shards):
-        path = shard_path(work, rank)
-        meta = path.with_name(path.name + ".meta.json")
-        if not meta.is_file():
-            raise DatasetError(f"shard {rank} of {shards} has no results ({path}); rerun the same command")
-        parts.append((str(path), json.loads(meta.read_text()), read_jsonl(path)))
-    meta, rows = join_results(parts)
-    atomic_write_text(out.with_name(out.name + ".meta.json"), json.dumps(meta, indent=2) + "\n")
-    atomic_write_text(out, "".join(json.dumps(row) + "\n" for row in rows))
-
-
 def stages(samples: Path, out: Path, data_dir: Path, options: EvalOptions, shards: int) -> dict:
     work = work_dir(out)
     plain = json.loads(json.dumps(asdict(options)))
     return {"evaluate": ([EvaluateShard(samples, data_dir, work, plain)], shards),
-            "join": ([JoinShards(work, out, shards)], 1)}
+            "join": ([JoinShards(join_result_files, work, out, shards)], 1)}
 
 
 def evaluate_on(engine: Engine, samples: Path, out: Path, data_dir: Path, options: EvalOptions, shards: int) -> dict:
@@ -116,7 +104,8 @@ def generate_on(engine: Engine, command: list[str], out: Path, shards: int, gpus
     out = Path(out).resolve()
     job = {"kind": "generate", "command": list(command), "shards": shards}
     work = work_dir(out)
-    plan = {"generate": ([CommandShard(command, work)], shards), "join": ([JoinSamples(work, out, shards)], 1)}
+    plan = {"generate": ([CommandShard(command, work)], shards),
+            "join": ([JoinShards(merge_sample_files, work, out, shards)], 1)}
     return run_job(engine, out, job, plan, {"generate": cpus_per_task}, {"generate": gpus_per_task},
                    lambda: {"samples": len(read_jsonl(out))})
 
@@ -140,13 +129,9 @@ def run_job(engine: Engine, out: Path, job: dict, plan: dict, cpus: dict[str, in
     work.mkdir(parents=True, exist_ok=True)
     atomic_write_text(job_file, json.dumps(job, indent=2) + "\n")
     if engine.kind == "slurm":
-        if (work / "slurm_jobs.json").is_file():
-            try:
-                queued = slurm_queue(json.loads((work / "slurm_jobs.json").read_text()))
-            except StageError as e:
-                raise DatasetError(str(e)) from None
-            if queued:                      # submitting again would run a queued shard twice
-                return {"queued": queued}
+        queued = queued_jobs(work)
+        if queued:                          # submitting again would run a queued shard twice
+            return {"queued": queued}
         ids = submit_slurm(plan, work / "logs", work / "slurm_logs", engine, f"humaneval_{job['kind']}",
                            cpus_per_task=cpus, gpus_per_task=gpus)
         atomic_write_text(work / "slurm_jobs.json", json.dumps(ids) + "\n")
@@ -183,29 +168,14 @@ class CommandShard(PipelineStep):
         yield
 
 
-class JoinSamples(PipelineStep):
-    """The last stage (one task): the shards' samples merged into the samples file (``merge``'s checks)."""
-
-    name = "join"
-    type = "WRITER"
-
-    def __init__(self, work: Path, out: Path, shards: int):
-        super().__init__()
-        self.work, self.out, self.shards = str(work), str(out), shards
-
-    def run(self, data=None, rank: int = 0, world_size: int = 1):
-        from .sampling import merge_samples
-        parts = []
-        for index in range(self.shards):
-            path = shard_path(Path(self.work), index)
-            settings = path.with_name(path.name + ".settings.json")
-            parts.append((json.loads(settings.read_text()), read_jsonl(path)))
-        settings, rows = merge_samples(parts)
-        out = Path(self.out)
-        atomic_write_text(out.with_name(out.name + ".settings.json"), json.dumps(settings, indent=2) + "\n")
-        atomic_write_text(out, "".join(json.dumps(row) + "\n" for row in rows))
-        return
-        yield
+def queued_jobs(work: Path) -> list[str] | None:
+    """``squeue`` lines of the job's Slurm jobs still queued ([] when none is); None when it was never submitted."""
+    if not (work / "slurm_jobs.json").is_file():
+        return None
+    try:
+        return slurm_queue(json.loads((work / "slurm_jobs.json").read_text()))
+    except StageError as e:
+        raise DatasetError(str(e)) from None
 
 
 def summarize(rows: list[dict]) -> dict:
@@ -229,10 +199,7 @@ def status(out: Path) -> dict:
     report = {"shards": shards, "completed": shards - len(incomplete_tasks(work / "logs" / stage, shards)),
               "done": out.is_file()}
     if (work / "slurm_jobs.json").is_file():
-        try:
-            report["queued"] = slurm_queue(json.loads((work / "slurm_jobs.json").read_text()))
-        except StageError as e:
-            raise DatasetError(str(e)) from None
+        report["queued"] = queued_jobs(work)
     return report
 
 
@@ -251,63 +218,3 @@ def wait(out: Path, poll_seconds: float = 10.0) -> dict:
                                f"of {report['shards']} shards completed); the logs are in {work_dir(Path(out))}/logs "
                                f"and slurm_logs; rerun the same command to submit only the missing shards")
         time.sleep(poll_seconds)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The command line's side (eval_humaneval_x.py generate/evaluate --engine)
-
-def add_engine_arguments(p, command: str) -> None:
-    if command == "evaluate":
-        engine_help = ("local: this machine, --workers programs at once (default); slurm: a job array of --tasks "
-                       "shards and a join job, submitted with sbatch; ray: --tasks Ray tasks on an existing cluster, "
-                       "then the join. Each shard runs --workers programs at once on its node")
-    else:
-        engine_help = ("local: this process (default); slurm: a job array of --tasks shards (generate --shard "
-                       "RANK/N, one device each with --gpus-per-task) and a join job (merge), submitted with sbatch; "
-                       "ray: --tasks Ray tasks on an existing cluster, then the join. The merged file equals one "
-                       "local run's")
-    run = p.add_argument_group("on a cluster (--out's folder must be on storage every node shares)")
-    run.add_argument("--engine", choices=("local", "slurm", "ray"), default="local",
-                     help=engine_help + "; rerun the same command to redo only unfinished shards (OUT.work/ holds "
-                                        "them)")
-    run.add_argument("--tasks", type=positive_int, help="slurm and ray: shards (tasks) to cut the work into")
-    run.add_argument("--wait", action="store_true",
-                     help="slurm: after submitting (or finding the jobs still queued), wait until the output is "
-                          "joined and print the summary; exit 2 if the jobs left the queue without it")
-    if command == "generate":
-        run.add_argument("--gpus-per-task", type=non_negative_int, default=0,
-                         help="slurm and ray: GPUs each shard asks for (default 0: CPU); the task sees only its own, "
-                              "as device 0")
-    run.add_argument("--partition", help="slurm: the partition")
-    run.add_argument("--time", default="12:00:00", help="slurm: each shard's time limit (default 12:00:00)")
-    run.add_argument("--venv", help="slurm: the virtualenv's bin/activate, sourced by each job")
-    run.add_argument("--mem-per-cpu-gb", type=positive_float, default=2.0,
-                     help="slurm and ray: memory per CPU (default 2)")
-    run.add_argument("--ray-address", default="auto", help="ray: the cluster's address (default auto: this node's)")
-
-
-def cluster_engine(args):
-    if not args.tasks:
-        raise UsageError(f"--engine {args.engine} needs --tasks N: the shards to cut the work into")
-    if args.shard != (0, 1):
-        raise UsageError(f"--shard is for one local shard or msrun; --engine {args.engine} makes --tasks shards "
-                         f"itself")
-    try:
-        return Engine(args.engine, partition=args.partition, time=args.time, venv=args.venv,
-                      mem_per_cpu_gb=args.mem_per_cpu_gb, ray_address=args.ray_address)
-    except ValueError as e:
-        raise UsageError(str(e)) from None
-
-
-def print_cluster_summary(args, summary: dict) -> dict | None:
-    """Print what a Slurm submission did; returns the summary to print, or None when there is nothing more."""
-    if "submitted" not in summary and "queued" not in summary:
-        return summary
-    if "submitted" in summary:
-        print(f"submitted Slurm jobs {' '.join(summary['submitted'])} ({args.tasks} shards, then the join)")
-    else:
-        print("this job's Slurm jobs are still queued (nothing submitted):\n  " + "\n  ".join(summary["queued"]))
-    if not args.wait:
-        print(f"follow them with the same command and --wait; the shards are in {work_dir(args.out)}")
-        return None
-    return dict(wait(args.out), seconds=None)

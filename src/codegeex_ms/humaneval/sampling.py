@@ -193,6 +193,22 @@ def write_samples(generator, units: list[Unit], prompts: dict[tuple[str, str], t
     return written
 
 
+def merge_sample_files(paths: list[Path], out: Path) -> int:
+    """Merge the samples files of generate's shards (each with its .settings.json) into ``out`` and its settings
+    (``merge_samples``' checks; both written atomically); returns the number of samples."""
+    from .execution import read_jsonl
+    from ..fileio import atomic_write_text
+    parts = []
+    for path in paths:
+        if not Path(path).is_file() or not samples_settings_path(path).is_file():
+            raise MergeError(f"{path}: no such samples file with its {samples_settings_path(path).name}")
+        parts.append((json.loads(samples_settings_path(path).read_text()), read_jsonl(path)))
+    settings, rows = merge_samples(parts)
+    atomic_write_text(samples_settings_path(out), json.dumps(settings, indent=2) + "\n")
+    atomic_write_text(out, "".join(json.dumps(row) + "\n" for row in rows))
+    return len(rows)
+
+
 def samples_settings_path(out: Path) -> Path:
     """Where a samples file records what its samples depend on (``OUT.settings.json``)."""
     return Path(out).with_name(Path(out).name + ".settings.json")
