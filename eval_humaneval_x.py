@@ -218,7 +218,7 @@ def cmd_generate(args) -> int:
     import mindspore as ms
     from tqdm import tqdm
     from codegeex_ms import checkpoint
-    from codegeex_ms.generation import Generator, cache_length
+    from codegeex_ms.generation import cache_length
     from codegeex_ms.humaneval.dataset import load_problems
     from codegeex_ms.humaneval.execution import completed_rows
     from codegeex_ms.humaneval.sampling import (SampleSettings, check_samples_settings, plan_units, prompt_for,
@@ -249,7 +249,7 @@ def cmd_generate(args) -> int:
     if args.device:
         ms.set_device(args.device, args.device_id)
     loaded = load_for_inference(args.checkpoint)
-    model, tokenizer, context = loaded.model, loaded.tokenizer, loaded.context
+    tokenizer, context = loaded.tokenizer, loaded.context
     if args.max_new_tokens >= context:
         raise UsageError(f"--max-new-tokens {args.max_new_tokens} must be below the context ({context})")
     tasks = {lang: list(problems[lang])[:args.limit] for lang in langs}
@@ -265,8 +265,8 @@ def cmd_generate(args) -> int:
     # the KV cache holds the longest prompt of this run and its completion (not the model's whole context):
     # every decode step attends over all of it
     longest = max((len(ids) for _, ids in prompts.values()), default=1)
-    generator = Generator(model, tokenizer, batch_size=args.batch_size,
-                          max_len=cache_length(longest + args.max_new_tokens, context))
+    generator = loaded.generator(batch_size=args.batch_size,
+                                 max_len=cache_length(longest + args.max_new_tokens, context))
     with open(args.out, "a", encoding="utf-8") as out, \
             tqdm(total=sum(u.count for u in units), desc=f"generating ({args.task})", unit="sample") as bar:
         written = write_samples(generator, units, prompts, settings, out, bar.update)

@@ -120,7 +120,7 @@ def build_prompt(args) -> tuple[str, str | None, list[str]]:
 
 def main(args) -> int:
     import mindspore as ms
-    from codegeex_ms.generation import Generator, SamplingConfig, cache_length
+    from codegeex_ms.generation import SamplingConfig, cache_length
     from codegeex_ms.languages import UnknownLanguageError
     from codegeex_ms.loading import load_for_inference
 
@@ -146,10 +146,7 @@ def main(args) -> int:
         precision["activation_quant"] = "int8"
     t0 = time.perf_counter()
     loaded = load_for_inference(args.checkpoint, args.mindir, args.tokenizer, precision)
-    tokenizer, model, generator, context = loaded.tokenizer, loaded.model, loaded.generator, loaded.context
-    if generator is not None and args.n > generator.batch_size:
-        raise UsageError(f"--n {args.n} exceeds the batch size {generator.batch_size} the graph was "
-                         f"exported with (re-export with --batch-size {args.n})")
+    tokenizer, context = loaded.tokenizer, loaded.context
     t_load = time.perf_counter() - t0
 
     ids = tokenizer.encode(prompt)
@@ -168,9 +165,8 @@ def main(args) -> int:
                              language=language)
     except ValueError as e:
         raise UsageError(f"{e}") from None
-    if not args.mindir:
-        max_len = cache_length(len(ids) + args.max_new_tokens, context)
-        generator = Generator(model, tokenizer, batch_size=args.n, max_len=max_len, candidates=args.candidates)
+    generator = loaded.generator(batch_size=args.n, max_len=cache_length(len(ids) + args.max_new_tokens, context),
+                                 candidates=None if args.mindir else args.candidates)
     t_compile = generator.warmup(len(ids))
 
     def show(_, __, text):

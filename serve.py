@@ -26,7 +26,7 @@ import os
 import sys
 from pathlib import Path
 
-from codegeex_ms.cli import ArgumentParser, port, positive_int
+from codegeex_ms.cli import ArgumentParser, UsageError, port, positive_int, run
 
 
 def parse_args(argv=None):
@@ -78,7 +78,6 @@ def parse_args(argv=None):
 def build_engine(args):
     import mindspore as ms
     from codegeex_ms.checkpoint import CheckpointError
-    from codegeex_ms.generation import Generator
     from codegeex_ms.loading import load_for_inference
     from codegeex_ms.serving import Engine, RequestLimits
 
@@ -87,12 +86,10 @@ def build_engine(args):
         ms.set_device(args.device)
     loaded = load_for_inference(args.checkpoint, args.mindir,
                                 precision={"activation_quant": "int8"} if args.int8_activations else None)
-    generator = loaded.generator
-    if generator is None:
-        context = args.context or min(loaded.context, args.max_prompt_tokens + args.max_new_tokens)
-        if not 1 < context <= loaded.context:
-            raise CheckpointError(f"--context {context}: must be in 2..{loaded.context} (the model's positions)")
-        generator = Generator(loaded.model, loaded.tokenizer, batch_size=args.batch_size, max_len=context)
+    context = args.context or min(loaded.context, args.max_prompt_tokens + args.max_new_tokens)
+    if not 1 < context <= loaded.context:
+        raise CheckpointError(f"--context {context}: must be in 2..{loaded.context} (the model's positions)")
+    generator = loaded.generator(batch_size=loaded.fixed_batch_size or args.batch_size, max_len=context)
     # compile the decode graph and every prefill graph a request can meet before taking requests
     generator.warmup(longest_prompt=min(args.max_prompt_tokens, generator.max_len))
     limits = RequestLimits(args.max_prompt_tokens, args.max_new_tokens, args.max_n)
@@ -114,19 +111,13 @@ def known_language(name: str) -> str:
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.int8_activations and args.mindir:
-        print("error: --int8-activations applies to --checkpoint; an exported MindIR graph keeps the ops it was "
-              "exported with", file=sys.stderr)
-        return 2
+        raise UsageError("--int8-activations applies to --checkpoint; an exported MindIR graph keeps the ops it was "
+                         "exported with")
     if args.checkpoint is None and args.mindir is None:
         args.checkpoint = DEFAULT_CHECKPOINT
     import uvicorn
-    from codegeex_ms.checkpoint import CheckpointError
     from codegeex_ms.serving import create_app
-    try:
-        engine = build_engine(args)
-    except (CheckpointError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    engine = build_engine(args)
     app = create_app(engine, args.api_key, tuple(args.cors_origin))
     print(f"serving {engine.model_name} on http://{args.host}:{args.port} (batch {engine.generator.batch_size}, "
           f"context {engine.context}, auth {'on' if args.api_key else 'off'})", flush=True)
@@ -137,5 +128,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from codegeex_ms.cli import run
     sys.exit(run(main))

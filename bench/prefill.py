@@ -30,13 +30,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def child(args) -> None:
     import mindspore as ms
-    from codegeex_ms.generation import Generator, SamplingConfig, cache_length
+    from codegeex_ms.generation import SamplingConfig, cache_length
     from codegeex_ms.loading import load_for_inference
     ms.set_context(mode=ms.GRAPH_MODE)
     loaded = load_for_inference(args.checkpoint, None)
     prompt = list(range(1000, 1000 + args.prompt_tokens))
     max_len = cache_length(args.prompt_tokens + 1, loaded.context)
-    generator = Generator(loaded.model, loaded.tokenizer, batch_size=args.batch, max_len=max_len)
+    generator = loaded.generator(batch_size=args.batch, max_len=max_len)
     start = time.perf_counter()
     generator.warmup(args.prompt_tokens)
     warmup = time.perf_counter() - start

@@ -17,14 +17,14 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from codegeex_ms.cli import ArgumentParser
+from codegeex_ms.cli import ArgumentParser, UsageError, run
 
 from tqdm import tqdm
 
 from codegeex_ms.fileio import atomic_write_text
 from codegeex_ms.data.collect import SourceFile, collect
 from codegeex_ms.languages import add_language_tag
-from codegeex_ms.tokenizer import load
+from codegeex_ms.tokenizer import TokenizerError, load
 from codegeex_ms.tokenizer.spm import chunk_document, train_sentencepiece
 
 
@@ -36,10 +36,10 @@ def expand_manifests(roots: list[Path]) -> list[Path]:
             try:
                 command = json.loads(root.read_text())["command"]
             except (ValueError, KeyError, TypeError):
-                raise SystemExit(f"error: --corpus {root} is not a manifest.json of data_prep/prepare_corpus.py")
+                raise UsageError(f"--corpus {root} is not a manifest.json of data_prep/prepare_corpus.py") from None
             inputs = [Path(value) for flag, value in zip(command, command[1:]) if flag == "--input"]
             if not inputs:
-                raise SystemExit(f"error: --corpus {root}: its recorded command names no --input")
+                raise UsageError(f"--corpus {root}: its recorded command names no --input")
             expanded += inputs
         else:
             expanded.append(root)
@@ -50,10 +50,7 @@ def sample_source_files(roots: list[Path], max_bytes: int) -> list[SourceFile]:
     """Source files of the training languages under the roots (directories, archives, files), taken in an order
     that mixes the trees (a hash of each file's label) until ``max_bytes``, so that a byte budget samples every
     language instead of the first tree."""
-    try:
-        files = sorted(collect(expand_manifests(roots)), key=lambda f: hashlib.sha1(f.label.encode()).digest())
-    except FileNotFoundError as e:
-        raise SystemExit(f"error: --corpus: {e}")
+    files = sorted(collect(expand_manifests(roots)), key=lambda f: hashlib.sha1(f.label.encode()).digest())
     sample, total = [], 0
     for f in files:
         if total >= max_bytes:
@@ -90,13 +87,11 @@ def main(argv=None) -> int:
         languages[f.language] += 1
         total += len(f.text.encode())
     if not documents:
-        print(f"error: no source files of a known language under {', '.join(map(str, args.corpus))}", file=sys.stderr)
-        return 2
+        raise UsageError(f"no source files of a known language under {', '.join(map(str, args.corpus))}")
     try:
         train_sentencepiece(documents, args.vocab_size, args.out, seed=args.seed)
-    except Exception as e:  # sentencepiece raises RuntimeError with its own message (e.g. vocab too large)
-        print(f"error: training failed: {e}", file=sys.stderr)
-        return 2
+    except RuntimeError as e:   # sentencepiece's own message (e.g. a vocabulary larger than the corpus allows)
+        raise TokenizerError(f"training failed: {e}") from None
     tok = load(args.out)
     meta = {"command": sys.argv, "corpus": [str(c) for c in args.corpus], "files_per_language": dict(languages),
             "bytes": total, "vocab_size": tok.vocab_size, "eos_id": tok.eos_id, "tokenizer": tok.identity()}
@@ -107,4 +102,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run(main))

@@ -8,6 +8,7 @@ import pytest
 
 from codegeex_ms.config import load_config, shipped_configs
 from codegeex_ms.convert import TensorSource, check_mapping, infer_config, main, mindspore_rules, open_source
+from codegeex_ms.cli import run
 from codegeex_ms.layout import count_parameters, parameter_shapes
 from codegeex_ms.safetensors_io import SafetensorsReader
 from reference_codegeex import fp32, random_reference_model, reference_model_module, torch
@@ -206,7 +207,7 @@ def test_errors_name_the_parameter(tiny_release, tmp_path, capsys):
     t["layers.0.attention.query.weight"] = torch.zeros(64, 65)
     t["layers.0.attention.rotary.inv_freq"] = torch.zeros(8)
     torch.save(sd, tmp_path / "bad.pt")
-    assert main([str(tmp_path / "bad.pt"), str(tmp_path / "out"), "--config", "codegeex_tiny"]) == 2
+    assert run(main, [str(tmp_path / "bad.pt"), str(tmp_path / "out"), "--config", "codegeex_tiny"]) == 2
     err = capsys.readouterr().err
     assert "missing 1 parameter(s): transformer.layers.1.mlp.dense_4h_to_h.bias" in err
     assert "unexpected 1 parameter(s): transformer.layers.0.attention.rotary.inv_freq" in err
@@ -218,7 +219,7 @@ def test_errors_name_the_parameter(tiny_release, tmp_path, capsys):
 def test_no_matching_shipped_config_is_explained(tmp_path, capsys):
     model = reference_model_module().CodeGeeXModel(32, 1, 2, 1024, 64)
     torch.save({"module": model.state_dict_for_save_checkpoint()}, tmp_path / "odd.pt")
-    assert main([str(tmp_path / "odd.pt"), str(tmp_path / "out")]) == 2
+    assert run(main, [str(tmp_path / "odd.pt"), str(tmp_path / "out")]) == 2
     assert "no shipped config matches" in capsys.readouterr().err
 
 

@@ -105,7 +105,8 @@ def test_mindir_folder_gives_the_checkpoints_output(infer, tiny_checkpoint, tmp_
         assert run(infer, *source, *args, "--greedy") == 0
         outputs.append(json.loads(capsys.readouterr().out)["completions"])
     assert outputs[0] == outputs[1] and len(outputs[1]) == 1
-    with pytest.raises(UsageError, match="exceeds the batch size 2"):
+    from codegeex_ms.checkpoint import CheckpointError
+    with pytest.raises(CheckpointError, match=r"3 rows do not fit the batch size 2 .*re-export with --batch-size 3"):
         run(infer, "--mindir", str(tmp_path / "mindir"), *args, "--n", "3")
 
 

@@ -97,7 +97,7 @@ def test_load_for_inference_opens_a_checkpoint_or_names_what_is_wrong(tiny_check
     from codegeex_ms.checkpoint import CheckpointError
     from codegeex_ms.loading import load_for_inference
     loaded = load_for_inference(tiny_checkpoint, precision={"weight_quant": "none"})
-    assert loaded.generator is None and loaded.model is not None and loaded.folder == tiny_checkpoint
+    assert loaded.fixed_batch_size is None and loaded.model is not None and loaded.folder == tiny_checkpoint
     assert loaded.context == loaded.model.config.model.max_position_embeddings
     assert loaded.tokenizer.encode("def f():") and loaded.tokenizer.eos_id == loaded.model.config.model.eod_token_id
     # without tokenizer.json: named, with the fix; an explicit tokenizer works

@@ -25,6 +25,20 @@ def test_parameters_are_the_layout(tiny_model, tiny_config):
     assert got == parameter_shapes(tiny_config.model)
 
 
+def test_decode_kernel_inputs_follow_the_layer_table(tiny_config, ms_context):
+    """The fused decode kernel takes each layer's modules in the layer table's order (LayerNorm 1, query, key,
+    value, dense, LayerNorm 2, h -> 4h, 4h -> h), each Linear as weight, scale, bias when int8."""
+    from codegeex_ms.config import apply_overrides
+    from codegeex_ms.layout import LAYER_MODULES, LayerNormSpec, LinearSpec
+    from codegeex_ms.model import CodeGeeX
+    model = CodeGeeX(apply_overrides(tiny_config, ["precision.weight_quant=int8"]))
+    kinds = {LinearSpec: ("weight", "weight_scale", "bias"), LayerNormSpec: ("weight", "bias")}
+    expected = [f"top_query_layer.{spec.module}.{kind}" for spec in LAYER_MODULES for kind in kinds[type(spec)]]
+    assert [p.name for p in model.top_query_layer.decode_parameters()] == expected
+    assert expected[2:5] == ["top_query_layer.attention.query.weight", "top_query_layer.attention.query.weight_scale",
+                             "top_query_layer.attention.query.bias"]
+
+
 def test_forward_shape_and_dtype(tiny_model):
     logits = _logits(tiny_model, np.arange(2 * 7).reshape(2, 7))
     assert logits.shape == (2, 7, 52224) and logits.dtype == np.float32

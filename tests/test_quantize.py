@@ -124,10 +124,8 @@ def _greedy(generator, tok, prompt, n=12):
 def test_mindir_export_generates_what_the_checkpoint_does(source, tiny_checkpoint, quantized, shared_dir, tmp_path,
                                                           ms_context):
     import json
-    import codegeex_ms
-    from codegeex_ms.generation import Generator
-    from codegeex_ms.loading import load_mindir_generator
-    from codegeex_ms.tokenizer import load
+    from codegeex_ms.checkpoint import CheckpointError
+    from codegeex_ms.loading import load_for_inference
     folder = tiny_checkpoint if source == "fp32" else quantized
     out = tmp_path / "mindir"
     assert main(["export", str(folder), str(out), "--batch-size", "1", "--max-len", "128"]) == 0
@@ -135,9 +133,17 @@ def test_mindir_export_generates_what_the_checkpoint_does(source, tiny_checkpoin
     assert meta["batch_size"] == 1 and meta["max_len"] == 128
     assert meta["weight_quant"] == ("int8" if source == "int8" else "none")
     assert meta["inputs"][0] == {"name": "tokens", "shape": [1, -1], "dtype": "int32"}
-    tok = load(shared_dir / "tokenizer" / "codegeex")
-    eager = Generator(codegeex_ms.load(folder), tok, batch_size=1, max_len=128)
-    graph, _ = load_mindir_generator(out)
+    # the same surface opens both: a generator of the rows and cache asked for, or the graph's fixed ones
+    eager = load_for_inference(folder).generator(batch_size=1, max_len=128)
+    exported = load_for_inference(mindir=out)
+    tok = exported.tokenizer
+    assert exported.context == 128 and exported.fixed_batch_size == 1
+    graph = exported.generator(batch_size=1, max_len=100)
+    assert exported.generator() is graph and (graph.batch_size, graph.max_len) == (1, 128)
+    with pytest.raises(CheckpointError, match=r"2 rows do not fit the batch size 1 .*--batch-size 2"):
+        exported.generator(batch_size=2)
+    with pytest.raises(CheckpointError, match=r"a 256-token cache does not fit the 128 tokens .*--max-len 256"):
+        exported.generator(max_len=256)
     # two prompts in turn: the graph's cache state is overwritten correctly by the second prefill
     for prompt in ("def add(a, b):\n", "int main() {\n    return"):
         assert _greedy(graph, tok, prompt) == _greedy(eager, tok, prompt)

@@ -62,7 +62,8 @@ def project_errors() -> tuple[type[BaseException], ...]:
     for module, name in (("convert", "ConversionError"), ("reshard", "ReshardError"),
                          ("humaneval.dataset", "DatasetError"), ("languages", "UnknownLanguageError"),
                          ("ascend_standins", "StandinError"), ("humaneval.paper", "PaperStepError"),
-                         ("engines", "StageError")):
+                         ("engines", "StageError"), ("dryrun", "DryRunError"), ("data.collect", "CorpusError"),
+                         ("data.pipeline", "PrepareError"), ("tokenizer", "TokenizerError")):
         try:
             mod = __import__(f"codegeex_ms.{module}", fromlist=[name])
             errors.append(getattr(mod, name))

@@ -95,9 +95,9 @@ class PrecisionConfig:
     weight_quant: str = "none"            # "int8": the six Linear weights of every layer stored as int8 + row scales
     embedding_quant: str = "none"         # "int8": the word embedding (and so the tied head) as int8 + row scales
     # "int8": the int8 Linears also quantise their input, per row and symmetric, and multiply in integers (CPU
-    # kernel with AVX-512 VNNI; approximate, as torch's quantize_dynamic; measured no faster than weight-only where
-    # decoding streams the weights from memory). A run-time choice: the weights are the same as weight-only
-    # int8's. Needs weight_quant int8.
+    # kernel with AVX-512 VNNI; approximate, as torch's quantize_dynamic; no faster than weight-only where decoding
+    # streams the weights from memory: bench/README.md's decode table). A run-time choice: the weights are the same
+    # as weight-only int8's. Needs weight_quant int8.
     activation_quant: str = "none"
 
     def __post_init__(self):

@@ -458,28 +458,24 @@ def main(argv=None) -> int:
         args.tokenizer = str(Path(args.tokenizer).resolve())
     refuse_existing(args.out, args.overwrite)
     start = time.time()
-    try:
-        source = open_source(args.src, args.src_kind, args.trust_pickle)
-        if args.to != "ours":
-            if source.kind != "ours":
-                raise ConversionError(f"--to {args.to} needs one of our checkpoint folders as source; convert "
-                                      f"{args.src} to ours first")
+    source = open_source(args.src, args.src_kind, args.trust_pickle)
+    if args.to != "ours":
+        if source.kind != "ours":
+            raise ConversionError(f"--to {args.to} needs one of our checkpoint folders as source; convert "
+                                  f"{args.src} to ours first")
+        cfg = read_config(args.src)
+        with tqdm(total=len(source.names), desc=f"to {args.to}", unit="tensor") as bar:
+            from_ours(args.src, args.out, args.to, args.dtype, progress=lambda _: bar.update())
+    else:
+        if args.config:
+            cfg = resolve_config(args.config)
+        elif source.kind == "ours":
             cfg = read_config(args.src)
-            with tqdm(total=len(source.names), desc=f"to {args.to}", unit="tensor") as bar:
-                from_ours(args.src, args.out, args.to, args.dtype, progress=lambda _: bar.update())
         else:
-            if args.config:
-                cfg = resolve_config(args.config)
-            elif source.kind == "ours":
-                cfg = read_config(args.src)
-            else:
-                name, cfg = infer_config(source)
-                print(f"config: {name} (shapes match)", file=sys.stderr)
-            with tqdm(total=len(parameter_shapes(cfg.model)), desc="to ours", unit="tensor") as bar:
-                to_ours(source, cfg, args.out, args.dtype, args.tokenizer, progress=lambda _: bar.update())
-    except CheckpointError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+            name, cfg = infer_config(source)
+            print(f"config: {name} (shapes match)", file=sys.stderr)
+        with tqdm(total=len(parameter_shapes(cfg.model)), desc="to ours", unit="tensor") as bar:
+            to_ours(source, cfg, args.out, args.dtype, args.tokenizer, progress=lambda _: bar.update())
     from .layout import count_parameters
     skipped = f", skipped {len(source.skipped)} training-state entries" if source.skipped else ""
     print(f"converted {len(parameter_shapes(cfg.model))} tensors ({count_parameters(cfg.model):,} parameters) "

@@ -253,9 +253,13 @@ def check_layout(cfg: Config, world: int, rank: int) -> None:
     check_parallel_layout(cfg, world)
 
 
+class DryRunError(RuntimeError):
+    """A DryRun compile failed or ran past its timeout (the message holds the child's log tail)."""
+
+
 def run(cfg: Config, world: int, rank: int, out_dir: Path, save: bool = False, timeout: float = 3600,
         generation: tuple[int, int] | None = None) -> dict:
-    """Compile rank ``rank`` in a child process and return its report (raises RuntimeError with its log tail).
+    """Compile rank ``rank`` in a child process and return its report (raises DryRunError with its log tail).
     ``save``: also write the rank's parameters and optimizer state (its slices of the initial values) to
     ``out_dir/checkpoint/rank_R/checkpoint_R.ckpt``, the layout of a sharded run checkpoint. ``generation``:
     (batch size, KV cache positions): compile the inference engine on one device instead of a train step."""
@@ -270,13 +274,17 @@ def run(cfg: Config, world: int, rank: int, out_dir: Path, save: bool = False, t
     if generation is not None:
         command += ["--generate", "--batch-size", str(generation[0]), "--cache", str(generation[1])]
     with tempfile.TemporaryDirectory() as work:          # MindSpore writes rank_0/ and kernel_meta/ into the cwd
-        proc = subprocess.run(command, env=dryrun_environment(world, rank), cwd=work, capture_output=True,
-                              text=True, timeout=timeout)
+        try:
+            proc = subprocess.run(command, env=dryrun_environment(world, rank), cwd=work, capture_output=True,
+                                  text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise DryRunError(f"the DryRun compile of rank {rank} did not finish within --timeout {timeout:g} s") \
+                from None
     if proc.returncode != 0 or not result_file.is_file():
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-25:])
         how = f"killed by {signal.Signals(-proc.returncode).name}" if proc.returncode < 0 else \
             f"exit {proc.returncode}"
-        raise RuntimeError(f"the DryRun compile of rank {rank} failed ({how}):\n{tail}")
+        raise DryRunError(f"the DryRun compile of rank {rank} failed ({how}):\n{tail}")
     return json.loads(result_file.read_text())
 
 
@@ -382,37 +390,32 @@ def main(argv=None) -> int:
             result = compile_rank(cfg, args.rank, args.world, args.out, save=args.save_checkpoint)
         (args.out / f"compile_rank_{args.rank}.json").write_text(json.dumps(result))
         return 0
-    from .ascend_standins import StandinError
-    try:
-        if not args.config:
-            raise ConfigError("give --config (a YAML file or a shipped name such as codegeex_13b)")
-        if args.device_memory_gib <= 0:
-            raise ConfigError(f"--device-memory-gib must be > 0, got {args.device_memory_gib}")
-        cfg = apply_overrides(resolve_config(args.config), args.set) if args.set else resolve_config(args.config)
-        if args.generate:
-            if args.world not in (None, 1) or args.rank or args.save_checkpoint:
-                raise ConfigError("--generate compiles the inference engine on one device: no --world, --rank "
-                                  "or --save-checkpoint")
-            if args.cache > cfg.model.max_position_embeddings:
-                raise ConfigError(f"--cache {args.cache} exceeds the model's {cfg.model.max_position_embeddings} "
-                                  "positions")
-            cfg = cfg.replace(parallel={"data_parallel": 1, "model_parallel": 1, "pipeline_stages": 1,
-                                        "micro_batches": 1, "optimizer_shard": False, "optimizer_shard_size": 0,
-                                        "recompute": False})
-            args.world = 1
-        elif args.world is None:
-            raise ConfigError("give --world (the devices of the job), or --generate for the inference engine")
-        check_layout(cfg, args.world, args.rank)
-        out = args.out or Path(tempfile.mkdtemp(prefix="codegeex-dryrun-"))
-        if args.generate:
-            rep = generation_report(run(cfg, 1, 0, out, timeout=args.timeout,
-                                        generation=(args.batch_size, args.cache)), args.device_memory_gib)
-        else:
-            rep = report(cfg, run(cfg, args.world, args.rank, out, args.save_checkpoint, args.timeout),
-                         args.device_memory_gib)
-    except (ConfigError, StandinError, RuntimeError, subprocess.TimeoutExpired) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if not args.config:
+        raise ConfigError("give --config (a YAML file or a shipped name such as codegeex_13b)")
+    if args.device_memory_gib <= 0:
+        raise ConfigError(f"--device-memory-gib must be > 0, got {args.device_memory_gib}")
+    cfg = apply_overrides(resolve_config(args.config), args.set) if args.set else resolve_config(args.config)
+    if args.generate:
+        if args.world not in (None, 1) or args.rank or args.save_checkpoint:
+            raise ConfigError("--generate compiles the inference engine on one device: no --world, --rank "
+                              "or --save-checkpoint")
+        if args.cache > cfg.model.max_position_embeddings:
+            raise ConfigError(f"--cache {args.cache} exceeds the model's {cfg.model.max_position_embeddings} "
+                              "positions")
+        cfg = cfg.replace(parallel={"data_parallel": 1, "model_parallel": 1, "pipeline_stages": 1,
+                                    "micro_batches": 1, "optimizer_shard": False, "optimizer_shard_size": 0,
+                                    "recompute": False})
+        args.world = 1
+    elif args.world is None:
+        raise ConfigError("give --world (the devices of the job), or --generate for the inference engine")
+    check_layout(cfg, args.world, args.rank)
+    out = args.out or Path(tempfile.mkdtemp(prefix="codegeex-dryrun-"))
+    if args.generate:
+        rep = generation_report(run(cfg, 1, 0, out, timeout=args.timeout,
+                                    generation=(args.batch_size, args.cache)), args.device_memory_gib)
+    else:
+        rep = report(cfg, run(cfg, args.world, args.rank, out, args.save_checkpoint, args.timeout),
+                     args.device_memory_gib)
     print(generation_summary(cfg, rep) if args.generate else summary(cfg, rep))
     if args.json:
         from .fileio import atomic_write_text

@@ -15,6 +15,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from .cli import UsageError
+
 
 @dataclass
 class Engine:
@@ -31,11 +33,11 @@ class Engine:
 
     def __post_init__(self):
         if self.kind not in ("local", "slurm", "ray"):
-            raise ValueError(f"engine must be local, slurm or ray, got {self.kind!r}")
+            raise UsageError(f"engine must be local, slurm or ray, got {self.kind!r}")
         if self.kind == "slurm" and not self.partition:
-            raise ValueError("the slurm engine needs a partition (--partition)")
+            raise UsageError("the slurm engine needs a partition (--partition)")
         if self.workers is not None and self.workers < 1:
-            raise ValueError(f"workers must be >= 1, got {self.workers}")
+            raise UsageError(f"workers must be >= 1, got {self.workers}")
 
 
 class StageError(ValueError):

@@ -13,9 +13,10 @@ most ``PREFILL_CHUNK`` tokens (each chunk appends its keys and values), each rig
 prefill graphs; the padding writes cache rows that later tokens overwrite before anyone attends to them. The
 prefilled row is then copied into each new sample's row of the decode cache (``CacheRowCopy``): the samples of a
 prompt share one prefill. Chunks bound the prefill's memory: a MindSpore CPU graph keeps every layer's attention
-scores ``[batch, heads, tokens, cache]`` alive at once, so one 1,024-token prefill of the 350M model took 8.4 GB
-(measured) against the 0.5 GB of its int8 weights. Every sample draws its noise from a generator seeded by its own
-identity (``sample_rng``: seed, sample index), so its tokens do not depend on the batch size or its neighbours.
+scores ``[batch, heads, tokens, cache]`` alive at once, so one whole long prompt took many times the model's
+weights in memory (bench/README.md, "Measurements behind design choices"). Every sample draws its noise from a
+generator seeded by its own identity (``sample_rng``: seed, sample index), so its tokens do not depend on the
+batch size or its neighbours.
 
 Sampling runs in the graph (temperature, top-k, top-p over the ``candidates`` highest logits, Gumbel-max
 with noise drawn on the host from a seeded numpy generator), so only token ids come back to the host.
@@ -230,8 +231,8 @@ class Generator:
         self.call_shapes.add(tokens.shape)
         inputs = [Tensor(tokens, ms.int32), Tensor(start.astype(np.int32)), Tensor(last_index.astype(np.int32)),
                   Tensor(noise, ms.float32), *self._settings(cfgs)]
-        if isinstance(cell, FusedDecodeStep) and not isinstance(cell, FusedPrefillStep):
-            return cell(*inputs[:2], *inputs[3:]).asnumpy()                       # no last_index
+        if not getattr(cell, "takes_last_index", True):                          # a fused decode step
+            del inputs[2]
         return cell(*inputs).asnumpy()
 
     def _settings(self, cfgs: Sequence[SamplingConfig]) -> list[Tensor]:

@@ -126,10 +126,10 @@ class FusedDecodeStep(nn.Cell):
     cache, which it extends in place, GELU, residuals), for models with ``fused_decode``.
 
     A flat Cell: it holds the model's Parameters (the same objects, not copies) and primitives, and no sub-Cell of
-    the model. MindSpore's launch of a Cell that reaches into the model's Cells cost 3.5-6 ms more per 350M decode
-    step than the same operators in a Cell without them (measured; ``bench/README.md``). The embedding lookup is
-    ``model.lookup``; the final LayerNorm and the head are the model's ops on its Parameters (float32 compute: the
-    only case with ``fused_decode``).
+    the model: MindSpore's launch of a Cell that reaches into the model's Cells was slower per decode step than the
+    same operators in a Cell without them (bench/README.md, "Measurements behind design choices"). The
+    embedding lookup is ``model.lookup``; the final LayerNorm and the head are the model's ops on its Parameters
+    (float32 compute: the only case with ``fused_decode``).
     """
 
     def __init__(self, cached: CachedCodeGeeX):
@@ -166,9 +166,12 @@ class FusedDecodeStep(nn.Cell):
         self.sampler = Sampler(m.vocab_size, cached.sampler.candidates)
         self.return_logits = cached.return_logits
 
+    takes_last_index = False        # (Generator leaves that input out)
+
     def construct(self, tokens, start, noise, temperature, top_k, top_p):
         """``CachedCodeGeeX``'s inputs but ``last_index`` (0 in a decode step): MindSpore 2.9's launch of a graph
-        with an input it does not use cost 6-8 ms more per 350M step than without (measured)."""
+        with an input it does not use was slower per step than without (bench/README.md, "Measurements behind
+        design choices")."""
         return self.output(self.hidden_states(tokens, start), noise, temperature, top_k, top_p)
 
     def hidden_states(self, tokens, start):
@@ -209,6 +212,7 @@ class FusedPrefillStep(FusedDecodeStep):
     """``CachedCodeGeeX`` (same inputs and output, same caches) for a prefill chunk with each layer one CPU kernel
     over all of the chunk's tokens: the graph holds a layer's output, [b * s, h], between two layers, where the
     graph path (``CachedCodeGeeX``) holds every layer's attention scores, [b, heads, s, cache], at once."""
+    takes_last_index = True
 
     def construct(self, tokens, start, last_index, noise, temperature, top_k, top_p):
         b, s = tokens.shape

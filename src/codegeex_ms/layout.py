@@ -1,54 +1,79 @@
 """Names and shapes of every parameter of our CodeGeeX model, computed from a config without building it.
 
-This is the single source of truth for the checkpoint layout: the model's Cells create exactly these
-names (a test checks it), the converters map the released layouts onto them, and the 13B parameter
-count (12,873,943,040) is computed from them without allocating anything.
+This is the single source of truth for the checkpoint layout: the model's Cells create exactly these names (a
+test checks it) and build a layer's Linears from its table (``LAYER_MODULES``: name, shape, Megatron split, kernel
+order), which resharding, quantization and the CPU decode kernel read too; the converters map the released
+layouts onto these names, and the 13B parameter count (12,873,943,040) is computed from them without allocating
+anything.
 
 Linear weights are stored ``[out, in]`` as in the PyTorch release; LayerNorms have ``weight``/``bias``.
 """
 from __future__ import annotations
 
+import enum
 import math
+from dataclasses import dataclass
 
 from .config import ModelConfig
 
-# The 16 parameters of one transformer layer (the top query layer has the same ones).
-LAYER_PARAMS = (
-    "input_layernorm.weight", "input_layernorm.bias",
-    "attention.query.weight", "attention.query.bias",
-    "attention.key.weight", "attention.key.bias",
-    "attention.value.weight", "attention.value.bias",
-    "attention.dense.weight", "attention.dense.bias",
-    "post_attention_layernorm.weight", "post_attention_layernorm.bias",
-    "mlp.dense_h_to_4h.weight", "mlp.dense_h_to_4h.bias",
-    "mlp.dense_4h_to_h.weight", "mlp.dense_4h_to_h.bias",
+class Split(enum.Enum):
+    """How a Linear's weight is split over ``model_parallel`` (Megatron): ``COLUMN`` splits the output features
+    (weight rows and bias), ``ROW`` the input features (weight columns; its partial sums are all-reduced)."""
+    COLUMN = "column"
+    ROW = "row"
+
+
+@dataclass(frozen=True)
+class LayerNormSpec:
+    module: str                 # its name inside a layer
+
+
+@dataclass(frozen=True)
+class LinearSpec:
+    """One of a layer's six Linears. All six are quantized by int8 weight-only quantization (as the original
+    CodeGeeX's) and are inputs of the CPU decode-layer kernel."""
+    module: str                 # its name inside a layer
+    out_features: str           # "hidden" or "ffn": which size of the config
+    in_features: str
+    split: Split
+    gelu: bool = False          # the fast GELU follows it (the CPU kernels apply it in the same call)
+
+    def shape(self, cfg: ModelConfig) -> tuple[int, int]:
+        """The weight's shape, ``[out, in]`` (the PyTorch release's layout)."""
+        size = {"hidden": cfg.hidden_size, "ffn": cfg.ffn_hidden_size}
+        return size[self.out_features], size[self.in_features]
+
+
+# One transformer layer's modules, in forward order, which is also the order of the checkpoint's names and of the
+# CPU decode-layer kernel's inputs (``kernels/decode_layer.cc``: each module's weight[, weight_scale], bias). The
+# top query layer has the same modules.
+LAYER_MODULES = (
+    LayerNormSpec("input_layernorm"),
+    LinearSpec("attention.query", "hidden", "hidden", Split.COLUMN),
+    LinearSpec("attention.key", "hidden", "hidden", Split.COLUMN),
+    LinearSpec("attention.value", "hidden", "hidden", Split.COLUMN),
+    LinearSpec("attention.dense", "hidden", "hidden", Split.ROW),
+    LayerNormSpec("post_attention_layernorm"),
+    LinearSpec("mlp.dense_h_to_4h", "ffn", "hidden", Split.COLUMN, gelu=True),
+    LinearSpec("mlp.dense_4h_to_h", "hidden", "ffn", Split.ROW),
 )
+LAYER_LINEARS = {spec.module: spec for spec in LAYER_MODULES if isinstance(spec, LinearSpec)}
+
+# The 16 parameters of one transformer layer
+LAYER_PARAMS = tuple(f"{spec.module}.{kind}" for spec in LAYER_MODULES for kind in ("weight", "bias"))
 
 
 def layer_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
-    h, f = cfg.hidden_size, cfg.ffn_hidden_size
     shapes = {}
-    for name in LAYER_PARAMS:
-        module, kind = name.rsplit(".", 1)
-        if module.endswith("layernorm"):
-            shapes[name] = (h,)
-        elif module == "mlp.dense_h_to_4h":
-            shapes[name] = (f, h) if kind == "weight" else (f,)
-        elif module == "mlp.dense_4h_to_h":
-            shapes[name] = (h, f) if kind == "weight" else (h,)
-        else:  # attention.{query,key,value,dense}
-            shapes[name] = (h, h) if kind == "weight" else (h,)
+    for spec in LAYER_MODULES:
+        weight = spec.shape(cfg) if isinstance(spec, LinearSpec) else (cfg.hidden_size,)
+        shapes[f"{spec.module}.weight"], shapes[f"{spec.module}.bias"] = weight, weight[:1]
     return shapes
 
 
 def layer_prefixes(cfg: ModelConfig) -> list[str]:
     """``layers.0`` ... ``layers.{n-1}``, then ``top_query_layer`` (forward order)."""
     return [f"layers.{i}" for i in range(cfg.num_layers)] + ["top_query_layer"]
-
-
-# The Linear weights that int8 weight-only quantization replaces (as the original CodeGeeX).
-QUANTIZED_LINEARS = ("attention.query", "attention.key", "attention.value", "attention.dense",
-                     "mlp.dense_h_to_4h", "mlp.dense_4h_to_h")
 
 
 # The tensor that embedding quantization replaces: the word embedding, which is also the output head's weight.
@@ -66,7 +91,7 @@ def module_in_layer(name: str) -> str:
 
 def is_quantized_weight(name: str) -> bool:
     """True for the weight of one of the six Linears of a layer (``layers.3.mlp.dense_h_to_4h.weight``)."""
-    return name.endswith(".weight") and module_in_layer(name) in QUANTIZED_LINEARS
+    return name.endswith(".weight") and module_in_layer(name) in LAYER_LINEARS
 
 
 def parameter_shapes(cfg: ModelConfig, weight_quant: str = "none",

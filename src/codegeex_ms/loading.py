@@ -31,11 +31,37 @@ def load_tokenizer(folder: str | os.PathLike, override: str | os.PathLike | None
 
 @dataclass
 class InferenceModel:
+    """An opened model: its tokenizer, how many positions it holds, and ``generator()`` to decode with it, the same
+    call for a checkpoint and an exported graph."""
     folder: Path
     tokenizer: object
-    context: int            # tokens the model's positions (or the exported graph's cache) hold
-    model: object = None    # a checkpoint's network: build a Generator with the batch and cache you need
-    generator: object = None    # an exported graph's Generator (its batch size and cache are fixed)
+    context: int                        # positions the model (or the exported graph's cache) holds
+    fixed_batch_size: int | None        # an exported graph's batch (fixed at export); None for a checkpoint
+    model: object = None                # a checkpoint's network (None for an exported graph)
+    graph: object = None                # an exported graph's Generator (batch and cache fixed at export)
+
+    def generator(self, batch_size: int | None = None, max_len: int | None = None,
+                  candidates: int | None = None):
+        """A ``generation.Generator`` of ``batch_size`` rows (default: an exported graph's own batch, else 1) over a
+        KV cache of ``max_len`` positions (default: the whole context; a cache no longer than the work needs is
+        faster, since every decode step attends over all of it) keeping ``candidates`` top logits for sampling.
+        An exported graph's batch, cache and candidates are fixed at export: a smaller batch leaves rows idle, a
+        larger batch or cache is refused (CheckpointError naming the re-export)."""
+        if self.model is not None:
+            from .generation import DEFAULT_CANDIDATES, Generator
+            return Generator(self.model, self.tokenizer, batch_size=batch_size or 1, max_len=max_len or self.context,
+                             candidates=candidates or DEFAULT_CANDIDATES)
+        fixed = self.graph
+        if (batch_size or 0) > fixed.batch_size:
+            raise CheckpointError(f"{self.folder}: {batch_size} rows do not fit the batch size {fixed.batch_size} "
+                                  f"the graph was exported with (re-export with --batch-size {batch_size})")
+        if (max_len or 0) > fixed.max_len:
+            raise CheckpointError(f"{self.folder}: a {max_len}-token cache does not fit the {fixed.max_len} tokens "
+                                  f"the graph was exported with (re-export with --max-len {max_len})")
+        if candidates not in (None, fixed.candidates):
+            raise CheckpointError(f"{self.folder}: the graph was exported with {fixed.candidates} sampling "
+                                  f"candidates, not {candidates}")
+        return fixed
 
 
 def load_for_inference(checkpoint: str | os.PathLike | None = None, mindir: str | os.PathLike | None = None,
@@ -51,13 +77,13 @@ def load_for_inference(checkpoint: str | os.PathLike | None = None, mindir: str 
                                   "the ops it was exported with")
         folder = Path(mindir)
         tok = load_tokenizer(folder, tokenizer)
-        generator, meta = load_mindir_generator(folder, tok)
-        return InferenceModel(folder, tok, meta["max_len"], generator=generator)
+        graph, meta = load_mindir_generator(folder, tok)
+        return InferenceModel(folder, tok, meta["max_len"], meta["batch_size"], graph=graph)
     from . import checkpoint as checkpoints
     folder = Path(checkpoint)
     tok = load_tokenizer(folder, tokenizer)
     model = checkpoints.load(folder, precision=precision or None)
-    return InferenceModel(folder, tok, model.config.model.max_position_embeddings, model=model)
+    return InferenceModel(folder, tok, model.config.model.max_position_embeddings, None, model=model)
 
 
 def load_mindir_generator(folder: Path, tokenizer=None):

@@ -25,6 +25,7 @@ from mindspore import Parameter, Tensor, nn, ops
 from mindspore.common.initializer import Normal, One, Zero, initializer
 
 from .config import Config, ConfigError
+from .layout import LAYER_LINEARS, LAYER_MODULES, LinearSpec, Split
 
 MS_DTYPES = {"float32": ms.float32, "float16": ms.float16, "bfloat16": ms.bfloat16}
 MASK_VALUE = -10000.0   # the original adds -10000 (not -inf) to blocked scores, so padded rows stay finite
@@ -69,28 +70,28 @@ class LayerNorm(nn.Cell):
 
 
 class Linear(nn.Cell):
-    """``y = x @ Wᵀ + b`` with W stored ``[out, in]`` (the PyTorch release's layout).
-
-    ``split`` picks the Megatron strategy: "column" splits the output features over model_parallel,
-    "row" splits the input features (its partial sums are all-reduced by the framework).
-    ``quantized``: W is int8 with a per-output-row scale (weight-only int8, as the original's quantization); on
-    CPU with float32 compute a C++ kernel (``codegeex_ms.kernels``) reads the int8 rows and dequantises them in
-    registers; elsewhere the int8 matrix is cast to the compute dtype (a full-size temporary) and the row scale is
-    applied to the matmul's output. Both equal ``x @ (W_int8 * scale)ᵀ``. The kernel also adds the bias and, with
-    ``fuse_gelu``, applies the fast GELU (``applies_gelu`` tells the caller): every op saved is about 20 us of
-    MindSpore's CPU runtime per decode step and layer. With ``precision.activation_quant = "int8"`` the kernel
-    quantises x per row too and multiplies in integers (AVX-512 VNNI): no longer exact, and not faster where the
-    weights stream from memory. On Ascend with float16/bfloat16 compute MindSpore's ``WeightQuantBatchMatmul``
-    (int8 weight, per-output-channel antiquant scale, bias fused) reads the int8 weight directly; one device only
-    (its strategy is not given, so a model-parallel int8 layout is refused).
+    """``y = x @ Wᵀ + b`` with W stored ``[out, in]`` (the PyTorch release's layout), one of a layer's Linears as
+    ``layout.LAYER_MODULES`` describes it (``spec``: its shape, and its Megatron split: ``Split.COLUMN`` splits the
+    output features over model_parallel, ``Split.ROW`` the input features, whose partial sums the framework
+    all-reduces).
+    With ``precision.weight_quant = "int8"`` W is int8 with a per-output-row scale (weight-only int8, as the
+    original's quantization); on CPU with float32 compute a C++ kernel (``codegeex_ms.kernels``) reads the int8 rows
+    and dequantises them in registers; elsewhere the int8 matrix is cast to the compute dtype (a full-size
+    temporary) and the row scale is applied to the matmul's output. Both equal ``x @ (W_int8 * scale)ᵀ``. The kernel
+    also adds the bias and, for a Linear the fast GELU follows (``spec.gelu``), applies it (``applies_gelu`` tells
+    the caller): each op folded in is one launch fewer of MindSpore's CPU runtime per decode step and layer. With
+    ``precision.activation_quant = "int8"`` the kernel quantises x per row too and multiplies in integers (AVX-512
+    VNNI): no longer exact. On Ascend with float16/bfloat16 compute MindSpore's ``WeightQuantBatchMatmul`` (int8
+    weight, per-output-channel antiquant scale, bias fused) reads the int8 weight directly; one device only (its
+    strategy is not given, so a model-parallel int8 layout is refused).
     """
 
-    def __init__(self, in_features: int, out_features: int, cfg: Config, split: str, quantized: bool = False,
-                 fuse_gelu: bool = False):
+    def __init__(self, spec: LinearSpec, cfg: Config):
         super().__init__()
         pdtype = MS_DTYPES[cfg.precision.param_dtype]
-        self.in_features, self.out_features, self.split = in_features, out_features, split
-        self.quantized = quantized
+        out_features, in_features = spec.shape(cfg.model)
+        self.in_features, self.out_features = in_features, out_features
+        self.quantized = quantized = cfg.precision.weight_quant == "int8"
         if quantized:
             self.weight = Parameter(initializer(Zero(), (out_features, in_features), ms.int8), name="weight",
                                     requires_grad=False)
@@ -106,20 +107,18 @@ class Linear(nn.Cell):
         if quantized and cfg.precision.compute_dtype == "float32":
             from . import kernels
             if kernels.enabled():
-                self.int8_kernel = kernels.quantized_linear_op(cfg.precision.activation_quant == "int8", fuse_gelu)
-        # with the kernel the bias (and, if asked, the fast GELU) are applied inside it: fewer ops per decode step
-        self.applies_gelu = self.int8_kernel is not None and fuse_gelu
+                self.int8_kernel = kernels.quantized_linear_op(cfg.precision.activation_quant == "int8", spec.gelu)
+        # with the kernel the bias (and the fast GELU that follows) are applied inside it: fewer ops per decode step
+        self.applies_gelu = self.int8_kernel is not None and spec.gelu
         self.ascend_int8 = ascend_int8_matmul(cfg) if quantized else None
         self.matmul = ops.MatMul(transpose_b=True)
         self.add_bias = ops.Add()
-        if split == "column":
+        if spec.split is Split.COLUMN:
             self.matmul.shard(((dp, 1), (mp, 1)))
             self.add_bias.shard(((dp, mp), (mp,)))
-        elif split == "row":
+        else:
             self.matmul.shard(((dp, mp), (1, mp)))
             self.add_bias.shard(((dp, 1), (1,)))
-        else:
-            raise ValueError(f"split must be 'column' or 'row', got {split!r}")
 
     def kernel_parameters(self) -> list:
         """``[weight, weight_scale, bias]`` (int8) or ``[weight, bias]``: this Linear's inputs to the decode-layer
@@ -203,13 +202,11 @@ class Attention(nn.Cell):
     def __init__(self, cfg: Config):
         super().__init__()
         m, dp, mp = cfg.model, cfg.parallel.data_parallel, cfg.parallel.model_parallel
-        h = m.hidden_size
         self.num_heads, self.head_dim = m.num_heads, m.head_dim
-        q8 = cfg.precision.weight_quant == "int8"
-        self.query = Linear(h, h, cfg, "column", q8)
-        self.key = Linear(h, h, cfg, "column", q8)
-        self.value = Linear(h, h, cfg, "column", q8)
-        self.dense = Linear(h, h, cfg, "row", q8)
+        self.query = Linear(LAYER_LINEARS["attention.query"], cfg)
+        self.key = Linear(LAYER_LINEARS["attention.key"], cfg)
+        self.value = Linear(LAYER_LINEARS["attention.value"], cfg)
+        self.dense = Linear(LAYER_LINEARS["attention.dense"], cfg)
         # Scale q and k each by d^-1/4 before the matmul (= QKᵀ/sqrt(d)), as the original MindSpore code
         # did, so fp16 scores cannot overflow.
         self.scale = float(m.head_dim) ** -0.25
@@ -258,8 +255,9 @@ class Attention(nn.Cell):
 
 class FastGelu(nn.Cell):
     """``x * sigmoid(1.702 x)``, the original's fast GELU. On Ascend MindSpore's fused FastGeLU kernel (the
-    original's op); elsewhere sigmoid and multiply, because the CPU FastGeLU kernel and its gradient take 3.5x
-    as long (69 vs 20 ms forward + backward on [512, 3072]; the two agree to 7e-7)."""
+    original's op); elsewhere sigmoid and multiply, because MindSpore's CPU FastGeLU kernel and its gradient are
+    several times slower (bench/README.md, "Measurements behind design choices"); the two agree to float32
+    rounding."""
 
     def __init__(self, strategy: tuple):
         super().__init__()
@@ -279,11 +277,10 @@ class MLP(nn.Cell):
 
     def __init__(self, cfg: Config):
         super().__init__()
-        m, dp, mp = cfg.model, cfg.parallel.data_parallel, cfg.parallel.model_parallel
-        q8 = cfg.precision.weight_quant == "int8"
-        self.dense_h_to_4h = Linear(m.hidden_size, m.ffn_hidden_size, cfg, "column", q8, fuse_gelu=True)
+        dp, mp = cfg.parallel.data_parallel, cfg.parallel.model_parallel
+        self.dense_h_to_4h = Linear(LAYER_LINEARS["mlp.dense_h_to_4h"], cfg)
         self.activation = FastGelu((dp, 1, mp))
-        self.dense_4h_to_h = Linear(m.ffn_hidden_size, m.hidden_size, cfg, "row", q8)
+        self.dense_4h_to_h = Linear(LAYER_LINEARS["mlp.dense_4h_to_h"], cfg)
 
     def construct(self, x):
         h = self.dense_h_to_4h(x)                                                 # [b, s, ffn]
@@ -329,13 +326,14 @@ class TransformerLayer(nn.Cell):
 
     def decode_parameters(self) -> list:
         """This layer's Parameters in the order the decode-layer kernel takes them (``kernels/decode_layer.cc``):
-        LayerNorm 1, query, key, value, dense, LayerNorm 2, dense_h_to_4h, dense_4h_to_h."""
-        a, m = self.attention, self.mlp
-        params = [self.input_layernorm.weight, self.input_layernorm.bias]
-        for linear in (a.query, a.key, a.value, a.dense):
-            params += linear.kernel_parameters()
-        params += [self.post_attention_layernorm.weight, self.post_attention_layernorm.bias]
-        return params + m.dense_h_to_4h.kernel_parameters() + m.dense_4h_to_h.kernel_parameters()
+        its modules in ``LAYER_MODULES`` order, each module's weight[, weight_scale], bias."""
+        params = []
+        for spec in LAYER_MODULES:
+            module = self
+            for name in spec.module.split("."):
+                module = getattr(module, name)
+            params += module.kernel_parameters() if isinstance(spec, LinearSpec) else [module.weight, module.bias]
+        return params
 
 
 class TiedHead(nn.Cell):

@@ -38,12 +38,10 @@ from . import checkpoint
 from .checkpoint import OPTIMIZER_FILE, STATE_FILE
 from .config import Config
 from .fileio import staged_folder
-from .layout import module_in_layer, parameter_shapes
+from .layout import LAYER_LINEARS, Split, module_in_layer, parameter_shapes
 
 STRATEGY_FILES = ("strategy.ckpt", "strategy.json")
 MOMENT_PREFIXES = ("adam_m.", "adam_v.")
-COLUMN_PARALLEL = ("attention.query", "attention.key", "attention.value", "mlp.dense_h_to_4h")
-ROW_PARALLEL = ("attention.dense", "mlp.dense_4h_to_h")
 
 
 class ReshardError(ValueError):
@@ -63,10 +61,10 @@ def tensor_map(name: str, ndim: int, cfg: Config) -> list[int]:
     """MindSpore tensor map of a parameter (or its ``adam_m.``/``adam_v.`` moment) over the device matrix
     ``[data_parallel, model_parallel]``: 0 names the model-parallel axis, -1 a replicated dimension."""
     name = weight_name(name)
-    module, kind = module_in_layer(name), name.rsplit(".", 1)[-1]
-    if module in COLUMN_PARALLEL:
+    linear, kind = LAYER_LINEARS.get(module_in_layer(name)), name.rsplit(".", 1)[-1]
+    if linear is not None and linear.split is Split.COLUMN:
         return [0, -1] if kind == "weight" else [0]
-    if module in ROW_PARALLEL and kind == "weight":
+    if linear is not None and kind == "weight":           # Split.ROW: the input features; the bias is whole
         return [-1, 0]
     if name == "word_embeddings.weight" and not cfg.parallel.vocab_emb_dp:
         return [0, -1]

@@ -18,7 +18,7 @@ import mindspore as ms
 from mindspore import Tensor, ops
 
 from . import checkpoint, reshard
-from .checkpoint import OPTIMIZER_FILE, STATE_FILE
+from .checkpoint import OPTIMIZER_FILE, STATE_FILE, CheckpointError
 from .fileio import replace_folder
 from .model import CodeGeeX
 from .parallel import stage_parameter_names, strategy_path
@@ -114,14 +114,14 @@ def load_run_checkpoint(folder: Path, model: CodeGeeX, state_parameters: list, r
             wanted = {p.name: p for p in list(model.get_parameters()) + state_parameters
                       if held is None or p.name in held}
     except Exception as e:  # noqa: BLE001 - any failure means this checkpoint is unusable
-        raise ValueError(f"checkpoint {folder} is unreadable: {type(e).__name__}: {str(e)[:300]}") from None
+        raise CheckpointError(f"checkpoint {folder} is unreadable: {type(e).__name__}: {str(e)[:300]}") from None
     missing = sorted(set(wanted) - set(saved))
     if missing:
-        raise ValueError(f"checkpoint {folder} lacks {', '.join(missing[:5])}")
+        raise CheckpointError(f"checkpoint {folder} lacks {', '.join(missing[:5])}")
     for name, param in wanted.items():
         if tuple(saved[name].shape) != tuple(param.shape):
-            raise ValueError(f"checkpoint {folder}: {name} has shape {tuple(saved[name].shape)}, expected "
-                             f"{tuple(param.shape)}")
+            raise CheckpointError(f"checkpoint {folder}: {name} has shape {tuple(saved[name].shape)}, expected "
+                                  f"{tuple(param.shape)}")
         param.set_data(Tensor(saved[name].asnumpy(), param.dtype))
     return state
 

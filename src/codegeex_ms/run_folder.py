@@ -49,6 +49,17 @@ class RunFolder:
     def checkpoint_root(self) -> Path:
         return self.path / "checkpoints"
 
+    def recorded_data(self) -> Path | None:
+        """The data folder the run was started on (its run record), or None without a record."""
+        import json
+        return Path(json.loads(self.record.read_text())["data"]) if self.record.is_file() else None
+
+    def write_record(self, data: Path, command: list[str]) -> None:
+        """The run record: the data folder (resolved) and the command that started or resumed the run."""
+        import json
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.record.write_text(json.dumps({"data": str(Path(data).resolve()), "command": command}, indent=2))
+
     def step_folder(self, step: int) -> Path:
         return self.checkpoint_root / f"step-{step:08d}"
 

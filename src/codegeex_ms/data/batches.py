@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import Config
+from ..config import Config, ConfigError
 from .pack import COLUMN, shard_files
 from ..masks import eod_reset_masks, loss_mask as eod_loss_mask
 
@@ -27,12 +27,12 @@ class TokenBatches:
         self.size = probe.get_dataset_size()
         width = next(probe.create_tuple_iterator(output_numpy=True))[0].shape[0] if self.size else 0
         if width != self.seq_len + 1:
-            raise ValueError(f"{data_dir}: {split} samples hold {width} ids, but train.seq_len + 1 = "
-                             f"{self.seq_len + 1}; prepare the data with --seq-len {self.seq_len}")
+            raise ConfigError(f"{data_dir}: {split} samples hold {width} ids, but train.seq_len + 1 = "
+                              f"{self.seq_len + 1}; prepare the data with --seq-len {self.seq_len}")
         self.batches_per_epoch = self.size // world // self.batch
         if self.batches_per_epoch == 0:
-            raise ValueError(f"{data_dir}: the {split} split has {self.size} samples, fewer than one global batch "
-                             f"({self.batch} x {world} ranks)")
+            raise ConfigError(f"{data_dir}: the {split} split has {self.size} samples, fewer than one global batch "
+                              f"({self.batch} x {world} ranks)")
 
     def _order(self, epoch: int) -> np.ndarray:
         order = (np.random.default_rng([self.seed, epoch]).permutation(self.size) if self.shuffle

@@ -28,6 +28,10 @@ ARCHIVE_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".zip")
 READ_LIMIT = 16 * 2**20          # files beyond this are never read (the size filter drops them anyway)
 
 
+class CorpusError(ValueError):
+    """A source archive of the corpus that cannot be read (the message names it)."""
+
+
 @dataclass
 class SourceFile:
     label: str                    # path, or "archive!member"
@@ -129,7 +133,7 @@ def archive_members(path: Path, stats: CollectStats) -> Iterator[tuple[str, byte
                         continue
                     yield f"{path}!{m.name}", f.read()
     except (OSError, tarfile.TarError, zipfile.BadZipFile) as e:
-        raise ValueError(f"cannot read archive {path}: {e}") from None
+        raise CorpusError(f"cannot read archive {path}: {e}") from None
 
 
 def collect(inputs: list[Path], languages=TRAINING_LANGUAGES, max_invalid_utf8: float = 0.01,

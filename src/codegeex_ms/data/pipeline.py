@@ -43,6 +43,11 @@ NGRAMS = 5                        # MinHash shingles: 5 consecutive \w+ words, n
 TASK_BYTES = 128 * 2**20          # default task count: one task per 128 MiB of input, at least 4
 
 
+class PrepareError(ValueError):
+    """An option out of range, an output folder that belongs to another run, inputs that hold nothing usable, or a
+    stage that did not complete."""
+
+
 @dataclass(frozen=True)
 class PrepareOptions:
     seq_len: int = 2048
@@ -57,19 +62,15 @@ class PrepareOptions:
 
     def __post_init__(self):
         if self.mode not in ("pack", "pad"):
-            raise ValueError(f"mode must be 'pack' or 'pad', got {self.mode!r}")
+            raise PrepareError(f"mode must be 'pack' or 'pad', got {self.mode!r}")
         if self.seq_len < 1 or self.stride < 1 or self.shard_bytes < 1:
-            raise ValueError("seq_len, stride and shard_bytes must be >= 1")
+            raise PrepareError("seq_len, stride and shard_bytes must be >= 1")
         if not 0 <= self.val_fraction < 1:
-            raise ValueError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+            raise PrepareError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
         if self.tasks is not None and self.tasks < 1:
-            raise ValueError(f"tasks must be >= 1, got {self.tasks}")
+            raise PrepareError(f"tasks must be >= 1, got {self.tasks}")
         if not 0 <= self.filters.near_dup_threshold < 1:
-            raise ValueError(f"near_dup_threshold must be in [0, 1) (0: off), got {self.filters.near_dup_threshold}")
-
-
-class PrepareError(ValueError):
-    """The output folder belongs to another run, the inputs hold nothing usable, or a stage did not complete."""
+            raise PrepareError(f"near_dup_threshold must be in [0, 1) (0: off), got {self.filters.near_dup_threshold}")
 
 
 def stage_pipelines(work: Path, out_dir: Path, tokenizer_dir: Path, options: PrepareOptions) -> dict:

@@ -287,8 +287,8 @@ class TokenWriter(PipelineStep):
     def __init__(self, tokens_dir: Path, tokenizer_dir: Path, val_fraction: float, shard_bytes: int,
                  batch_docs: int = 256, batch_bytes: int = 2 * 2**20):
         """A batch for the tokenizer ends at ``batch_docs`` documents or ``batch_bytes`` of text, whichever comes
-        first: its ids are Python ints (about 36 bytes a token) until they are written, so 256 documents of up to
-        100 KB took 0.3 GB more (measured on the Linux sources) than 256 small ones."""
+        first: its ids are Python ints (about 36 bytes a token) until they are written, so a batch of large
+        documents would hold far more memory than one of small ones."""
         super().__init__()
         self.tokens_dir, self.tokenizer_dir = Path(tokens_dir), Path(tokenizer_dir)
         self.val_fraction, self.shard_bytes = val_fraction, shard_bytes

@@ -18,7 +18,8 @@
 // cache row, at consecutive positions: every row's key and value are in the cache before any row attends, so a
 // row sees the chunk's earlier tokens and, through the mask of positions, none of its later ones.
 //
-// Inputs (the Linears' scale tensors only in the int8 entries; LayerNorm parameters and biases float32 or float16):
+// Inputs, in the order of the layer table (layout.LAYER_MODULES; the Linears' scale tensors only in the int8
+// entries; LayerNorm parameters and biases float32 or float16):
 //   x [b * s, h], query_input [b * s, h] (read by the top-layer entries only), ln1 weight [h], ln1 bias [h],
 //   query, key, value, dense: weight [h, h] (int8 with scale [h], or float32), bias [h],
 //   ln2 weight [h], ln2 bias [h], dense_h_to_4h: weight [f, h] (+ scale [f]), bias [f],

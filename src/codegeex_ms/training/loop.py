@@ -12,7 +12,7 @@ from pathlib import Path
 import mindspore as ms
 from mindspore import Tensor
 
-from ..config import Config
+from ..config import Config, ConfigError
 from ..fileio import atomic_write_text, pyplot, save_figure
 from ..model import CodeGeeX
 from ..parallel import RankLayout, stage_parameter_names, strategy_path
@@ -132,7 +132,7 @@ def train(cfg: Config, data_dir: Path, run_dir: Path, tokenizer: str | None = No
     model, step_fn = build_train_step(cfg, layout)
 
     if not resume and complete_checkpoints(run_dir):
-        raise ValueError(f"{run_dir} holds checkpoints of an earlier run; resume it or start in a new folder")
+        raise ConfigError(f"{run_dir} holds checkpoints of an earlier run; resume it or start in a new folder")
     run = RunFolder(run_dir)
     if rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -50,8 +50,8 @@ class MaskedCrossEntropy(nn.Cell):
     def construct(self, logits, labels, loss_mask):
         logits = logits.reshape(-1, logits.shape[-1])                                      # [b*s, V]
         # cross entropy = logsumexp - the label's logit, written out: ops.cross_entropy also differentiates
-        # through its max shift, which costs 4x the time on CPU (597 vs 150 ms forward + backward for
-        # [512, 52224]); the shift does not change the value or the gradient, so it is a constant here.
+        # through its max shift, several times slower on CPU (bench/README.md, "Measurements behind design
+        # choices"); the shift does not change the value or the gradient, so it is a constant here.
         shifted = logits - ops.stop_gradient(logits.max(axis=-1, keepdims=True))
         label_logit = ops.gather_elements(shifted, 1, labels.reshape(-1, 1)).reshape(-1)
         ce = ops.log(ops.exp(shifted).sum(axis=-1)) - label_logit                          # [b*s]
