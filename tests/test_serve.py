@@ -1,7 +1,6 @@
 """serve.py: the real server on a loopback port, talked to with a real HTTP client."""
 from __future__ import annotations
 
-import json
 import signal
 import threading
 import time
@@ -10,9 +9,8 @@ from pathlib import Path
 import pytest
 
 httpx = pytest.importorskip("httpx")
-from serving_process import start_serve  # noqa: E402
+from serving_process import KEY, client, read_stream, start_serve, stream_events  # noqa: E402
 REPO = Path(__file__).resolve().parent.parent
-KEY = "test-secret"
 
 
 @pytest.fixture(scope="module")
@@ -38,68 +36,6 @@ def embedded_server(tmp_path_factory):
         proc.wait(timeout=60)
     except Exception:
         proc.kill()
-
-
-def test_an_engine_failure_reaches_the_waiting_client():
-    """Whatever fails inside the engine thread (here the generator's first step) is answered to every job it had
-    taken, instead of leaving the client waiting."""
-    import asyncio
-    from codegeex_ms.generation import SamplingConfig
-    from codegeex_ms.serving import Engine
-
-    class FailingGenerator:
-        max_len, cached = 64, None
-
-        def run(self, pull, on_text, on_done, cancelled, stats):
-            pull(4, False)
-            raise RuntimeError("the device went away")
-
-    class Tokenizer:
-        vocab_size = 100
-
-    async def ask():
-        engine = Engine(FailingGenerator(), Tokenizer(), "failing")
-        job = engine.submit([1, 2, 3], SamplingConfig(max_new_tokens=2), 2)
-        try:
-            await asyncio.wait_for(job.done, timeout=30)
-        finally:
-            engine.close(timeout=5)
-
-    with pytest.raises(RuntimeError, match="the device went away"):
-        asyncio.run(ask())
-
-
-def client(url, key=KEY):
-    return httpx.Client(base_url=url, timeout=120, headers={"Authorization": f"Bearer {key}"} if key else {})
-
-
-def stream_events(response):
-    """A streamed completion's events (parsed JSON), in order, then None if the stream ended with [DONE]."""
-    for line in response.iter_lines():
-        if not line.startswith("data: "):
-            continue
-        if line == "data: [DONE]":
-            yield None
-            return
-        yield json.loads(line[6:])
-
-
-def read_stream(response, choices: int, hang_up: bool = False) -> tuple[list[str], dict, bool]:
-    """A streamed completion's text per choice index, its finish reasons, and whether it ended with [DONE];
-    ``hang_up``: stop reading after the first text event, as a client that goes away."""
-    texts, finished = [""] * choices, {}
-    for event in stream_events(response):
-        if event is None:
-            return texts, finished, True
-        if not event["choices"]:                                   # include_usage's last event
-            continue
-        choice = event["choices"][0]
-        texts[choice["index"]] += choice["text"]
-        if choice["finish_reason"]:
-            finished[choice["index"]] = choice["finish_reason"]
-        if hang_up:
-            break
-    return texts, finished, False
 
 
 def test_completion_and_models(server):

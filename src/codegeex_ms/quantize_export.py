@@ -33,8 +33,8 @@ import numpy as np
 
 from .cli import ArgumentParser, refuse_existing, positive_int, run
 from .fileio import staged_folder
-from .checkpoint import (BUNDLED_TOKENIZER_DIR, CheckpointError, WEIGHTS_FILE, bundle_tokenizer, check_weights,
-                         read_config, tokenizer_path, write_folder)
+from .checkpoint import (BUNDLED_TOKENIZER_DIR, CONFIG_FILE, CheckpointError, WEIGHTS_FILE, bundle_tokenizer,
+                         check_weights, read_config, tokenizer_path, write_folder)
 from .layout import EMBEDDING, is_quantized_weight, parameter_shapes
 from .loading import EXPORT_FILE, EXPORT_FORMAT, GRAPH_FILE, load_tokenizer
 from .safetensors_io import SafetensorsReader
@@ -145,7 +145,7 @@ def export_mindir(src: Path, out: Path, batch_size: int = 1, max_len: int | None
         ms.export(step, *args, file_name=str(tmp / GRAPH_FILE[:-len(".mindir")]), file_format="MINDIR")
         if not (tmp / GRAPH_FILE).is_file():
             raise CheckpointError(f"MindSpore wrote no {GRAPH_FILE} into {tmp}")
-        shutil.copy(src / "config.yaml", tmp / "config.yaml")
+        shutil.copy(src / CONFIG_FILE, tmp / CONFIG_FILE)
         shutil.copy(src / "tokenizer.json", tmp / "tokenizer.json")
         if (src / BUNDLED_TOKENIZER_DIR).is_dir():
             shutil.copytree(src / BUNDLED_TOKENIZER_DIR, tmp / BUNDLED_TOKENIZER_DIR)

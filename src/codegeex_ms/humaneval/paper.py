@@ -142,12 +142,13 @@ def checkpoint_identity(folder: Path) -> dict:
     import hashlib
     import mindspore as ms
     import yaml
-    digest, weights = hashlib.sha256(), Path(folder) / "model.safetensors"
+    from ..checkpoint import CONFIG_FILE, WEIGHTS_FILE
+    digest, weights = hashlib.sha256(), Path(folder) / WEIGHTS_FILE
     if weights.is_file():
         with open(weights, "rb") as f:
             for block in iter(lambda: f.read(1 << 24), b""):
                 digest.update(block)
-    config = yaml.safe_load((Path(folder) / "config.yaml").read_text()) or {}
+    config = yaml.safe_load((Path(folder) / CONFIG_FILE).read_text()) or {}
     return {"checkpoint_sha256": digest.hexdigest() if weights.is_file() else None,
             "precision": config.get("precision"), "device": ms.get_context("device_target")}
 

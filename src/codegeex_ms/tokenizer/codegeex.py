@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import ByteTableTokenizer, TokenizerError
+from .base import ByteTableTokenizer, TokenizerError
 
 EOS_ID = 50256
 WHITESPACE_START_ID = 10          # <|extratoken_10|> is two spaces

@@ -13,7 +13,7 @@ from typing import Iterable, Iterator
 
 from ..fileio import atomic_write_bytes
 from ..languages import LANGUAGE_TAGS
-from . import ByteTableTokenizer, TokenizerError
+from .base import ByteTableTokenizer, TokenizerError
 
 MODEL_FILE = "tokenizer.model"
 EOS_PIECE = "<|endoftext|>"
