@@ -363,6 +363,24 @@ def test_fused_decode_layer_equals_the_graph_path(tiny_config, ms_context, preci
             np.testing.assert_allclose(b.asnumpy(), a.asnumpy(), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("heads", [8, 2, 3])
+def test_fused_decode_attention_over_long_caches(tiny_config, ms_context, heads):
+    """A decode step's attention in the kernel (the AVX-512 path for head sizes of 16 to 256 floats in steps of 16,
+    where the CPU has it; the portable path for the others) against the graph path: head sizes 16, 64 and 42 (hidden
+    128 or 126), rows at positions past 16 so that the 16-wide loops and their tails both run, int8 Linears."""
+    from codegeex_ms.model import CodeGeeX
+    hidden = 126 if heads == 3 else 128
+    cfg = tiny_config.replace(model={"hidden_size": hidden, "num_heads": heads, "ffn_hidden_size": 4 * hidden},
+                              precision={"weight_quant": "int8"})
+    model = random_weights(CodeGeeX(cfg))
+    prompt = np.random.default_rng(2).integers(0, 8000, (2, 40)).astype(np.int32)
+    lengths = np.array([37, 21], np.int32)
+    graph, _ = cached_logits(model, False, prompt, lengths, steps=5, max_len=96)
+    fused, _ = cached_logits(model, True, prompt, lengths, steps=5, max_len=96)
+    np.testing.assert_allclose(fused, graph, rtol=1e-5, atol=1e-6)
+    assert (fused.argmax(-1) == graph.argmax(-1)).all()
+
+
 @pytest.mark.parametrize("precision", [{"activation_quant": "int8", "weight_quant": "int8"},
                                        {"compute_dtype": "float16"}, {"param_dtype": "float16"}])
 def test_fused_decode_only_where_the_kernel_computes_the_same(tiny_config, ms_context, precision):
