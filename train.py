@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from codegeex_ms.cli import ArgumentParser, run
+from codegeex_ms.training.command import main  # imports no MindSpore until a run starts
 
 
 def parse_args(argv=None):
@@ -39,11 +40,6 @@ def parse_args(argv=None):
     p.add_argument("--device", choices=("CPU", "GPU", "Ascend"), help="MindSpore device (default: MindSpore's choice)")
     p.add_argument("--pynative", action="store_true", help="run eagerly (PyNative, train step still jit) to debug")
     return p.parse_args(argv)
-
-
-def main(args) -> int:
-    from codegeex_ms.training.command import main as train_command
-    return train_command(args)
 
 
 if __name__ == "__main__":

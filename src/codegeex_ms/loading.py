@@ -36,9 +36,13 @@ class InferenceModel:
     folder: Path
     tokenizer: object
     context: int                        # positions the model (or the exported graph's cache) holds
-    fixed_batch_size: int | None        # an exported graph's batch (fixed at export); None for a checkpoint
     model: object = None                # a checkpoint's network (None for an exported graph)
     graph: object = None                # an exported graph's Generator (batch and cache fixed at export)
+
+    @property
+    def fixed_batch_size(self) -> int | None:
+        """An exported graph's batch (fixed at export); None for a checkpoint."""
+        return None if self.graph is None else self.graph.batch_size
 
     def generator(self, batch_size: int | None = None, max_len: int | None = None,
                   candidates: int | None = None):
@@ -78,12 +82,12 @@ def load_for_inference(checkpoint: str | os.PathLike | None = None, mindir: str 
         folder = Path(mindir)
         tok = load_tokenizer(folder, tokenizer)
         graph, meta = load_mindir_generator(folder, tok)
-        return InferenceModel(folder, tok, meta["max_len"], meta["batch_size"], graph=graph)
+        return InferenceModel(folder, tok, meta["max_len"], graph=graph)
     from . import checkpoint as checkpoints
     folder = Path(checkpoint)
     tok = load_tokenizer(folder, tokenizer)
     model = checkpoints.load(folder, precision=precision or None)
-    return InferenceModel(folder, tok, model.config.model.max_position_embeddings, None, model=model)
+    return InferenceModel(folder, tok, model.config.model.max_position_embeddings, model=model)
 
 
 def load_mindir_generator(folder: Path, tokenizer=None):

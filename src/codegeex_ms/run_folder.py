@@ -9,6 +9,7 @@ old, checkpoint pruning keeps the old run's later steps, and ``--resume`` then l
 """
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,12 +52,10 @@ class RunFolder:
 
     def recorded_data(self) -> Path | None:
         """The data folder the run was started on (its run record), or None without a record."""
-        import json
         return Path(json.loads(self.record.read_text())["data"]) if self.record.is_file() else None
 
     def write_record(self, data: Path, command: list[str]) -> None:
         """The run record: the data folder (resolved) and the command that started or resumed the run."""
-        import json
         self.path.mkdir(parents=True, exist_ok=True)
         self.record.write_text(json.dumps({"data": str(Path(data).resolve()), "command": command}, indent=2))
 

@@ -250,12 +250,11 @@ void attend_head_avx512(const float *q, const float *keys, const float *values, 
   for (int v = 0; v < V; ++v) _mm512_storeu_ps(out + 16 * v, ctx[v]);
 }
 
-// one (row, head) of a decode step: the AVX-512 path for head sizes of 16 to 256 floats in steps of 16, else the
-// portable one
+// one (row, head) of a decode step: where the matmuls take their AVX-512 path, the AVX-512 one for head sizes of
+// 16 to 256 floats in steps of 16; else the portable one
 void attend_decode(const float *q, const float *keys, const float *values, int64_t pos, int64_t d, float *scores,
                    float *out) {
-  static const bool avx512 = __builtin_cpu_supports("avx512f");
-  if (avx512 && d % 16 == 0) {
+  if (codegeex::avx512_path() && d % 16 == 0) {
     switch (d / 16) {
       case 4: return attend_head_avx512<4>(q, keys, values, pos, scores, out);      // 350M and smaller: 64
       case 8: return attend_head_avx512<8>(q, keys, values, pos, scores, out);      // 13B: 128

@@ -472,6 +472,8 @@ const Path kBestW8A8 = has_vnni() ? Path::vnni : Path::portable;
 }  // namespace
 
 namespace codegeex {
+bool avx512_path() { return kBest == Path::avx512; }
+
 void linear_int8_best(const float *x, const int8_t *w, const float *scale, const float *bias, bool gelu, float *y,
                       int64_t M, int64_t N, int64_t K) {
   run<int8_t>(kBest, x, w, scale, bias, gelu, y, M, N, K);

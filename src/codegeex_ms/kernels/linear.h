@@ -11,6 +11,8 @@ void linear_int8_best(const float *x, const int8_t *w, const float *scale, const
 // y [M, N] = x [M, K] @ w [N, K]^T (+ bias [N]), then the fast GELU with gelu
 void linear_f32_best(const float *x, const float *w, const float *bias, bool gelu, float *y, int64_t M, int64_t N,
                      int64_t K);
+// whether the best path of this CPU (the one linear_*_best take) is the AVX-512 one
+bool avx512_path();
 // y [M, N] = x [M, K] @ w [N, K]^T on the calling thread only (for callers that split the work themselves)
 void matmul_f32_one_thread(const float *x, const float *w, float *y, int64_t M, int64_t N, int64_t K);
 
