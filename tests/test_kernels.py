@@ -341,8 +341,9 @@ def cached_logits(model, fused: bool, prompt: np.ndarray, lengths: np.ndarray, s
     {"weight_quant": "int8", "embedding_quant": "int8", "param_dtype": "float16"},   # quantize --dtype float16
     {"weight_quant": "int8", "param_dtype": "float16"},              # ... --embedding keep: the float16 head kernel
 ])
-def test_fused_decode_layer_equals_the_graph_path(tiny_config, ms_context, precision):
-    """Prefill and decode steps with each layer as one kernel (FusedPrefillStep, FusedDecodeStep, decode_layer.cc)
+def test_fused_decode_stack_equals_the_graph_path(tiny_config, ms_context, precision):
+    """Prefill and decode steps with the transformer stack as one kernel (FusedPrefillStep, FusedDecodeStep,
+    decode_stack.cc)
     against the graph path on the same weights: three rows of different lengths, prefilled whole or in two chunks
     (the graph path chunked too), six greedy steps; logits within float32 rounding, the same tokens, and the keys
     and values the kernel writes into the caches in place equal the graph's scatter."""
@@ -408,7 +409,7 @@ def test_topk_kernel_equals_mindspore_topk_with_ties(ms_context, b, width, vocab
 
 
 def test_fused_decode_refuses_a_position_outside_the_cache(tiny_config, ms_context):
-    """The layer kernel writes the cache at each row's position: one at or past the cache's end is an error
+    """The stack kernel writes the cache at each row's position: one at or past the cache's end is an error
     (MindSpore raises on the kernel's return code), never a write outside the Parameter."""
     from mindspore import Tensor
     from codegeex_ms.generation import CachedCodeGeeX, FusedDecodeStep
@@ -420,7 +421,7 @@ def test_fused_decode_refuses_a_position_outside_the_cache(tiny_config, ms_conte
     sampling = (Tensor(np.zeros((1, engine.sampler.candidates), np.float32)), Tensor(np.ones(1, np.float32)),
                 ints([1]), Tensor(np.full(1, 2.0, np.float32)))
     assert np.isfinite(engine(ints([[1]]), ints([63]), *sampling).asnumpy()).all()
-    with pytest.raises(RuntimeError, match="decode_layer_f32"):
+    with pytest.raises(RuntimeError, match="decode_stack_f32"):
         engine(ints([[1]]), ints([64]), *sampling)
 
 

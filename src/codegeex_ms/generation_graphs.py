@@ -121,15 +121,16 @@ class CachedCodeGeeX(nn.Cell):
 
 
 class FusedDecodeStep(nn.Cell):
-    """``CachedCodeGeeX`` for one token per row (a decode step, same inputs and output, same caches) with each
-    transformer layer one CPU kernel (``kernels.decode_layer_op``: LayerNorms, the six matmuls, attention over the
-    cache, which it extends in place, GELU, residuals), for models with ``fused_decode``.
+    """``CachedCodeGeeX`` for one token per row (a decode step, same inputs and output, same caches) with the whole
+    transformer stack one CPU kernel (``kernels.decode_stack_op``: every layer's LayerNorms, six matmuls, attention
+    over the cache, which it extends in place, GELU and residuals; the final LayerNorm; the top query layer), for
+    models with ``fused_decode``.
 
     A flat Cell: it holds the model's Parameters (the same objects, not copies) and primitives, and no sub-Cell of
     the model: MindSpore's launch of a Cell that reaches into the model's Cells was slower per decode step than the
     same operators in a Cell without them (bench/README.md, "Measurements behind design choices"). The
-    embedding lookup is ``model.lookup``; the final LayerNorm and the head are the model's ops on its Parameters
-    (float32 compute: the only case with ``fused_decode``).
+    embedding lookup is ``model.lookup``; the head is a CPU kernel on the model's word table (float32 compute: the
+    only case with ``fused_decode``).
     """
 
     def __init__(self, cached: CachedCodeGeeX):
@@ -139,20 +140,21 @@ class FusedDecodeStep(nn.Cell):
         m, int8 = model.config.model, model.config.precision.weight_quant == "int8"
         if not model.fused_decode:
             raise ValueError("this model's decode steps cannot run as fused layers (model.fused_decode is False)")
-        per_layer = [layer.decode_parameters() for layer in list(model.layers) + [model.top_query_layer]]
-        self.per_layer, self.num_layers = len(per_layer[0]), m.num_layers
-        self.layer_parameters = ParameterTuple([p for params in per_layer for p in params])
-        self.key_caches, self.value_caches = cached.key_caches, cached.value_caches
-        self.layer_kernel = kernels.decode_layer_op(int8, top=False)
-        self.top_layer_kernel = kernels.decode_layer_op(int8, top=True)
+        # the stack kernel's inputs after the embeddings: each layer's Parameters and caches, the top query layer's
+        # last, then the final LayerNorm's (the order of kernels/decode_stack.cc)
+        layers = list(model.layers) + [model.top_query_layer]
+        final = model.final_layernorm
+        self.stack_parameters = ParameterTuple(
+            [p for i, layer in enumerate(layers)
+             for p in layer.decode_parameters() + [cached.key_caches[i], cached.value_caches[i]]] +
+            [final.weight, final.bias])
+        self.stack_kernel = kernels.decode_stack_op(int8)
         self.constants = Tensor(np.array([m.layernorm_epsilon, m.head_dim ** -0.25], np.float32))
         self.gather = ops.Gather()
         embeddings = model.word_embeddings
         self.word_table, self.word_scale = embeddings.weight, embeddings.weight_scale if embeddings.quantized else None
         self.position_table = model.position_embeddings.weight
         self.top_query_table = model.top_query_embeddings.weight
-        final = model.final_layernorm
-        self.final_norm, self.final_weight, self.final_bias = final.norm, final.weight, final.bias
         # the tied head through the CPU kernels: int8 rows times their scales (as TiedHead), or float32 rows streamed
         # and split over the kernel threads (MindSpore's MatMul read the 350M model's 213 MB float32 table at about
         # half the rate, and its sums depend on the number of rows)
@@ -189,15 +191,8 @@ class FusedDecodeStep(nn.Cell):
         else:
             words = lookup(self.gather, self.word_table, tokens, self.word_scale)
         x = cast(words + lookup(self.gather, self.position_table, position_ids), ms.float32).reshape(b * s, -1)
-        k = self.per_layer
-        for i in range(self.num_layers):                                          # [b * s, h] -> [b * s, h]
-            x = self.layer_kernel(x, x, *self.layer_parameters[i * k:(i + 1) * k], self.key_caches[i],
-                                  self.value_caches[i], positions, self.constants)
-        x, _, _ = self.final_norm(x, cast(self.final_weight, ms.float32), cast(self.final_bias, ms.float32))
         queries = cast(lookup(self.gather, self.top_query_table, position_ids), ms.float32).reshape(b * s, -1)
-        n = self.num_layers
-        return self.top_layer_kernel(x, queries, *self.layer_parameters[n * k:(n + 1) * k], self.key_caches[n],
-                                     self.value_caches[n], positions, self.constants)
+        return self.stack_kernel(x, queries, *self.stack_parameters, positions, self.constants)
 
     def output(self, x, noise, temperature, top_k, top_p):
         """The tied head on x [b, h]: logits [b, V], or the sampled ids [b]."""

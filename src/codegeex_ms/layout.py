@@ -45,8 +45,8 @@ class LinearSpec:
 
 
 # One transformer layer's modules, in forward order, which is also the order of the checkpoint's names and of the
-# CPU decode-layer kernel's inputs (``kernels/decode_layer.cc``: each module's weight[, weight_scale], bias). The
-# top query layer has the same modules.
+# CPU decode kernel's inputs for each layer (``kernels/decode_stack.cc``: each module's weight[, weight_scale], bias).
+# The top query layer has the same modules.
 LAYER_MODULES = (
     LayerNormSpec("input_layernorm"),
     LinearSpec("attention.query", "hidden", "hidden", Split.COLUMN),

@@ -10,8 +10,8 @@ with biases, fast GELU, LayerNorm eps 1e-5, learned absolute positions, a top qu
 from a second learned position table, no LayerNorm after it, logits tied to the word embedding.
 
 On a CPU with the C++ kernels (``codegeex_ms.kernels``) int8 Linears read their int8 weights directly, and a decode
-step may run each layer as one operator (``generation.FusedDecodeStep`` over ``TransformerLayer.decode_parameters``):
-the same maths, to float32 rounding.
+step may run the whole transformer stack as one operator (``generation.FusedDecodeStep`` over each layer's
+``TransformerLayer.decode_parameters``): the same maths, to float32 rounding.
 
 Each Cell declares its ops and their ``.shard()`` strategies in ``__init__`` from one ParallelConfig
 (Megatron layout: q/k/v and MLP-in column-parallel, out-proj and MLP-out row-parallel, vocabulary-parallel
@@ -290,8 +290,8 @@ class MLP(nn.Cell):
 
 
 def fused_decode_supported(cfg: Config) -> bool:
-    """Whether decode steps can run each layer as one CPU kernel (``kernels.decode_layer_op``): float32 compute,
-    LayerNorm and softmax, weight-only int8 or float32 weights, and the kernel library available."""
+    """Whether decode steps can run the transformer stack as one CPU kernel (``kernels.decode_stack_op``): float32
+    compute, LayerNorm and softmax, weight-only int8 or float32 weights, and the kernel library available."""
     p = cfg.precision
     if (p.compute_dtype, p.layernorm_dtype, p.softmax_dtype) != ("float32",) * 3 or p.activation_quant != "none":
         return False
@@ -305,8 +305,8 @@ class TransformerLayer(nn.Cell):
     """Pre-LN layer: ``x += Attn(LN1(x)); x += MLP(LN2(x))``; the residual stream is never normalised.
 
     The top query layer is this same Cell called with ``query_input``. On a CPU with the kernels
-    (``fused_decode_supported``) a decode step runs the whole layer as one operator over ``decode_parameters``
-    (``generation.FusedDecodeStep``).
+    (``fused_decode_supported``) a decode step runs the whole stack of layers as one operator over each layer's
+    ``decode_parameters`` (``generation.FusedDecodeStep``).
     """
 
     def __init__(self, cfg: Config):
@@ -325,7 +325,7 @@ class TransformerLayer(nn.Cell):
         return x + self.mlp_dropout(self.mlp(self.post_attention_layernorm(x)))
 
     def decode_parameters(self) -> list:
-        """This layer's Parameters in the order the decode-layer kernel takes them (``kernels/decode_layer.cc``):
+        """This layer's Parameters in the order the decode kernel takes them (``kernels/decode_stack.cc``):
         its modules in ``LAYER_MODULES`` order, each module's weight[, weight_scale], bias."""
         params = []
         for spec in LAYER_MODULES:

@@ -1,6 +1,6 @@
 """CPU kernels run inside MindSpore graphs through ``ops.Custom(func_type="aot")``: the int8/float32 Linears
-(``linear.cc``), a whole transformer layer for one decode step (``decode_layer.cc``) and the sampler's top-k
-(``topk.cc``).
+(``linear.cc``), the whole transformer stack for a decode step or prefill chunk (``decode_stack.cc``) and the
+sampler's top-k (``topk.cc``).
 
 MindSpore (2.9 and 2.10, checked) has no CPU int8 matmul (int8 x int8 wraps mod 256, fp32 x int8 is a
 TypeError, the quantized matmul ops are Ascend-only), so the weight-only int8 Linear used to cast its weight to
@@ -23,7 +23,7 @@ import warnings
 from functools import lru_cache
 from pathlib import Path
 
-SOURCES = tuple(Path(__file__).with_name(name) for name in ("linear.cc", "decode_layer.cc", "topk.cc", "threads.cc"))
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("linear.cc", "decode_stack.cc", "topk.cc", "threads.cc"))
 HEADERS = tuple(Path(__file__).with_name(name) for name in ("linear.h", "threads.h"))
 PATHS = ("avx512", "avx2", "portable")
 FEATURES = ("avx512f", "avx512bw", "avx512_vnni", "avx2", "fma", "f16c")
@@ -161,18 +161,18 @@ def quantized_linear_op(int8_activations: bool, gelu: bool = False):
     return int8_linear_op(gelu=gelu)
 
 
-def decode_layer_op(int8: bool, top: bool):
-    """``ops.Custom``: one transformer layer for one decode token per row (see ``decode_layer.cc`` for the inputs),
-    writing the token's key and value into the two cache Parameters it is given (marked as a memory side effect,
-    so MindSpore orders it like its own in-place ops); ``top``: the top query layer (queries from its own input).
-    None when the kernels are not available."""
+def decode_stack_op(int8: bool):
+    """``ops.Custom``: the transformer stack (every layer, the final LayerNorm, the top query layer) for a decode
+    step or a prefill chunk (see ``decode_stack.cc`` for the inputs), writing each token's key and value into the
+    cache Parameters it is given (marked as a memory side effect, so MindSpore orders it like its own in-place
+    ops). None when the kernels are not available."""
     import mindspore as ms
     from mindspore import ops
     lib = library()
     if lib is None:
         return None
-    op = ops.Custom(f"{lib}:decode_{'top_' if top else ''}layer_{'int8' if int8 else 'f32'}",
-                    out_shape=lambda x, *rest: x, out_dtype=lambda *dtypes: ms.float32, func_type="aot")
+    op = ops.Custom(f"{lib}:decode_stack_{'int8' if int8 else 'f32'}", out_shape=lambda x, *rest: x,
+                    out_dtype=lambda *dtypes: ms.float32, func_type="aot")
     op.add_prim_attr("side_effect_mem", True)
     return op
 

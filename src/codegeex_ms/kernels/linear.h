@@ -1,4 +1,4 @@
-// The matmuls of linear.cc for the other kernels of this library (decode_layer.cc): the best path this CPU
+// The matmuls of linear.cc for the other kernels of this library (decode_stack.cc): the best path this CPU
 // supports, the weight rows split over the thread pool (threads.h) as its own entry points do.
 #pragma once
 #include <cstdint>

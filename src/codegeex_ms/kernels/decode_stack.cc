@@ -1,7 +1,10 @@
-// One whole CodeGeeX transformer layer for a decode step or a prefill chunk, as one ops.Custom(func_type="aot") call.
+// The CodeGeeX transformer stack for a decode step or a prefill chunk, as one ops.Custom(func_type="aot") call: every
+// layer, the final LayerNorm and the top query layer.
 //
 // A batch-1 decode step of the 350M model ran 473 MindSpore operators, and MindSpore's CPU runtime spends about
-// 20 us between two of them: 11 ms of a 36 ms step. This kernel does the layer's work in one call:
+// 20 us between two of them: 11 ms of a 36 ms step. One call per layer still left about 21 us between two layers'
+// calls, and the step in the graph took 1.4-1.9 ms more than the same kernels called back to back from ctypes; so
+// the whole stack is one call. Each layer:
 //
 //   h   = LayerNorm1(x)
 //   q   = (top ? query_input : h) @ Wq^T + bq;  k = h @ Wk^T + bk;  v = h @ Wv^T + bv       (int8 or float32 weights)
@@ -11,6 +14,9 @@
 //   x  += ctx @ Wo^T + bo
 //   x  += gelu(LayerNorm2(x) @ W1^T + b1) @ W2^T + b2                     (fast GELU: y * sigmoid(1.702 y))
 //
+// and between the last layer and the top query layer (whose queries come from the top query embedding, its keys,
+// values and residual from the normalised stream) x = FinalLayerNorm(x).
+//
 // The same maths as the graph's path (model.py) in float32 up to summation order: the graph adds -10000 to the
 // scores of positions after pos[r], whose exp is exactly 0 in float32, so skipping them changes nothing.
 //
@@ -18,15 +24,18 @@
 // cache row, at consecutive positions: every row's key and value are in the cache before any row attends, so a
 // row sees the chunk's earlier tokens and, through the mask of positions, none of its later ones.
 //
-// Inputs, in the order of the layer table (layout.LAYER_MODULES; the Linears' scale tensors only in the int8
-// entries; LayerNorm parameters and biases float32 or float16):
-//   x [b * s, h], query_input [b * s, h] (read by the top-layer entries only), ln1 weight [h], ln1 bias [h],
-//   query, key, value, dense: weight [h, h] (int8 with scale [h], or float32), bias [h],
-//   ln2 weight [h], ln2 bias [h], dense_h_to_4h: weight [f, h] (+ scale [f]), bias [f],
-//   dense_4h_to_h: weight [h, f] (+ scale [h]), bias [h], key_cache [b, n, L, d] float32, value_cache (the same),
-//   positions [b * s] int32 (where each row's token goes, < L), constants [2] float32 (LayerNorm eps, d^-1/4)
-// Output: the layer's output [b * s, h] float32. Returns non-zero (MindSpore raises) on shapes it cannot take, a
-// position outside the cache, or a chunk whose rows' positions are not consecutive.
+// Inputs (LayerNorm parameters and biases float32 or float16):
+//   x [b * s, h] (the embeddings), top_queries [b * s, h] (the top query embedding),
+//   then for each layer, the top query layer last, its Parameters in the order of the layer table
+//   (layout.LAYER_MODULES; the Linears' scale tensors only in the int8 entry):
+//     ln1 weight [h], ln1 bias [h], query, key, value, dense: weight [h, h] (int8 with scale [h], or float32),
+//     bias [h], ln2 weight [h], ln2 bias [h], dense_h_to_4h: weight [f, h] (+ scale [f]), bias [f],
+//     dense_4h_to_h: weight [h, f] (+ scale [h]), bias [h],
+//   and its key_cache [b, n, L, d] float32, value_cache (the same);
+//   final LayerNorm weight [h], bias [h], positions [b * s] int32 (where each row's token goes, < L),
+//   constants [2] float32 (LayerNorm eps, d^-1/4)
+// Output: the top query layer's output [b * s, h] float32. Returns non-zero (MindSpore raises) on shapes it cannot
+// take, a position outside the cache, or a chunk whose rows' positions are not consecutive.
 //
 // Attention: a decode step attends per (row, head), a dot product per cached position; a chunk attends per (cache
 // row, head) through two matmuls of the linear kernels, as the graph's batched matmuls do (one query row at a time
@@ -297,96 +306,132 @@ void attend_chunk(const float *q, int64_t stride, const float *keys, const float
   for (int64_t i = 0; i < s; ++i) std::memcpy(out + i * stride, context.data() + i * d, d * sizeof(float));
 }
 
+// One layer's inputs (the layer table's Parameters, then its key and value caches) and its maths.
 template <typename W>
-int decode_layer(bool top, int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
-  constexpr int kInt8Inputs = 28, kF32Inputs = 22;
-  if (nparam != (sizeof(W) == 1 ? kInt8Inputs : kF32Inputs) + 1) return 1;
+struct Layer {
+  Vector ln1_w, ln1_b, ln2_w, ln2_b;
+  Linear<W> query, key, value, dense, fc1, fc2;
+  float *key_cache = nullptr, *value_cache = nullptr;
+  int64_t heads = 0, length = 0, head_dim = 0, cache_rows = 0;
+
+  // reads the inputs in.index onwards; false on a shape that does not fit h and b rows
+  bool read(Inputs &in, int64_t h, int64_t b) {
+    read_vector(in, h, ln1_w);
+    read_vector(in, h, ln1_b);
+    query.read(in, h, h);
+    key.read(in, h, h);
+    value.read(in, h, h);
+    dense.read(in, h, h);
+    read_vector(in, h, ln2_w);
+    read_vector(in, h, ln2_b);
+    const int64_t f = in.dim(in.index, 0);
+    fc1.read(in, f, h);
+    fc2.read(in, h, f);
+    const int kc = in.index;
+    key_cache = static_cast<float *>(in.next(4));
+    value_cache = static_cast<float *>(in.next(4));
+    if (!in.ok) return false;
+    cache_rows = in.dim(kc, 0), heads = in.dim(kc, 1), length = in.dim(kc, 2), head_dim = in.dim(kc, 3);
+    return cache_rows >= 1 && b % cache_rows == 0 && heads * head_dim == h &&
+           std::memcmp(in.shapes[kc], in.shapes[kc + 1], 4 * sizeof(int64_t)) == 0 &&
+           std::strcmp(in.dtypes[kc], "float32") == 0 && std::strcmp(in.dtypes[kc + 1], "float32") == 0;
+  }
+
+  // y [b, h] = the layer on x [b, h] (queries from query_input in the top layer); y may be x
+  void run(bool top, const float *x, const float *query_input, float *y, const int32_t *positions, int64_t b,
+           int64_t h, float eps, float scale) const {
+    const int64_t n = heads, L = length, d = head_dim, f = fc1.out, s = b / cache_rows;
+    thread_local std::vector<float> normed, q, k, v, ctx, attn, wide;
+    normed.resize(b * h), q.resize(b * h), k.resize(b * h), v.resize(b * h), ctx.resize(b * h), attn.resize(b * h);
+    wide.resize(b * f);
+
+    layer_norm(x, ln1_w.data, ln1_b.data, eps, normed.data(), b, h);
+    query.apply(top ? query_input : normed.data(), q.data(), b, false);
+    key.apply(normed.data(), k.data(), b, false);
+    value.apply(normed.data(), v.data(), b, false);
+
+    for (int64_t r = 0; r < b; ++r) {                  // scale q and k; the new key and value go into the caches
+      const int64_t pos = positions[r], c = r / s;
+      for (int64_t head = 0; head < n; ++head) {
+        const int64_t off = r * h + head * d, at = ((c * n + head) * L + pos) * d;
+        for (int64_t i = 0; i < d; ++i) {
+          q[off + i] *= scale;
+          key_cache[at + i] = k[off + i] * scale;
+          value_cache[at + i] = v[off + i];
+        }
+      }
+    }
+    const float *qs = q.data();
+    float *context = ctx.data();
+    if (s == 1) {
+      codegeex::parallel_for(b * n, [&](int64_t begin, int64_t end) {     // (row, head) pairs over the threads
+        thread_local std::vector<float> scores;
+        scores.resize(L);
+        for (int64_t pair = begin; pair < end; ++pair) {
+          const int64_t r = pair / n, head = pair % n, off = r * h + head * d, cache = (r * n + head) * L * d;
+          attend_decode(qs + off, key_cache + cache, value_cache + cache, positions[r], d, scores.data(),
+                        context + off);
+        }
+      });
+    } else {
+      codegeex::parallel_for(cache_rows * n, [&](int64_t begin, int64_t end) {   // (cache row, head) pairs
+        for (int64_t pair = begin; pair < end; ++pair) {
+          const int64_t c = pair / n, head = pair % n, cache = pair * L * d;
+          attend_chunk(qs + c * s * h + head * d, h, key_cache + cache, value_cache + cache, positions[c * s], s, d,
+                       context + c * s * h + head * d);
+        }
+      });
+    }
+
+    dense.apply(ctx.data(), attn.data(), b, false);
+    for (int64_t i = 0; i < b * h; ++i) y[i] = x[i] + attn[i];                   // the residual after attention
+    layer_norm(y, ln2_w.data, ln2_b.data, eps, normed.data(), b, h);
+    fc1.apply(normed.data(), wide.data(), b, true);
+    fc2.apply(wide.data(), attn.data(), b, false);
+    for (int64_t i = 0; i < b * h; ++i) y[i] += attn[i];                         // and after the MLP
+  }
+};
+
+// The whole stack (see the top of this file for the inputs): the layers in turn on one residual stream, the final
+// LayerNorm, then the top query layer into the output.
+template <typename W>
+int decode_stack(int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes) {
+  constexpr int kBlock = sizeof(W) == 1 ? 24 : 18;    // a layer's inputs: the layer table's Parameters, two caches
+  const int blocks = (nparam - 7) / kBlock;
+  if (nparam < 7 + 2 * kBlock || (nparam - 7) % kBlock != 0) return 1;
   Inputs in{params, ndims, shapes, dtypes};
   const float *x = static_cast<const float *>(in.next(2));
   const int64_t b = shapes[0][0], h = shapes[0][1];
-  const float *query_input = static_cast<const float *>(in.next(2));
+  const float *top_queries = static_cast<const float *>(in.next(2));
   if (shapes[1][0] != b || shapes[1][1] != h) return 1;
-  Vector ln1_w, ln1_b, ln2_w, ln2_b;
-  read_vector(in, h, ln1_w);
-  read_vector(in, h, ln1_b);
-  Linear<W> query, key, value, dense, fc1, fc2;
-  query.read(in, h, h);
-  key.read(in, h, h);
-  value.read(in, h, h);
-  dense.read(in, h, h);
-  read_vector(in, h, ln2_w);
-  read_vector(in, h, ln2_b);
-  const int64_t f = shapes[in.index][0];
-  fc1.read(in, f, h);
-  fc2.read(in, h, f);
-  const int kc = in.index;
-  float *key_cache = static_cast<float *>(in.next(4));
-  float *value_cache = static_cast<float *>(in.next(4));
+  std::vector<Layer<W>> layers(blocks);
+  for (auto &layer : layers)
+    if (!layer.read(in, h, b) || layer.length != layers[0].length) return 1;
+  Vector final_w, final_b;
+  read_vector(in, h, final_w);
+  read_vector(in, h, final_b);
+  const int pi = in.index;
   const int32_t *positions = static_cast<const int32_t *>(in.next(1));
   const float *constants = static_cast<const float *>(in.next(1));
-  if (!in.ok) return 1;
-  const int64_t n = shapes[kc][1], L = shapes[kc][2], d = shapes[kc][3];
-  const int64_t cache_rows = shapes[kc][0];
-  if (cache_rows < 1 || b % cache_rows != 0 || n * d != h ||
-      std::memcmp(shapes[kc], shapes[kc + 1], 4 * sizeof(int64_t)) != 0 || shapes[kc + 2][0] != b ||
-      shapes[kc + 3][0] != 2)
-    return 1;
-  const int64_t s = b / cache_rows;                   // rows per cache row: 1 in a decode step
+  if (!in.ok || shapes[pi][0] != b || shapes[pi + 1][0] != 2) return 1;
+  const int64_t cache_rows = layers[0].cache_rows, s = b / cache_rows;   // rows per cache row: 1 in a decode step
+  for (const auto &layer : layers)
+    if (layer.cache_rows != cache_rows) return 1;
   for (int64_t r = 0; r < b; ++r)
-    if (positions[r] < 0 || positions[r] >= L) return 2;
+    if (positions[r] < 0 || positions[r] >= layers[0].length) return 2;
+  for (int64_t c = 0; c < cache_rows; ++c)              // a chunk's rows hold consecutive positions
+    for (int64_t i = 1; i < s; ++i)
+      if (positions[c * s + i] != positions[c * s] + i) return 3;
   const float eps = constants[0], scale = constants[1];
   float *y = static_cast<float *>(params[nparam - 1]);
 
-  thread_local std::vector<float> normed, q, k, v, ctx, attn, wide;
-  normed.resize(b * h), q.resize(b * h), k.resize(b * h), v.resize(b * h), ctx.resize(b * h), attn.resize(b * h);
-  wide.resize(b * f);
-
-  layer_norm(x, ln1_w.data, ln1_b.data, eps, normed.data(), b, h);
-  query.apply(top ? query_input : normed.data(), q.data(), b, false);
-  key.apply(normed.data(), k.data(), b, false);
-  value.apply(normed.data(), v.data(), b, false);
-
-  for (int64_t r = 0; r < b; ++r) {                  // scale q and k; the new key and value go into the caches
-    const int64_t pos = positions[r], c = r / s;
-    for (int64_t head = 0; head < n; ++head) {
-      const int64_t off = r * h + head * d, at = ((c * n + head) * L + pos) * d;
-      for (int64_t i = 0; i < d; ++i) {
-        q[off + i] *= scale;
-        key_cache[at + i] = k[off + i] * scale;
-        value_cache[at + i] = v[off + i];
-      }
-    }
-  }
-  const float *qs = q.data();
-  float *context = ctx.data();
-  if (s == 1) {
-    codegeex::parallel_for(b * n, [&](int64_t begin, int64_t end) {     // (row, head) pairs over the threads
-      thread_local std::vector<float> scores;
-      scores.resize(L);
-      for (int64_t pair = begin; pair < end; ++pair) {
-        const int64_t r = pair / n, head = pair % n, off = r * h + head * d, cache = (r * n + head) * L * d;
-        attend_decode(qs + off, key_cache + cache, value_cache + cache, positions[r], d, scores.data(), context + off);
-      }
-    });
-  } else {
-    for (int64_t c = 0; c < cache_rows; ++c)            // a chunk's rows hold consecutive positions
-      for (int64_t i = 1; i < s; ++i)
-        if (positions[c * s + i] != positions[c * s] + i) return 3;
-    codegeex::parallel_for(cache_rows * n, [&](int64_t begin, int64_t end) {   // (cache row, head) pairs
-      for (int64_t pair = begin; pair < end; ++pair) {
-        const int64_t c = pair / n, head = pair % n, cache = pair * L * d;
-        attend_chunk(qs + c * s * h + head * d, h, key_cache + cache, value_cache + cache, positions[c * s], s, d,
-                     context + c * s * h + head * d);
-      }
-    });
-  }
-
-  dense.apply(ctx.data(), attn.data(), b, false);
-  for (int64_t i = 0; i < b * h; ++i) y[i] = x[i] + attn[i];                   // the residual after attention
-  layer_norm(y, ln2_w.data, ln2_b.data, eps, normed.data(), b, h);
-  fc1.apply(normed.data(), wide.data(), b, true);
-  fc2.apply(wide.data(), attn.data(), b, false);
-  for (int64_t i = 0; i < b * h; ++i) y[i] += attn[i];                         // and after the MLP
+  thread_local std::vector<float> stream, normed;
+  stream.assign(x, x + b * h);
+  normed.resize(b * h);
+  for (int i = 0; i + 1 < blocks; ++i)
+    layers[i].run(false, stream.data(), nullptr, stream.data(), positions, b, h, eps, scale);
+  layer_norm(stream.data(), final_w.data, final_b.data, eps, normed.data(), b, h);
+  layers.back().run(true, normed.data(), top_queries, y, positions, b, h, eps, scale);
   return 0;
 }
 
@@ -394,8 +439,6 @@ int decode_layer(bool top, int nparam, void **params, int *ndims, int64_t **shap
 
 #define AOT_ARGS int nparam, void **params, int *ndims, int64_t **shapes, const char **dtypes, void *stream, void *extra
 extern "C" {
-int decode_layer_int8(AOT_ARGS) { return decode_layer<int8_t>(false, nparam, params, ndims, shapes, dtypes); }
-int decode_top_layer_int8(AOT_ARGS) { return decode_layer<int8_t>(true, nparam, params, ndims, shapes, dtypes); }
-int decode_layer_f32(AOT_ARGS) { return decode_layer<float>(false, nparam, params, ndims, shapes, dtypes); }
-int decode_top_layer_f32(AOT_ARGS) { return decode_layer<float>(true, nparam, params, ndims, shapes, dtypes); }
+int decode_stack_int8(AOT_ARGS) { return decode_stack<int8_t>(nparam, params, ndims, shapes, dtypes); }
+int decode_stack_f32(AOT_ARGS) { return decode_stack<float>(nparam, params, ndims, shapes, dtypes); }
 }
