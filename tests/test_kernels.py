@@ -393,19 +393,40 @@ def test_fused_decode_only_where_the_kernel_computes_the_same(tiny_config, ms_co
         assert not CodeGeeX(tiny_config).fused_decode
 
 
-@pytest.mark.parametrize("b, width, vocab, k", [(1, 52224, 50400, 1024), (3, 300, 257, 1), (2, 64, 64, 64),
-                                                (8, 1000, 999, 17)])
-def test_topk_kernel_equals_mindspore_topk_with_ties(ms_context, b, width, vocab, k):
-    """The sampler's top-k kernel (topk.cc) against ops.topk on the first ``vocab`` columns: the same values and
-    indices, ties (equal logits) ordered by index as MindSpore orders them."""
-    from mindspore import Tensor, ops
-    x = np.random.default_rng(k).standard_normal((b, width)).astype(np.float32)
-    x[0, 3:9] = x[0, 20]                                           # ties, inside the top k or across its edge
+@pytest.mark.parametrize("b, width, vocab, k", [(6, 52224, 50400, 1024), (3, 300, 257, 1), (8, 64, 64, 64),
+                                                (16, 1000, 999, 17)])
+def test_sampler_kernel_draws_what_the_mindspore_sampler_draws(ms_context, b, width, vocab, k):
+    """The sampler kernel (sampler.cc) against the Sampler's MindSpore path on the same logits and noise: the same
+    ids for greedy rows (equal logits: the lowest index, as MindSpore's TopK orders ties), temperature, top-k and
+    top-p rows; padding columns never drawn."""
+    from mindspore import Tensor
+    from codegeex_ms.generation import Sampler
+    rng = np.random.default_rng(k)
+    x = (3 * rng.standard_normal((b, width))).astype(np.float32)
+    x[0, 3:9] = x[0].max() + 1                                     # ties at the top of a greedy row
     x[:, vocab:] = 100.0                                           # padding columns never count
-    values, indices = kernels.topk_op(k)(Tensor(x), Tensor(np.array([vocab], np.int32)))
-    want_values, want_indices = ops.topk(Tensor(x[:, :vocab]), k)
-    np.testing.assert_array_equal(values.asnumpy(), want_values.asnumpy())
-    np.testing.assert_array_equal(indices.asnumpy(), want_indices.asnumpy())
+    noise = rng.uniform(1e-6, 1.0, (b, k)).astype(np.float32)
+    noise[0] = np.exp(-1.0)                                        # the greedy noise
+    temperature = rng.uniform(0.3, 1.5, b).astype(np.float32)
+    top_k = rng.integers(1, k + 1, b).astype(np.int32)
+    top_p = rng.choice(np.array([0.5, 0.9, 0.95, 2.0], np.float32), b)
+    temperature[0], top_k[0], top_p[0] = 1.0, 1, 2.0
+    top_k[1::2] = 1                                                # top-1 under random noise: the highest logit
+    inputs = [Tensor(a) for a in (x, noise, temperature, top_k, top_p)]
+    fused = Sampler(vocab, k)
+    assert fused.kernel is not None
+    with kernels.disabled():
+        graph = Sampler(vocab, k)
+    assert graph.kernel is None
+    ids, want = fused(*inputs).asnumpy(), graph(*inputs).asnumpy()
+    # MindSpore's TopK orders equal values by index except with k = 1 (it picked index 5 of 3..8 here): the tied
+    # greedy row is compared only where it does
+    compared = slice(1 if k == 1 else 0, None)
+    np.testing.assert_array_equal(ids[compared], want[compared])
+    assert ids[0] == 3 and (ids < vocab).all()
+    np.testing.assert_array_equal(ids[1::2], x[1::2, :vocab].argmax(-1))
+    if k > 1:                                                      # draws differ between rows: not all greedy
+        assert len(set(ids.tolist())) > 1
 
 
 def test_fused_decode_refuses_a_position_outside_the_cache(tiny_config, ms_context):

@@ -1,6 +1,6 @@
 """CPU kernels run inside MindSpore graphs through ``ops.Custom(func_type="aot")``: the int8/float32 Linears
 (``linear.cc``), the whole transformer stack for a decode step or prefill chunk (``decode_stack.cc``) and the
-sampler's top-k (``topk.cc``).
+sampler (``sampler.cc``).
 
 MindSpore (2.9 and 2.10, checked) has no CPU int8 matmul (int8 x int8 wraps mod 256, fp32 x int8 is a
 TypeError, the quantized matmul ops are Ascend-only), so the weight-only int8 Linear used to cast its weight to
@@ -23,7 +23,7 @@ import warnings
 from functools import lru_cache
 from pathlib import Path
 
-SOURCES = tuple(Path(__file__).with_name(name) for name in ("linear.cc", "decode_stack.cc", "topk.cc", "threads.cc"))
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("linear.cc", "decode_stack.cc", "sampler.cc", "threads.cc"))
 HEADERS = tuple(Path(__file__).with_name(name) for name in ("linear.h", "threads.h"))
 PATHS = ("avx512", "avx2", "portable")
 FEATURES = ("avx512f", "avx512bw", "avx512_vnni", "avx2", "fma", "f16c")
@@ -177,14 +177,14 @@ def decode_stack_op(int8: bool):
     return op
 
 
-def topk_op(k: int):
-    """``ops.Custom``: (logits [b, V'] float32, vocab [1] int32) -> (values [b, k] float32, indices [b, k] int32):
-    the k highest of the first ``vocab`` logits of each row, value descending, ties by index ascending (as
-    ``ops.topk``); None when the kernels are not available."""
+def sampler_op():
+    """``ops.Custom``: (logits [b, V'] float32, vocab [1] int32, noise [b, K] float32, temperature [b] float32,
+    top_k [b] int32, top_p [b] float32) -> token ids [b] int32: ``generation_graphs.Sampler``'s maths in one call
+    (see ``sampler.cc``); None when the kernels are not available."""
     import mindspore as ms
     from mindspore import ops
     lib = library()
     if lib is None:
         return None
-    return ops.Custom(f"{lib}:topk_rows", out_shape=lambda logits, vocab: ((logits[0], k), (logits[0], k)),
-                      out_dtype=lambda *dtypes: (ms.float32, ms.int32), func_type="aot")
+    return ops.Custom(f"{lib}:sample_rows", out_shape=lambda logits, *rest: (logits[0],),
+                      out_dtype=lambda *dtypes: ms.int32, func_type="aot")

@@ -1,6 +1,6 @@
 // The kernels' thread pool: the calling thread and CODEGEEX_KERNEL_THREADS - 1 workers (default: the cores this
 // process may run on, at most 8). linear.cc splits the weight rows of each matmul over it; decode_stack.cc the
-// (row, head) pairs of attention; topk.cc the rows.
+// (row, head) pairs of attention; sampler.cc the rows.
 //
 // MindSpore calls the kernels from its own worker threads, so the pool's threads must not spin-wait for long
 // (OpenMP's default fights MindSpore's pool): they poll briefly after a call, then sleep (Pool below).
