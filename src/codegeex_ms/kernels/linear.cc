@@ -107,9 +107,19 @@ __attribute__((target("avx512f,avx512bw"))) inline __m512 load16(const int8_t *p
   return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i *>(p))));
 }
 
+// Prefetch a line of weights. Where the call reads each weight line once (one block of rows of x: batch-1 and small
+// batched decode steps), non-temporally: streaming the layers' weights then does not evict the activations, the KV
+// cache, or the framework's own data, which MindSpore's runtime touches between two kernels (a decode step was
+// faster so, and its time outside the kernels shorter: bench/README.md, "Measurements behind design choices").
+// Where later blocks of rows read the line again (prefill, larger batches), into every level.
+template <bool kOnce>
+inline void prefetch_weights(const void *line) {
+  _mm_prefetch(static_cast<const char *>(line), kOnce ? _MM_HINT_NTA : _MM_HINT_T0);
+}
+
 // one weight row with one row of x: four independent accumulators over 64 elements per step, so that the
 // loads and conversions of the next step overlap the FMAs of this one (a chain per row would be latency-bound)
-template <typename W, int MR>
+template <typename W, int MR, bool kOnce>
 __attribute__((target("avx512f,avx512bw")))
 void block_avx512(const float *x, const W *w, const float *scale, float *y, int64_t N, int64_t K, int64_t m0,
                   int64_t n0, int64_t nr) {
@@ -121,7 +131,7 @@ void block_avx512(const float *x, const W *w, const float *scale, float *y, int6
   int64_t k = 0;
   for (; k + 16 <= K; k += 16) {
     if (k * sizeof(W) % 64 == 0)   // the weight rows two blocks ahead, a line at a time (batch-8 layers 1.6x faster)
-      for (int j = 0; j < NR; ++j) _mm_prefetch(reinterpret_cast<const char *>(wr[j] + 2 * NR * K + k), _MM_HINT_T0);
+      for (int j = 0; j < NR; ++j) prefetch_weights<kOnce>(wr[j] + 2 * NR * K + k);
     __m512 wv[NR];
     for (int j = 0; j < NR; ++j) wv[j] = load16(wr[j] + k);
     for (int i = 0; i < MR; ++i) {
@@ -152,10 +162,17 @@ void rows_avx512(const float *x, const W *w, const float *scale, float *y, int64
     for (int64_t n0 = n_begin; n0 < n_end; n0 += NR) {
       int64_t nr = std::min(NR, n_end - n0);
       int64_t m = mt;
-      for (; m + 4 <= mt_end; m += 4) block_avx512<W, 4>(x, w, scale, y, N, K, m, n0, nr);
-      if (mt_end - m == 3) block_avx512<W, 3>(x, w, scale, y, N, K, m, n0, nr);
-      else if (mt_end - m == 2) block_avx512<W, 2>(x, w, scale, y, N, K, m, n0, nr);
-      else if (mt_end - m == 1) block_avx512<W, 1>(x, w, scale, y, N, K, m, n0, nr);
+      if (M <= 4) {                                   // one block of rows: each weight line is read once
+        if (M == 4) block_avx512<W, 4, true>(x, w, scale, y, N, K, m, n0, nr);
+        else if (M == 3) block_avx512<W, 3, true>(x, w, scale, y, N, K, m, n0, nr);
+        else if (M == 2) block_avx512<W, 2, true>(x, w, scale, y, N, K, m, n0, nr);
+        else block_avx512<W, 1, true>(x, w, scale, y, N, K, m, n0, nr);
+        continue;
+      }
+      for (; m + 4 <= mt_end; m += 4) block_avx512<W, 4, false>(x, w, scale, y, N, K, m, n0, nr);
+      if (mt_end - m == 3) block_avx512<W, 3, false>(x, w, scale, y, N, K, m, n0, nr);
+      else if (mt_end - m == 2) block_avx512<W, 2, false>(x, w, scale, y, N, K, m, n0, nr);
+      else if (mt_end - m == 1) block_avx512<W, 1, false>(x, w, scale, y, N, K, m, n0, nr);
     }
   }
 }
@@ -178,7 +195,7 @@ __attribute__((target("avx2,fma,f16c"))) inline float hsum8(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-template <typename W, int MR>
+template <typename W, int MR, bool kOnce>
 __attribute__((target("avx2,fma,f16c")))
 void block_avx2(const float *x, const W *w, const float *scale, float *y, int64_t N, int64_t K, int64_t m0,
                 int64_t n0, int64_t nr) {
@@ -190,7 +207,7 @@ void block_avx2(const float *x, const W *w, const float *scale, float *y, int64_
   int64_t k = 0;
   for (; k + 8 <= K; k += 8) {
     if (k * sizeof(W) % 64 == 0)   // the weight rows two blocks ahead, as block_avx512
-      for (int j = 0; j < NR; ++j) _mm_prefetch(reinterpret_cast<const char *>(wr[j] + 2 * NR * K + k), _MM_HINT_T0);
+      for (int j = 0; j < NR; ++j) prefetch_weights<kOnce>(wr[j] + 2 * NR * K + k);
     __m256 wv[NR];
     for (int j = 0; j < NR; ++j) wv[j] = load8(wr[j] + k);
     for (int i = 0; i < MR; ++i) {
@@ -219,8 +236,13 @@ void rows_avx2(const float *x, const W *w, const float *scale, float *y, int64_t
     for (int64_t n0 = n_begin; n0 < n_end; n0 += NR) {
       int64_t nr = std::min(NR, n_end - n0);
       int64_t m = mt;
-      for (; m + 2 <= mt_end; m += 2) block_avx2<W, 2>(x, w, scale, y, N, K, m, n0, nr);
-      for (; m < mt_end; ++m) block_avx2<W, 1>(x, w, scale, y, N, K, m, n0, nr);
+      if (M <= 2) {                                   // one block of rows: each weight line is read once
+        if (M == 2) block_avx2<W, 2, true>(x, w, scale, y, N, K, m, n0, nr);
+        else block_avx2<W, 1, true>(x, w, scale, y, N, K, m, n0, nr);
+        continue;
+      }
+      for (; m + 2 <= mt_end; m += 2) block_avx2<W, 2, false>(x, w, scale, y, N, K, m, n0, nr);
+      for (; m < mt_end; ++m) block_avx2<W, 1, false>(x, w, scale, y, N, K, m, n0, nr);
     }
   }
 }
