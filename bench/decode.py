@@ -3,8 +3,10 @@
     python bench/decode.py [--config codegeex_350m] [--prompt-tokens 64] [--new-tokens 64] [--batch 1 8]
 
 Sides, greedy, on the CPU: ours fp32; ours int8 (``quantize``'s default: weight-only int8 Linears and word
-embedding/head, the CPU kernels); ours int8 with the fp32 head (``quantize --embedding keep``: the same work as the
-torch peer, which keeps its head in fp32); the reference ``codegeex==1.0`` ``CodeGeeXModel`` with its growing
+embedding/head, the CPU kernels); ours int8 with the fp32 head (``quantize --embedding keep``: the torch peer keeps
+its head in fp32 too; ours reads it through an int8 copy first and computes in fp32 only the rows the sampler can
+draw, so its draws are the whole fp32 head's with about the int8 head's bytes, which its bytes per token count); the
+reference ``codegeex==1.0`` ``CodeGeeXModel`` with its growing
 ``layer_past`` cache in fp32; the reference after ``torch.ao.quantization.quantize_dynamic(model, {nn.Linear},
 dtype=torch.qint8)`` (int8 weights and int8 activations in its Linears); ours int8 with int8 activations too
 (``precision.activation_quant: int8``, the AVX-512 VNNI kernel); llama.cpp Q8_0 and F32 (``bench/llamacpp.py``: a
@@ -221,7 +223,7 @@ def run_rounds(work: Path, args, cfg) -> None:
     prepare(work, args)
     params = count_parameters(m)
     nbytes = {"ours fp32": params * 4, "reference fp32": params * 4, "ours int8": quantized_bytes(m),
-              W8A8: quantized_bytes(m), FP32_HEAD: quantized_bytes(m, False),
+              W8A8: quantized_bytes(m), FP32_HEAD: quantized_bytes(m),      # its head read through an int8 copy
               "reference + torch int8": quantized_bytes(m, False)}
     if LLAMA_Q8 in args.sides or LLAMA_F32 in args.sides:
         from llamacpp import weight_bytes_per_token

@@ -34,6 +34,16 @@ STATE_FILE = "state.json"              # and the step / data position
 FORMAT = "codegeex-ms"
 
 
+def quantize_rows(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``[out, in]`` float -> (int8 ``[out, in]``, float32 scale ``[out]``), symmetric per-row absmax: the int8
+    format of our checkpoints (``scale = max |row| / 127``, ``q = rint(row / scale)``, so ``|row - scale q| <=
+    scale / 2`` elementwise, to float32 rounding)."""
+    w = weight.astype(np.float32)
+    absmax = np.abs(w).max(axis=1)
+    scale = np.where(absmax > 0, absmax / 127.0, 1.0).astype(np.float32)
+    return np.clip(np.rint(w / scale[:, None]), -127, 127).astype(np.int8), scale
+
+
 class CheckpointError(ValueError):
     """A checkpoint folder or file is missing, incomplete or does not match its config."""
 

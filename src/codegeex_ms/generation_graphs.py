@@ -8,6 +8,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import Parameter, ParameterTuple, Tensor, nn, ops
 
+from .checkpoint import quantize_rows
 from .model import MASK_VALUE, MS_DTYPES, CodeGeeX, cast, lookup
 
 
@@ -133,7 +134,9 @@ class FusedDecodeStep(nn.Cell):
     only case with ``fused_decode``).
     """
 
-    def __init__(self, cached: CachedCodeGeeX):
+    def __init__(self, cached: CachedCodeGeeX, screened_head: bool = True):
+        """``screened_head``: read a float32 head that feeds the sampler through an int8 copy of its table first
+        (``kernels.screened_head_op``: the same draws, a quarter of the bytes); False reads the whole table."""
         super().__init__(auto_prefix=False)
         from . import kernels
         model = cached.model
@@ -167,8 +170,29 @@ class FusedDecodeStep(nn.Cell):
         self.head_table_cast = self.word_table.dtype not in (ms.float16, ms.float32)
         self.sampler = Sampler(m.vocab_size, cached.sampler.candidates)
         self.return_logits = cached.return_logits
+        # a float32 head feeding the sampler reads an int8 copy of its table first and only the float32 rows that
+        # can be drawn (the same draws as the whole table: kernels/screened_head.cc); a quarter of its bytes
+        self.screened = (screened_head and self.word_table.dtype == ms.float32 and self.word_scale is None and
+                         not self.return_logits)
+        if self.screened:
+            self.screen, self.screen_scale = self.screen_parameters(cached.key_caches[0].name.split(".")[0])
+            self.head_kernel = kernels.screened_head_op()
 
     takes_last_index = False        # (Generator leaves that input out)
+
+    SCREEN_ROWS = 4096              # rows quantised at a time (bounds the float32 temporaries)
+
+    def screen_parameters(self, prefix: str) -> tuple[Parameter, Parameter]:
+        """The int8 copy of the float32 word table and its row scales (``checkpoint.quantize_rows``), as Parameters
+        named after the engine's caches (one copy per engine)."""
+        table = self.word_table.asnumpy()
+        screen = np.empty(table.shape, np.int8)
+        scale = np.empty(table.shape[0], np.float32)
+        for lo in range(0, table.shape[0], self.SCREEN_ROWS):
+            screen[lo:lo + self.SCREEN_ROWS], scale[lo:lo + self.SCREEN_ROWS] = quantize_rows(
+                table[lo:lo + self.SCREEN_ROWS])
+        return (Parameter(Tensor(screen), name=f"{prefix}.head_screen", requires_grad=False),
+                Parameter(Tensor(scale), name=f"{prefix}.head_screen_scale", requires_grad=False))
 
     def construct(self, tokens, start, noise, temperature, top_k, top_p):
         """``CachedCodeGeeX``'s inputs but ``last_index`` (0 in a decode step): MindSpore 2.9's launch of a graph
@@ -196,7 +220,10 @@ class FusedDecodeStep(nn.Cell):
 
     def output(self, x, noise, temperature, top_k, top_p):
         """The tied head on x [b, h]: logits [b, V], or the sampled ids [b]."""
-        if self.word_scale is None:
+        if self.screened:
+            logits = self.head_kernel(x, self.screen, self.screen_scale, self.word_table, self.sampler.vocab, top_k,
+                                      noise)
+        elif self.word_scale is None:
             logits = self.head_kernel(x, cast(self.word_table, ms.float32) if self.head_table_cast else self.word_table)
         else:
             logits = self.head_kernel(x, self.word_table, self.word_scale)

@@ -34,18 +34,10 @@ import numpy as np
 from .cli import ArgumentParser, refuse_existing, positive_int, run
 from .fileio import staged_folder
 from .checkpoint import (BUNDLED_TOKENIZER_DIR, CONFIG_FILE, CheckpointError, WEIGHTS_FILE, bundle_tokenizer,
-                         check_weights, read_config, tokenizer_path, write_folder)
+                         check_weights, quantize_rows, read_config, tokenizer_path, write_folder)
 from .layout import EMBEDDING, is_quantized_weight, parameter_shapes
 from .loading import EXPORT_FILE, EXPORT_FORMAT, GRAPH_FILE, load_tokenizer
 from .safetensors_io import SafetensorsReader
-
-
-def quantize_rows(weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``[out, in]`` float -> (int8 ``[out, in]``, float32 scale ``[out]``), symmetric per-row absmax."""
-    w = weight.astype(np.float32)
-    absmax = np.abs(w).max(axis=1)
-    scale = np.where(absmax > 0, absmax / 127.0, 1.0).astype(np.float32)
-    return np.clip(np.rint(w / scale[:, None]), -127, 127).astype(np.int8), scale
 
 
 FLOAT_DTYPES = {"float16": np.float16, "float32": np.float32}

@@ -1,6 +1,6 @@
 """CPU kernels run inside MindSpore graphs through ``ops.Custom(func_type="aot")``: the int8/float32 Linears
-(``linear.cc``), the whole transformer stack for a decode step or prefill chunk (``decode_stack.cc``) and the
-sampler (``sampler.cc``).
+(``linear.cc``), the whole transformer stack for a decode step or prefill chunk (``decode_stack.cc``), the sampler
+(``sampler.cc``) and a decode step's float32 head read through an int8 copy first (``screened_head.cc``).
 
 MindSpore (2.9 and 2.10, checked) has no CPU int8 matmul (int8 x int8 wraps mod 256, fp32 x int8 is a
 TypeError, the quantized matmul ops are Ascend-only), so the weight-only int8 Linear used to cast its weight to
@@ -23,7 +23,8 @@ import warnings
 from functools import lru_cache
 from pathlib import Path
 
-SOURCES = tuple(Path(__file__).with_name(name) for name in ("linear.cc", "decode_stack.cc", "sampler.cc", "threads.cc"))
+SOURCES = tuple(Path(__file__).with_name(name) for name in ("linear.cc", "decode_stack.cc", "sampler.cc", "screened_head.cc",
+                                                             "threads.cc"))
 HEADERS = tuple(Path(__file__).with_name(name) for name in ("linear.h", "threads.h"))
 PATHS = ("avx512", "avx2", "portable")
 FEATURES = ("avx512f", "avx512bw", "avx512_vnni", "avx2", "fma", "f16c")
@@ -175,6 +176,21 @@ def decode_stack_op(int8: bool):
                     out_dtype=lambda *dtypes: ms.float32, func_type="aot")
     op.add_prim_attr("side_effect_mem", True)
     return op
+
+
+def screened_head_op():
+    """``ops.Custom``: (x [b, h] float32, screen [V', h] int8, screen_scale [V'] float32, table [V', h] float32,
+    vocab [1] int32, top_k [b] int32, noise [b, K] float32) -> logits [b, V'] float32: the float32 logit, as the
+    float32 head kernel computes it, of every row that can be among a row's ``min(top_k, K)`` best, found through
+    the int8 ``screen`` (``checkpoint.quantize_rows`` of ``table``) and a bound on its error; -inf elsewhere (see
+    ``screened_head.cc``). None when the kernels are not available."""
+    import mindspore as ms
+    from mindspore import ops
+    lib = library()
+    if lib is None:
+        return None
+    return ops.Custom(f"{lib}:screened_head", out_shape=lambda x, screen, *rest: (x[0], screen[0]),
+                      out_dtype=lambda *dtypes: ms.float32, func_type="aot")
 
 
 def sampler_op():

@@ -112,14 +112,18 @@ __attribute__((target("avx512f,avx512bw"))) inline __m512 load16(const int8_t *p
 // cache, or the framework's own data, which MindSpore's runtime touches between two kernels (a decode step was
 // faster so, and its time outside the kernels shorter: bench/README.md, "Measurements behind design choices").
 // Where later blocks of rows read the line again (prefill, larger batches), into every level.
-template <bool kOnce>
+// Where a caller computes scattered rows (dot_rows_f32), the rows ahead are not the next ones: no prefetch.
+enum class Fetch { all, once, none };
+
+template <Fetch kFetch>
 inline void prefetch_weights(const void *line) {
-  _mm_prefetch(static_cast<const char *>(line), kOnce ? _MM_HINT_NTA : _MM_HINT_T0);
+  if (kFetch != Fetch::none)
+    _mm_prefetch(static_cast<const char *>(line), kFetch == Fetch::once ? _MM_HINT_NTA : _MM_HINT_T0);
 }
 
 // one weight row with one row of x: four independent accumulators over 64 elements per step, so that the
 // loads and conversions of the next step overlap the FMAs of this one (a chain per row would be latency-bound)
-template <typename W, int MR, bool kOnce>
+template <typename W, int MR, Fetch kFetch>
 __attribute__((target("avx512f,avx512bw")))
 void block_avx512(const float *x, const W *w, const float *scale, float *y, int64_t N, int64_t K, int64_t m0,
                   int64_t n0, int64_t nr) {
@@ -131,7 +135,7 @@ void block_avx512(const float *x, const W *w, const float *scale, float *y, int6
   int64_t k = 0;
   for (; k + 16 <= K; k += 16) {
     if (k * sizeof(W) % 64 == 0)   // the weight rows two blocks ahead, a line at a time (batch-8 layers 1.6x faster)
-      for (int j = 0; j < NR; ++j) prefetch_weights<kOnce>(wr[j] + 2 * NR * K + k);
+      for (int j = 0; j < NR; ++j) prefetch_weights<kFetch>(wr[j] + 2 * NR * K + k);
     __m512 wv[NR];
     for (int j = 0; j < NR; ++j) wv[j] = load16(wr[j] + k);
     for (int i = 0; i < MR; ++i) {
@@ -163,16 +167,16 @@ void rows_avx512(const float *x, const W *w, const float *scale, float *y, int64
       int64_t nr = std::min(NR, n_end - n0);
       int64_t m = mt;
       if (M <= 4) {                                   // one block of rows: each weight line is read once
-        if (M == 4) block_avx512<W, 4, true>(x, w, scale, y, N, K, m, n0, nr);
-        else if (M == 3) block_avx512<W, 3, true>(x, w, scale, y, N, K, m, n0, nr);
-        else if (M == 2) block_avx512<W, 2, true>(x, w, scale, y, N, K, m, n0, nr);
-        else block_avx512<W, 1, true>(x, w, scale, y, N, K, m, n0, nr);
+        if (M == 4) block_avx512<W, 4, Fetch::once>(x, w, scale, y, N, K, m, n0, nr);
+        else if (M == 3) block_avx512<W, 3, Fetch::once>(x, w, scale, y, N, K, m, n0, nr);
+        else if (M == 2) block_avx512<W, 2, Fetch::once>(x, w, scale, y, N, K, m, n0, nr);
+        else block_avx512<W, 1, Fetch::once>(x, w, scale, y, N, K, m, n0, nr);
         continue;
       }
-      for (; m + 4 <= mt_end; m += 4) block_avx512<W, 4, false>(x, w, scale, y, N, K, m, n0, nr);
-      if (mt_end - m == 3) block_avx512<W, 3, false>(x, w, scale, y, N, K, m, n0, nr);
-      else if (mt_end - m == 2) block_avx512<W, 2, false>(x, w, scale, y, N, K, m, n0, nr);
-      else if (mt_end - m == 1) block_avx512<W, 1, false>(x, w, scale, y, N, K, m, n0, nr);
+      for (; m + 4 <= mt_end; m += 4) block_avx512<W, 4, Fetch::all>(x, w, scale, y, N, K, m, n0, nr);
+      if (mt_end - m == 3) block_avx512<W, 3, Fetch::all>(x, w, scale, y, N, K, m, n0, nr);
+      else if (mt_end - m == 2) block_avx512<W, 2, Fetch::all>(x, w, scale, y, N, K, m, n0, nr);
+      else if (mt_end - m == 1) block_avx512<W, 1, Fetch::all>(x, w, scale, y, N, K, m, n0, nr);
     }
   }
 }
@@ -195,7 +199,7 @@ __attribute__((target("avx2,fma,f16c"))) inline float hsum8(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-template <typename W, int MR, bool kOnce>
+template <typename W, int MR, Fetch kFetch>
 __attribute__((target("avx2,fma,f16c")))
 void block_avx2(const float *x, const W *w, const float *scale, float *y, int64_t N, int64_t K, int64_t m0,
                 int64_t n0, int64_t nr) {
@@ -207,7 +211,7 @@ void block_avx2(const float *x, const W *w, const float *scale, float *y, int64_
   int64_t k = 0;
   for (; k + 8 <= K; k += 8) {
     if (k * sizeof(W) % 64 == 0)   // the weight rows two blocks ahead, as block_avx512
-      for (int j = 0; j < NR; ++j) prefetch_weights<kOnce>(wr[j] + 2 * NR * K + k);
+      for (int j = 0; j < NR; ++j) prefetch_weights<kFetch>(wr[j] + 2 * NR * K + k);
     __m256 wv[NR];
     for (int j = 0; j < NR; ++j) wv[j] = load8(wr[j] + k);
     for (int i = 0; i < MR; ++i) {
@@ -237,12 +241,12 @@ void rows_avx2(const float *x, const W *w, const float *scale, float *y, int64_t
       int64_t nr = std::min(NR, n_end - n0);
       int64_t m = mt;
       if (M <= 2) {                                   // one block of rows: each weight line is read once
-        if (M == 2) block_avx2<W, 2, true>(x, w, scale, y, N, K, m, n0, nr);
-        else block_avx2<W, 1, true>(x, w, scale, y, N, K, m, n0, nr);
+        if (M == 2) block_avx2<W, 2, Fetch::once>(x, w, scale, y, N, K, m, n0, nr);
+        else block_avx2<W, 1, Fetch::once>(x, w, scale, y, N, K, m, n0, nr);
         continue;
       }
-      for (; m + 2 <= mt_end; m += 2) block_avx2<W, 2, false>(x, w, scale, y, N, K, m, n0, nr);
-      for (; m < mt_end; ++m) block_avx2<W, 1, false>(x, w, scale, y, N, K, m, n0, nr);
+      for (; m + 2 <= mt_end; m += 2) block_avx2<W, 2, Fetch::all>(x, w, scale, y, N, K, m, n0, nr);
+      for (; m < mt_end; ++m) block_avx2<W, 1, Fetch::all>(x, w, scale, y, N, K, m, n0, nr);
     }
   }
 }
@@ -503,6 +507,14 @@ void linear_int8_best(const float *x, const int8_t *w, const float *scale, const
 void linear_f32_best(const float *x, const float *w, const float *bias, bool gelu, float *y, int64_t M, int64_t N,
                      int64_t K) {
   run<float>(kBest, x, w, nullptr, bias, gelu, y, M, N, K);
+}
+void dot_rows_f32(const float *x, const float *w, const int32_t *rows, int64_t count, float *y, int64_t K) {
+  for (int64_t i = 0; i < count; ++i) {
+    const int64_t r = rows[i];
+    if (kBest == Path::avx512) block_avx512<float, 1, Fetch::none>(x, w, nullptr, y, 0, K, 0, r, 1);
+    else if (kBest == Path::avx2) block_avx2<float, 1, Fetch::none>(x, w, nullptr, y, 0, K, 0, r, 1);
+    else rows_portable<float>(x, w, nullptr, y, 1, 0, K, r, r + 1);
+  }
 }
 void matmul_f32_one_thread(const float *x, const float *w, float *y, int64_t M, int64_t N, int64_t K) {
   if (kBest == Path::avx512) rows_avx512<float>(x, w, nullptr, y, M, N, K, 0, N);

@@ -1,5 +1,5 @@
-// The matmuls of linear.cc for the other kernels of this library (decode_stack.cc): the best path this CPU
-// supports, the weight rows split over the thread pool (threads.h) as its own entry points do.
+// The matmuls of linear.cc for the other kernels of this library (decode_stack.cc, screened_head.cc): the best path
+// this CPU supports, the weight rows split over the thread pool (threads.h) as its own entry points do.
 #pragma once
 #include <cstdint>
 
@@ -13,6 +13,9 @@ void linear_f32_best(const float *x, const float *w, const float *bias, bool gel
                      int64_t K);
 // whether the best path of this CPU (the one linear_*_best take) is the AVX-512 one
 bool avx512_path();
+// y[rows[i]] = x [K] . w[rows[i]] [K] for count listed rows, on the calling thread, each summed exactly as
+// linear_f32_best sums that output (the same bits)
+void dot_rows_f32(const float *x, const float *w, const int32_t *rows, int64_t count, float *y, int64_t K);
 // y [M, N] = x [M, K] @ w [N, K]^T on the calling thread only (for callers that split the work themselves)
 void matmul_f32_one_thread(const float *x, const float *w, float *y, int64_t M, int64_t N, int64_t K);
 
