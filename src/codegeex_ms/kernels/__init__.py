@@ -23,8 +23,8 @@ import warnings
 from functools import lru_cache
 from pathlib import Path
 
-SOURCES = tuple(Path(__file__).with_name(name) for name in ("linear.cc", "decode_stack.cc", "sampler.cc", "screened_head.cc",
-                                                             "threads.cc"))
+SOURCES = tuple(Path(__file__).with_name(name)
+                for name in ("linear.cc", "decode_stack.cc", "sampler.cc", "screened_head.cc", "threads.cc"))
 HEADERS = tuple(Path(__file__).with_name(name) for name in ("linear.h", "threads.h"))
 PATHS = ("avx512", "avx2", "portable")
 FEATURES = ("avx512f", "avx512bw", "avx512_vnni", "avx2", "fma", "f16c")
