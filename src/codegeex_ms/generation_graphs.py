@@ -131,7 +131,8 @@ class FusedDecodeStep(nn.Cell):
     the model: MindSpore's launch of a Cell that reaches into the model's Cells was slower per decode step than the
     same operators in a Cell without them (bench/README.md, "Measurements behind design choices"). The
     embedding lookup is ``model.lookup``; the head is a CPU kernel on the model's word table (float32 compute: the
-    only case with ``fused_decode``).
+    only case with ``fused_decode``); a float32 table that feeds the sampler is read through an int8 copy of it
+    first, which this Cell holds (a quarter of the table's bytes more memory; ``screened_head``).
     """
 
     def __init__(self, cached: CachedCodeGeeX, screened_head: bool = True):
@@ -142,7 +143,7 @@ class FusedDecodeStep(nn.Cell):
         model = cached.model
         m, int8 = model.config.model, model.config.precision.weight_quant == "int8"
         if not model.fused_decode:
-            raise ValueError("this model's decode steps cannot run as fused layers (model.fused_decode is False)")
+            raise ValueError("this model's decode steps cannot run as one stack kernel (model.fused_decode is False)")
         # the stack kernel's inputs after the embeddings: each layer's Parameters and caches, the top query layer's
         # last, then the final LayerNorm's (the order of kernels/decode_stack.cc)
         layers = list(model.layers) + [model.top_query_layer]
