@@ -185,7 +185,8 @@ class FusedDecodeStep(nn.Cell):
 
     def screen_parameters(self, prefix: str) -> tuple[Parameter, Parameter]:
         """The int8 copy of the float32 word table and its row scales (``checkpoint.quantize_rows``), as Parameters
-        named after the engine's caches (one copy per engine)."""
+        named after the engine's caches (one copy per engine). A copy of the table as it is now: weights loaded
+        into the model later need a new step (the Generator builds its steps after loading)."""
         table = self.word_table.asnumpy()
         screen = np.empty(table.shape, np.int8)
         scale = np.empty(table.shape[0], np.float32)
