@@ -20,8 +20,9 @@ Every side runs in a process of its own (a MindSpore graph run leaves threads be
 a third when both shared one process), after its load and warm-up; the sides alternate within each of
 ``--repeats`` rounds, the order reversed every other round, and the best round of each side is shown. The share
 of the bandwidth bound is bytes read per token x decode tokens/s / batch / read bandwidth (numpy sum over 1 GiB,
-one thread, measured before and after; above 100%: both cores read). Check ``uptime`` first: a figure taken
-while another job loads the CPU is not a result.
+one thread, measured before and after; above 100%: both cores read). The two-thread read rate is measured before
+each round too and printed beside the rounds: the host's memory rate drifts within minutes, and batch-1 decoding
+follows it. Check ``uptime`` first: a figure taken while another job loads the CPU is not a result.
 """
 from __future__ import annotations
 
@@ -47,14 +48,18 @@ FOLDERS = {"ours fp32": "ours", "ours int8": "ours_int8", FP32_HEAD: "ours_int8_
 GGUF = {LLAMA_Q8: "llama-q8_0.gguf", LLAMA_F32: "llama-f32.gguf"}
 
 
-def read_bandwidth_gbs(megabytes: int = 1024) -> float:
-    data = np.ones(megabytes * 2**20 // 8, np.float64)
+def read_bandwidth_gbs(megabytes: int = 1024, threads: int = 1) -> float:
+    """The best of 5 numpy sums over ``megabytes`` in all, split over ``threads`` threads (numpy's sum releases the
+    GIL, so two threads read on both cores)."""
+    from concurrent.futures import ThreadPoolExecutor
+    arrays = [np.ones(megabytes * 2**20 // 8 // threads, np.float64) for _ in range(threads)]
     best = float("inf")
-    for _ in range(5):
-        start = time.perf_counter()
-        data.sum()
-        best = min(best, time.perf_counter() - start)
-    return data.nbytes / best / 1e9
+    with ThreadPoolExecutor(threads) as pool:
+        for _ in range(5):
+            start = time.perf_counter()
+            list(pool.map(np.sum, arrays))
+            best = min(best, time.perf_counter() - start)
+    return sum(a.nbytes for a in arrays) / best / 1e9
 
 
 def bench_config(name: str):
@@ -238,9 +243,12 @@ def run_rounds(work: Path, args, cfg) -> None:
     setup: dict = {}
     passthrough = ["--config", args.config, "--prompt-tokens", str(args.prompt_tokens), "--new-tokens",
                    str(args.new_tokens), "--tokenizer", str(args.tokenizer), "--batch", *map(str, args.batch)]
+    round_rates: list[float] = []     # the two-thread read rate before each round (the host's rate drifts)
     for round_ in range(args.repeats):
         order = args.sides if round_ % 2 == 0 else args.sides[::-1]
         rounds.append({})
+        round_rates.append(read_bandwidth_gbs(threads=2))
+        print(f"round {round_ + 1}/{args.repeats}: two-thread read {round_rates[-1]:.1f} GB/s", file=sys.stderr)
         for side in order:
             out = subprocess.run([sys.executable, __file__, "--side", side, "--work", str(work), *passthrough],
                                  capture_output=True, text=True, cwd=Path(__file__).parent)
@@ -258,6 +266,7 @@ def run_rounds(work: Path, args, cfg) -> None:
     bw = max(bandwidth)
     print(f"read bandwidth (numpy sum, one thread): {bandwidth[0]:.1f} GB/s before, {bandwidth[1]:.1f} GB/s after; "
           f"load average {os.getloadavg()[0]:.2f}")
+    print("two-thread read rate before each round: " + ", ".join(f"{r:.1f}" for r in round_rates) + " GB/s")
     print("| batch | side | prefill tokens/s | decode tokens/s | bytes read per token / bandwidth | load + warm-up s "
           "| same greedy tokens as reference fp32 |")
     print("|---|---|---|---|---|---|---|")
