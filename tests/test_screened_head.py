@@ -1,5 +1,5 @@
-"""The float32 head read through an int8 copy first (kernels/screened_head.cc): every logit a sampler can draw is the
-float32 head kernel's own, bit for bit, so a decode step draws the same tokens as with the whole table."""
+"""The float head read through an int8 copy first (kernels/screened_head.cc): every logit a sampler can draw is the
+float32 or float16 head kernel's own, bit for bit, so a decode step draws the same tokens as with the whole table."""
 from __future__ import annotations
 
 import numpy as np
@@ -28,18 +28,21 @@ def head_inputs(rng, b: int, h: int, rows: int, vocab: int):
     return x, table
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
 @pytest.mark.parametrize("b, h, rows, vocab, candidates", [(3, 64, 300, 257, 16), (2, 100, 1000, 999, 1000),
                                                            (5, 128, 2000, 1900, 64)])
-def test_every_drawable_logit_is_the_float32_heads(ms_context, b, h, rows, vocab, candidates):
-    """For each row and each top_k from 1 to all candidates: the top_k best logits of the full float32 head (ties
-    by index) are present, with the same bits, in the screened output; every other logit it gives is the full
-    head's too, and the rest are -inf (padding rows always)."""
+def test_every_drawable_logit_is_the_float_heads(ms_context, b, h, rows, vocab, candidates, dtype):
+    """For each row and each top_k from 1 to all candidates: the top_k best logits of the whole head (the float32
+    or float16 kernel; ties by index) are present, with the same bits, in the screened output; every other logit it
+    gives is the whole head's too, and the rest are -inf (padding rows always)."""
     from mindspore import Tensor
     from codegeex_ms.checkpoint import quantize_rows
     rng = np.random.default_rng(rows)
     x, table = head_inputs(rng, b, h, rows, vocab)
+    table = table.astype(dtype)
     screen, scale = quantize_rows(table)
-    full = kernels.f32_linear_op()(Tensor(x), Tensor(table)).asnumpy()
+    whole_head = kernels.f32_linear_op() if dtype == np.float32 else kernels.f16_linear_op()
+    full = whole_head(Tensor(x), Tensor(table)).asnumpy()
     noise = Tensor(np.full((b, candidates), np.exp(-1.0), np.float32))
     op = kernels.screened_head_op()
     for top_k in sorted({1, 2, 5, candidates // 2, candidates}):
@@ -90,17 +93,21 @@ def test_the_bound_holds_where_the_int8_copy_ranks_the_wrong_row_first(ms_contex
     assert got[3] == full[3] and np.isfinite(got).sum() < 10
 
 
-def test_decode_steps_draw_what_the_whole_float32_head_draws(tiny_config, ms_context):
-    """A fused decode step of a float32-head model (the screened head) against the same step with the head kernel
-    over the whole table: the same ids for greedy, temperature, top-k and top-p rows over several steps."""
+@pytest.mark.parametrize("precision", [{}, {"weight_quant": "int8", "param_dtype": "float16"}])
+def test_decode_steps_draw_what_the_whole_float_head_draws(tiny_config, ms_context, precision):
+    """A fused decode step of a float32-head model, and of an int8 one with a float16 head (``quantize --dtype
+    float16 --embedding keep``), with the screened head against the same step with the head kernel over the whole
+    table: the same ids for greedy, temperature, top-k and top-p rows over several steps."""
+    import mindspore as ms
     from mindspore import Tensor
     from codegeex_ms.generation import CachedCodeGeeX, FusedDecodeStep
     from codegeex_ms.model import CodeGeeX
-    model = random_weights(CodeGeeX(tiny_config))
+    model = random_weights(CodeGeeX(tiny_config.replace(precision=precision)))
     b = 6
     screened = FusedDecodeStep(CachedCodeGeeX(model, b, 64))
     whole = FusedDecodeStep(CachedCodeGeeX(model, b, 64, cache_name="whole_cache"), screened_head=False)
     assert screened.screened and not whole.screened
+    assert screened.word_table.dtype == (ms.float16 if precision else ms.float32)
     rng = np.random.default_rng(3)
     k = screened.sampler.candidates
     temperature = np.array([1.0, 0.8, 1.2, 0.5, 1.0, 0.9], np.float32)

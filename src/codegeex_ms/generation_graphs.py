@@ -131,13 +131,13 @@ class FusedDecodeStep(nn.Cell):
     the model: MindSpore's launch of a Cell that reaches into the model's Cells was slower per decode step than the
     same operators in a Cell without them (bench/README.md, "Measurements behind design choices"). The
     embedding lookup is ``model.lookup``; the head is a CPU kernel on the model's word table (float32 compute: the
-    only case with ``fused_decode``); a float32 table that feeds the sampler is read through an int8 copy of it
-    first, which this Cell holds (a quarter of the table's bytes more memory; ``screened_head``).
+    only case with ``fused_decode``); a float32 or float16 table that feeds the sampler is read through an int8 copy
+    of it first, which this Cell holds (a quarter or half of the table's bytes more memory; ``screened_head``).
     """
 
     def __init__(self, cached: CachedCodeGeeX, screened_head: bool = True):
-        """``screened_head``: read a float32 head that feeds the sampler through an int8 copy of its table first
-        (``kernels.screened_head_op``: the same draws, a quarter of the bytes); False reads the whole table."""
+        """``screened_head``: read a float32 or float16 head that feeds the sampler through an int8 copy of its table
+        first (``kernels.screened_head_op``: the same draws, fewer bytes); False reads the whole table."""
         super().__init__(auto_prefix=False)
         from . import kernels
         model = cached.model
@@ -171,10 +171,10 @@ class FusedDecodeStep(nn.Cell):
         self.head_table_cast = self.word_table.dtype not in (ms.float16, ms.float32)
         self.sampler = Sampler(m.vocab_size, cached.sampler.candidates)
         self.return_logits = cached.return_logits
-        # a float32 head feeding the sampler reads an int8 copy of its table first and only the float32 rows that
-        # can be drawn (the same draws as the whole table: kernels/screened_head.cc); a quarter of its bytes
-        self.screened = (screened_head and self.word_table.dtype == ms.float32 and self.word_scale is None and
-                         not self.return_logits)
+        # a float head feeding the sampler reads an int8 copy of its table first and only the float rows that can
+        # be drawn (the same draws as the whole table: kernels/screened_head.cc)
+        self.screened = (screened_head and self.word_table.dtype in (ms.float32, ms.float16) and
+                         self.word_scale is None and not self.return_logits)
         if self.screened:
             self.screen, self.screen_scale = self.screen_parameters(cached.key_caches[0].name.split(".")[0])
             self.head_kernel = kernels.screened_head_op()
@@ -184,7 +184,7 @@ class FusedDecodeStep(nn.Cell):
     SCREEN_ROWS = 4096              # rows quantised at a time (bounds the float32 temporaries)
 
     def screen_parameters(self, prefix: str) -> tuple[Parameter, Parameter]:
-        """The int8 copy of the float32 word table and its row scales (``checkpoint.quantize_rows``), as Parameters
+        """The int8 copy of the float word table and its row scales (``checkpoint.quantize_rows``), as Parameters
         named after the engine's caches (one copy per engine). A copy of the table as it is now: weights loaded
         into the model later need a new step (the Generator builds its steps after loading)."""
         table = self.word_table.asnumpy()

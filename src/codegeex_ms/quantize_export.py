@@ -175,8 +175,8 @@ def parse_args(argv=None):
                    help="the word embedding, which is also the output head: int8 with per-row scales (default: a "
                         "quarter of the fp32 bytes, faster CPU decoding; on the embedded model's held-out "
                         "HumanEval-X programs 99.70%% top-1 agreement with the float head and perplexity -0.03%%) "
-                        "or keep its float dtype (precision.embedding_quant; a float32 head then decodes on the CPU "
-                        "through an int8 copy made at load, drawing exactly what the float32 head draws)")
+                        "or keep its float dtype (precision.embedding_quant; the float head then decodes on the CPU "
+                        "through an int8 copy made at load, drawing exactly what the float head draws)")
     e = sub.add_parser("export", help="export the cached generation step of a checkpoint to a MindIR folder",
                        description="Export the cached generation step of a checkpoint to a MindIR folder.")
     e.add_argument("src", type=Path, help="checkpoint folder (fp32, fp16 or int8)")

@@ -1,6 +1,6 @@
 """CPU kernels run inside MindSpore graphs through ``ops.Custom(func_type="aot")``: the int8/float32 Linears
 (``linear.cc``), the whole transformer stack for a decode step or prefill chunk (``decode_stack.cc``), the sampler
-(``sampler.cc``) and a decode step's float32 head read through an int8 copy first (``screened_head.cc``).
+(``sampler.cc``) and a decode step's float head read through an int8 copy first (``screened_head.cc``).
 
 MindSpore (2.9 and 2.10, checked) has no CPU int8 matmul (int8 x int8 wraps mod 256, fp32 x int8 is a
 TypeError, the quantized matmul ops are Ascend-only), so the weight-only int8 Linear used to cast its weight to
@@ -179,11 +179,11 @@ def decode_stack_op(int8: bool):
 
 
 def screened_head_op():
-    """``ops.Custom``: (x [b, h] float32, screen [V', h] int8, screen_scale [V'] float32, table [V', h] float32,
-    vocab [1] int32, top_k [b] int32, noise [b, K] float32) -> logits [b, V'] float32: the float32 logit, as the
-    float32 head kernel computes it, of every row that can be among a row's ``min(top_k, K)`` best, found through
-    the int8 ``screen`` (``checkpoint.quantize_rows`` of ``table``) and a bound on its error; -inf elsewhere (see
-    ``screened_head.cc``). None when the kernels are not available."""
+    """``ops.Custom``: (x [b, h] float32, screen [V', h] int8, screen_scale [V'] float32, table [V', h] float32 or
+    float16, vocab [1] int32, top_k [b] int32, noise [b, K] float32) -> logits [b, V'] float32: the logit, as the
+    float32 or float16 head kernel computes it, of every row that can be among a row's ``min(top_k, K)`` best,
+    found through the int8 ``screen`` (``checkpoint.quantize_rows`` of ``table``) and a bound on its error; -inf
+    elsewhere (see ``screened_head.cc``). None when the kernels are not available."""
     import mindspore as ms
     from mindspore import ops
     lib = library()

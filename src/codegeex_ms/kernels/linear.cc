@@ -508,13 +508,27 @@ void linear_f32_best(const float *x, const float *w, const float *bias, bool gel
                      int64_t K) {
   run<float>(kBest, x, w, nullptr, bias, gelu, y, M, N, K);
 }
-void dot_rows_f32(const float *x, const float *w, const int32_t *rows, int64_t count, float *y, int64_t K) {
+}  // namespace codegeex
+
+namespace {
+template <typename W>
+void dot_rows(const float *x, const W *w, const int32_t *rows, int64_t count, float *y, int64_t K) {
   for (int64_t i = 0; i < count; ++i) {
     const int64_t r = rows[i];
-    if (kBest == Path::avx512) block_avx512<float, 1, Fetch::none>(x, w, nullptr, y, 0, K, 0, r, 1);
-    else if (kBest == Path::avx2) block_avx2<float, 1, Fetch::none>(x, w, nullptr, y, 0, K, 0, r, 1);
-    else rows_portable<float>(x, w, nullptr, y, 1, 0, K, r, r + 1);
+    if (kBest == Path::avx512) block_avx512<W, 1, Fetch::none>(x, w, nullptr, y, 0, K, 0, r, 1);
+    else if (kBest == Path::avx2) block_avx2<W, 1, Fetch::none>(x, w, nullptr, y, 0, K, 0, r, 1);
+    else rows_portable<W>(x, w, nullptr, y, 1, 0, K, r, r + 1);
   }
+}
+}  // namespace
+
+namespace codegeex {
+void dot_rows_f32(const float *x, const float *w, const int32_t *rows, int64_t count, float *y, int64_t K) {
+  dot_rows(x, w, rows, count, y, K);
+}
+void dot_rows_f16(const float *x, const uint16_t *w, const int32_t *rows, int64_t count, float *y, int64_t K) {
+  static_assert(sizeof(Half) == sizeof(uint16_t), "Half is the bits of an IEEE half");
+  dot_rows(x, reinterpret_cast<const Half *>(w), rows, count, y, K);
 }
 void matmul_f32_one_thread(const float *x, const float *w, float *y, int64_t M, int64_t N, int64_t K) {
   if (kBest == Path::avx512) rows_avx512<float>(x, w, nullptr, y, M, N, K, 0, N);

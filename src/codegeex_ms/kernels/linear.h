@@ -16,6 +16,8 @@ bool avx512_path();
 // y[rows[i]] = x [K] . w[rows[i]] [K] for count listed rows, on the calling thread, each summed exactly as
 // linear_f32_best sums that output (the same bits)
 void dot_rows_f32(const float *x, const float *w, const int32_t *rows, int64_t count, float *y, int64_t K);
+// the same with float16 weights (the bits of IEEE halves), summed as the float16 head kernel sums them
+void dot_rows_f16(const float *x, const uint16_t *w, const int32_t *rows, int64_t count, float *y, int64_t K);
 // y [M, N] = x [M, K] @ w [N, K]^T on the calling thread only (for callers that split the work themselves)
 void matmul_f32_one_thread(const float *x, const float *w, float *y, int64_t M, int64_t N, int64_t K);
 

@@ -1,18 +1,19 @@
-// The float32 tied head of a decode step, read through an int8 copy of its table first, for ops.Custom(func_type="aot"):
+// The float tied head of a decode step, read through an int8 copy of its table first, for ops.Custom(func_type="aot"):
 //
-//   screened_head(x [b, h] float32, screen [V', h] int8, screen_scale [V'] float32, table [V', h] float32,
-//                 vocab [1] int32, top_k [b] int32, noise [b, K] float32) -> logits [b, V'] float32
+//   screened_head(x [b, h] float32, screen [V', h] int8, screen_scale [V'] float32, table [V', h] float32 or
+//                 float16, vocab [1] int32, top_k [b] int32, noise [b, K] float32) -> logits [b, V'] float32
 //
 // A sampler draws row r's token from its min(top_k[r], K) highest logits (K = the noise's width, the sampler's
 // candidates; sampler.cc), so only rows that can be among those need their float32 logit. For each row of x:
-//   1. y8 = x . screen[v] * screen_scale[v] for every v (the int8 kernel: a quarter of the float32 table's bytes);
-//   2. e[v] bounds |y8[v] - y32[v]|, y32 being the logit the float32 head computes (below);
+//   1. y8 = x . screen[v] * screen_scale[v] for every v (the int8 kernel: a quarter of a float32 table's bytes,
+//      half of a float16 one's);
+//   2. e[v] bounds |y8[v] - y32[v]|, y32 being the logit the float head kernel computes (float32 sums; below);
 //   3. L = the kept-th highest of y8[v] - e[v] over v < vocab (kept = min(top_k, K));
-//   4. every v < vocab with y8[v] + e[v] >= L gets y32[v] = x . table[v], summed exactly as the float32 head kernel
-//      sums it (linear.h, dot_rows_f32: the same bits); every other v gets -inf.
+//   4. every v < vocab with y8[v] + e[v] >= L gets y32[v] = x . table[v], summed exactly as the float32 or float16
+//      head kernel sums it (linear.h, dot_rows_f32/f16: the same bits); every other v gets -inf.
 // At least kept rows have y32 >= L, so the kept-th highest y32 is >= L, and each of the kept best rows has
-// y8 + e >= y32 >= L: all of them get their exact logit, and the sampler draws what it draws from the full float32
-// head. A greedy row (top_k 1) computes a handful of float32 rows instead of all V'.
+// y8 + e >= y32 >= L: all of them get their exact logit, and the sampler draws what it draws from the whole float
+// head. A greedy row (top_k 1) computes a handful of float rows instead of all V'.
 //
 // The bound: with screen[v] = rint(table[v] / s), s = screen_scale[v] = max|table[v]| / 127 (the caller's
 // quantisation), |table - s screen| <= s / 2 per element, so the exact dot products differ by at most
@@ -22,6 +23,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "linear.h"
@@ -39,7 +41,9 @@ extern "C" int screened_head(int nparam, void **params, int *ndims, int64_t **sh
   const float *x = static_cast<const float *>(params[0]);
   const int8_t *screen = static_cast<const int8_t *>(params[1]);
   const float *screen_scale = static_cast<const float *>(params[2]);
-  const float *table = static_cast<const float *>(params[3]);
+  const bool half = std::strcmp(dtypes[3], "float16") == 0;
+  if (!half && std::strcmp(dtypes[3], "float32") != 0) return 1;
+  const void *table = params[3];
   const int64_t vocab = std::min<int64_t>(V, *static_cast<const int32_t *>(params[4]));
   const int32_t *top_k = static_cast<const int32_t *>(params[5]);
   float *y = static_cast<float *>(params[nparam - 1]);
@@ -78,7 +82,10 @@ extern "C" int screened_head(int nparam, void **params, int *ndims, int64_t **sh
     const int32_t *listed = rows.data();              // (the pool's threads have thread_locals of their own)
     float *out = exact.data();
     codegeex::parallel_for(count, [&](int64_t begin, int64_t end) {
-      codegeex::dot_rows_f32(xr, table, listed + begin, end - begin, out, h);
+      if (half)
+        codegeex::dot_rows_f16(xr, static_cast<const uint16_t *>(table), listed + begin, end - begin, out, h);
+      else
+        codegeex::dot_rows_f32(xr, static_cast<const float *>(table), listed + begin, end - begin, out, h);
     });
     std::copy(exact.begin(), exact.end(), yr);
   }
