@@ -85,7 +85,7 @@ class CachedCodeGeeX(nn.Cell):
         if not 0 < max_len <= m.max_position_embeddings:
             raise ValueError(f"max_len must be in 1..{m.max_position_embeddings}, got {max_len}")
         self.model = model
-        self.batch_size, self.max_len = batch_size, max_len
+        self.batch_size, self.max_len, self.cache_name = batch_size, max_len, cache_name
         self.num_heads = m.num_heads
         dtype = MS_DTYPES[model.config.precision.compute_dtype]
         shape = (batch_size, m.num_heads, max_len, m.head_dim)
@@ -176,7 +176,7 @@ class FusedDecodeStep(nn.Cell):
         self.screened = (screened_head and self.word_table.dtype in (ms.float32, ms.float16) and
                          self.word_scale is None and not self.return_logits)
         if self.screened:
-            self.screen, self.screen_scale = self.screen_parameters(cached.key_caches[0].name.split(".")[0])
+            self.screen, self.screen_scale = self.screen_parameters(cached.cache_name)
             self.head_kernel = kernels.screened_head_op()
 
     takes_last_index = False        # (Generator leaves that input out)

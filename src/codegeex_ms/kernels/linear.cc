@@ -153,6 +153,18 @@ void block_avx512(const float *x, const W *w, const float *scale, float *y, int6
   }
 }
 
+// rows m0 .. m_end of x times weight rows n0 .. n0+nr, in blocks of 4, 3, 2 or 1 rows
+template <typename W, Fetch kFetch>
+__attribute__((target("avx512f,avx512bw")))
+void row_blocks_avx512(const float *x, const W *w, const float *scale, float *y, int64_t N, int64_t K, int64_t m0,
+                       int64_t m_end, int64_t n0, int64_t nr) {
+  int64_t m = m0;
+  for (; m + 4 <= m_end; m += 4) block_avx512<W, 4, kFetch>(x, w, scale, y, N, K, m, n0, nr);
+  if (m_end - m == 3) block_avx512<W, 3, kFetch>(x, w, scale, y, N, K, m, n0, nr);
+  else if (m_end - m == 2) block_avx512<W, 2, kFetch>(x, w, scale, y, N, K, m, n0, nr);
+  else if (m_end - m == 1) block_avx512<W, 1, kFetch>(x, w, scale, y, N, K, m, n0, nr);
+}
+
 template <typename W>
 __attribute__((target("avx512f,avx512bw")))
 void rows_avx512(const float *x, const W *w, const float *scale, float *y, int64_t M, int64_t N, int64_t K,
@@ -165,18 +177,10 @@ void rows_avx512(const float *x, const W *w, const float *scale, float *y, int64
     int64_t mt_end = std::min(M, mt + MT);
     for (int64_t n0 = n_begin; n0 < n_end; n0 += NR) {
       int64_t nr = std::min(NR, n_end - n0);
-      int64_t m = mt;
-      if (M <= 4) {                                   // one block of rows: each weight line is read once
-        if (M == 4) block_avx512<W, 4, Fetch::once>(x, w, scale, y, N, K, m, n0, nr);
-        else if (M == 3) block_avx512<W, 3, Fetch::once>(x, w, scale, y, N, K, m, n0, nr);
-        else if (M == 2) block_avx512<W, 2, Fetch::once>(x, w, scale, y, N, K, m, n0, nr);
-        else block_avx512<W, 1, Fetch::once>(x, w, scale, y, N, K, m, n0, nr);
-        continue;
-      }
-      for (; m + 4 <= mt_end; m += 4) block_avx512<W, 4, Fetch::all>(x, w, scale, y, N, K, m, n0, nr);
-      if (mt_end - m == 3) block_avx512<W, 3, Fetch::all>(x, w, scale, y, N, K, m, n0, nr);
-      else if (mt_end - m == 2) block_avx512<W, 2, Fetch::all>(x, w, scale, y, N, K, m, n0, nr);
-      else if (mt_end - m == 1) block_avx512<W, 1, Fetch::all>(x, w, scale, y, N, K, m, n0, nr);
+      if (M <= 4)                                     // one block of rows: each weight line is read once
+        row_blocks_avx512<W, Fetch::once>(x, w, scale, y, N, K, mt, mt_end, n0, nr);
+      else
+        row_blocks_avx512<W, Fetch::all>(x, w, scale, y, N, K, mt, mt_end, n0, nr);
     }
   }
 }
@@ -229,6 +233,16 @@ void block_avx2(const float *x, const W *w, const float *scale, float *y, int64_
   }
 }
 
+// rows m0 .. m_end of x times weight rows n0 .. n0+nr, in blocks of 2 or 1 rows
+template <typename W, Fetch kFetch>
+__attribute__((target("avx2,fma,f16c")))
+void row_blocks_avx2(const float *x, const W *w, const float *scale, float *y, int64_t N, int64_t K, int64_t m0,
+                     int64_t m_end, int64_t n0, int64_t nr) {
+  int64_t m = m0;
+  for (; m + 2 <= m_end; m += 2) block_avx2<W, 2, kFetch>(x, w, scale, y, N, K, m, n0, nr);
+  for (; m < m_end; ++m) block_avx2<W, 1, kFetch>(x, w, scale, y, N, K, m, n0, nr);
+}
+
 template <typename W>
 __attribute__((target("avx2,fma,f16c")))
 void rows_avx2(const float *x, const W *w, const float *scale, float *y, int64_t M, int64_t N, int64_t K,
@@ -239,14 +253,10 @@ void rows_avx2(const float *x, const W *w, const float *scale, float *y, int64_t
     int64_t mt_end = std::min(M, mt + MT);
     for (int64_t n0 = n_begin; n0 < n_end; n0 += NR) {
       int64_t nr = std::min(NR, n_end - n0);
-      int64_t m = mt;
-      if (M <= 2) {                                   // one block of rows: each weight line is read once
-        if (M == 2) block_avx2<W, 2, Fetch::once>(x, w, scale, y, N, K, m, n0, nr);
-        else block_avx2<W, 1, Fetch::once>(x, w, scale, y, N, K, m, n0, nr);
-        continue;
-      }
-      for (; m + 2 <= mt_end; m += 2) block_avx2<W, 2, Fetch::all>(x, w, scale, y, N, K, m, n0, nr);
-      for (; m < mt_end; ++m) block_avx2<W, 1, Fetch::all>(x, w, scale, y, N, K, m, n0, nr);
+      if (M <= 2)                                     // one block of rows: each weight line is read once
+        row_blocks_avx2<W, Fetch::once>(x, w, scale, y, N, K, mt, mt_end, n0, nr);
+      else
+        row_blocks_avx2<W, Fetch::all>(x, w, scale, y, N, K, mt, mt_end, n0, nr);
     }
   }
 }

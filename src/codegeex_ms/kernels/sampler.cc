@@ -81,25 +81,25 @@ extern "C" int sample_rows(int nparam, void **params, int *ndims, int64_t **shap
   int32_t *ids = static_cast<int32_t *>(params[6]);
   codegeex::parallel_for(b, [&](int64_t begin, int64_t end) {
     thread_local std::vector<Candidate> candidates;
-    thread_local std::vector<float> weights;
+    thread_local std::vector<float> values, weights;
     for (int64_t r = begin; r < end; ++r) {
       // the ranks from top_k on are -inf: they add exact zeros to the softmax's sums and are never drawn, so only
       // the first top_k candidates are found (a greedy row is one pass over its logits)
       const int64_t kept = std::max<int32_t>(1, std::min<int64_t>(top_k_setting[r], k));
       top_k(logits + r * width, vocab, kept, candidates);
       const float t = temperature[r], p = top_p[r];
-      weights.resize(kept);
+      values.resize(kept), weights.resize(kept);
       float top = -INFINITY;
-      for (int64_t i = 0; i < kept; ++i) top = std::max(top, candidates[i].first / t);
+      for (int64_t i = 0; i < kept; ++i) top = std::max(top, values[i] = candidates[i].first / t);
       float total = 0.0f;
-      for (int64_t i = 0; i < kept; ++i) total += weights[i] = std::exp(candidates[i].first / t - top);
+      for (int64_t i = 0; i < kept; ++i) total += weights[i] = std::exp(values[i] - top);
       float cumulative = 0.0f, best = -INFINITY;
       int64_t choice = 0;
       for (int64_t i = 0; i < kept; ++i) {
         const float probability = weights[i] / total;
         cumulative += probability;
         if (cumulative - probability > p) continue;          // past top_p: -inf
-        const float score = candidates[i].first / t - std::log(-std::log(noise[r * k + i]));
+        const float score = values[i] - std::log(-std::log(noise[r * k + i]));
         if (score > best) best = score, choice = i;
       }
       ids[r] = candidates[choice].second;

@@ -57,16 +57,16 @@ extern "C" int screened_head(int nparam, void **params, int *ndims, int64_t **sh
   const float slack = std::ldexp(1.0f, -19);
   thread_local std::vector<float> lower;
   thread_local std::vector<int32_t> rows;
-  thread_local std::vector<float> exact;
   for (int64_t r = 0; r < b; ++r) {
     const float *xr = x + r * h;
     float *yr = y + r * V;
     double l1 = 0.0;
     for (int64_t k = 0; k < h; ++k) l1 += std::fabs(static_cast<double>(xr[k]));
     const float c = static_cast<float>(l1 * factor * (1.0 + std::ldexp(1.0, -20)));
+    auto error = [&](int64_t v) { return screen_scale[v] * c + std::fabs(yr[v]) * slack; };   // e[v], above
     const int64_t kept = std::max<int64_t>(1, std::min<int64_t>({static_cast<int64_t>(top_k[r]), K, vocab}));
     lower.resize(vocab);
-    for (int64_t v = 0; v < vocab; ++v) lower[v] = yr[v] - (screen_scale[v] * c + std::fabs(yr[v]) * slack);
+    for (int64_t v = 0; v < vocab; ++v) lower[v] = yr[v] - error(v);
     float threshold;
     if (kept == 1) {
       threshold = *std::max_element(lower.begin(), lower.end());
@@ -76,18 +76,16 @@ extern "C" int screened_head(int nparam, void **params, int *ndims, int64_t **sh
     }
     rows.clear();
     for (int64_t v = 0; v < vocab; ++v)
-      if (yr[v] + (screen_scale[v] * c + std::fabs(yr[v]) * slack) >= threshold) rows.push_back(static_cast<int32_t>(v));
-    exact.assign(V, -INFINITY);
+      if (yr[v] + error(v) >= threshold) rows.push_back(static_cast<int32_t>(v));
+    std::fill(yr, yr + V, -INFINITY);                 // y8 is read no more: the row takes the exact logits
     const int64_t count = static_cast<int64_t>(rows.size());
     const int32_t *listed = rows.data();              // (the pool's threads have thread_locals of their own)
-    float *out = exact.data();
     codegeex::parallel_for(count, [&](int64_t begin, int64_t end) {
       if (half)
-        codegeex::dot_rows_f16(xr, static_cast<const uint16_t *>(table), listed + begin, end - begin, out, h);
+        codegeex::dot_rows_f16(xr, static_cast<const uint16_t *>(table), listed + begin, end - begin, yr, h);
       else
-        codegeex::dot_rows_f32(xr, static_cast<const float *>(table), listed + begin, end - begin, out, h);
+        codegeex::dot_rows_f32(xr, static_cast<const float *>(table), listed + begin, end - begin, yr, h);
     });
-    std::copy(exact.begin(), exact.end(), yr);
   }
   return 0;
 }
